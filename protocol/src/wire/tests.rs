@@ -1,0 +1,216 @@
+use super::*;
+use crate::access::{Permissions, Principal, SiteGrant, SiteUser};
+use crate::ids::Sha256Digest;
+use crate::recipe::ChunkRef;
+use proptest::prelude::*;
+
+fn samples() -> Vec<Message> {
+    let path = CatalogPath::parse("/fw/a.bin").unwrap();
+    let blob = BlobId::of(b"blob");
+    vec![
+        ErrorMsg {
+            code: ErrorCode::BadToken,
+            message: "no".into(),
+        }
+        .into(),
+        Enroll {
+            token: "t".into(),
+            node: "n1".into(),
+            csr_pem: "csr".into(),
+        }
+        .into(),
+        Enrolled {
+            site: "s".into(),
+            cert_pem: "c".into(),
+            ca_pem: "ca".into(),
+        }
+        .into(),
+        Hello {
+            software: "0.1".into(),
+            config_revision: 3,
+            desired_revision: 9,
+        }
+        .into(),
+        Welcome {
+            site: "s".into(),
+            node: "n".into(),
+            software: "0.1".into(),
+        }
+        .into(),
+        SiteConfigMsg {
+            config: SiteConfig {
+                revision: 2,
+                site: "s".into(),
+                users: vec![SiteUser {
+                    name: "u".into(),
+                    password_hash: Some("$argon2id$x".into()),
+                    ssh_keys: vec![],
+                }],
+                grants: vec![SiteGrant {
+                    principal: Principal::Anonymous,
+                    prefix: CatalogPath::root(),
+                    permissions: Permissions {
+                        read: true,
+                        list: false,
+                    },
+                }],
+            },
+        }
+        .into(),
+        DesiredState {
+            revision: 4,
+            artifacts: vec![ArtifactManifest {
+                path: path.clone(),
+                blob,
+                len: 5,
+                sha256: Sha256Digest::of(b"x"),
+                modified: 1,
+            }],
+        }
+        .into(),
+        StatusReport {
+            desired_revision: 4,
+            artifacts: vec![ArtifactStatus {
+                path,
+                blob,
+                state: ArtifactState::Failed,
+                bytes_total: 10,
+                bytes_needed: 5,
+                bytes_fetched: 1,
+                error: Some("disk full".into()),
+            }],
+        }
+        .into(),
+        RecipeRequest { blob }.into(),
+        RecipeResponse {
+            recipe: BlobRecipe {
+                len: 3,
+                blake3: blob,
+                sha256: Sha256Digest::of(b"abc"),
+                chunks: vec![ChunkRef {
+                    id: ChunkId::of(b"abc"),
+                    len: 3,
+                }],
+            },
+        }
+        .into(),
+        ChunkRequest {
+            blob,
+            chunks: vec![ChunkId::of(b"a"), ChunkId::of(b"b")],
+        }
+        .into(),
+        ChunkData {
+            id: ChunkId::of(b"abc"),
+            data: b"abc".to_vec(),
+        }
+        .into(),
+    ]
+}
+
+#[test]
+fn every_message_round_trips() {
+    let all = samples();
+    let kinds: std::collections::HashSet<u8> = all.iter().map(Message::kind).collect();
+    assert_eq!(kinds.len(), all.len(), "one sample per kind");
+    for m in all {
+        let bytes = encode(&m);
+        let (back, used) = decode(&bytes).unwrap();
+        assert_eq!(used, bytes.len());
+        assert_eq!(back, m);
+    }
+}
+
+#[test]
+fn chunk_header_matches_encoded_frame() {
+    let c = ChunkData {
+        id: ChunkId::of(b"xyz"),
+        data: b"xyz".to_vec(),
+    };
+    let full = encode(&c.clone().into());
+    let mut manual = chunk_data_header(&c.id, 3).to_vec();
+    manual.extend_from_slice(b"xyz");
+    assert_eq!(full, manual);
+}
+
+#[test]
+fn bad_headers_are_named() {
+    let good = encode(
+        &RecipeRequest {
+            blob: BlobId::of(b""),
+        }
+        .into(),
+    );
+    let mut b = good.clone();
+    b[0] = b'X';
+    assert!(matches!(decode(&b), Err(WireError::BadMagic(_))));
+    let mut b = good.clone();
+    b[3] = 2;
+    assert_eq!(decode(&b).unwrap_err(), WireError::UnsupportedVersion(2));
+    let mut b = good.clone();
+    b[4] = 99;
+    assert_eq!(decode(&b).unwrap_err(), WireError::UnknownKind(99));
+    let mut b = good.clone();
+    b[5] = 1;
+    assert_eq!(decode(&b).unwrap_err(), WireError::BadFlags(1));
+    let mut b = good.clone();
+    b[6..10].copy_from_slice(&(MAX_FRAME + 1).to_be_bytes());
+    assert_eq!(decode(&b).unwrap_err(), WireError::TooLarge(MAX_FRAME + 1));
+    // trailing bytes inside the announced payload
+    let mut b = good.clone();
+    b.push(0);
+    let len = u32::from_be_bytes(b[6..10].try_into().unwrap()) + 1;
+    b[6..10].copy_from_slice(&len.to_be_bytes());
+    assert!(matches!(decode(&b), Err(WireError::Malformed { .. })));
+}
+
+#[test]
+fn chunk_verify_detects_corruption() {
+    let mut c = ChunkData {
+        id: ChunkId::of(b"abc"),
+        data: b"abc".to_vec(),
+    };
+    c.verify().unwrap();
+    c.data[0] = b'x';
+    assert!(matches!(c.verify(), Err(WireError::ChunkMismatch(_))));
+}
+
+proptest! {
+    /// Every truncation of every valid frame is reported as truncated, never a panic.
+    #[test]
+    fn truncated_frames_are_rejected(i in 0usize..12, cut in 0usize..4096) {
+        let m = &samples()[i];
+        let bytes = encode(m);
+        let cut = cut % bytes.len();
+        let truncated = matches!(decode(&bytes[..cut]), Err(WireError::Truncated { .. }));
+        prop_assert!(truncated);
+    }
+
+    /// Arbitrary bytes never panic the decoder.
+    #[test]
+    fn garbage_never_panics(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = decode(&data);
+    }
+
+    /// Corrupting any payload byte after a valid header never panics and never yields
+    /// a different message of another kind.
+    #[test]
+    fn corrupted_payload_is_rejected_or_same_kind(i in 0usize..12, pos in 0usize..4096, byte in any::<u8>()) {
+        let m = &samples()[i];
+        let mut bytes = encode(m);
+        if bytes.len() > HEADER_LEN {
+            let p = HEADER_LEN + pos % (bytes.len() - HEADER_LEN);
+            bytes[p] = byte;
+        }
+        if let Ok((back, _)) = decode(&bytes) {
+            prop_assert_eq!(back.kind(), m.kind());
+        }
+    }
+
+    /// Frames with arbitrary header-valid kinds and random bodies never panic.
+    #[test]
+    fn random_bodies_never_panic(kind in 1u8..=11, body in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let mut f = header(kind, body.len()).to_vec();
+        f.extend_from_slice(&body);
+        let _ = decode(&f);
+    }
+}
