@@ -1,0 +1,73 @@
+//! The edge core every server and the origin session share: config, database, chunk store,
+//! the current site config (swapped atomically), the authenticator and the counters.
+
+use std::sync::{Arc, RwLock};
+
+use sitecast_protocol::SiteConfig;
+use sitecast_runtime::chunks::{ChunkStore, DiskChunkStore, DiskOptions};
+
+use crate::access::Authenticator;
+use crate::catalog::Catalog;
+use crate::config::EdgeConfig;
+use crate::error::Error;
+use crate::metrics::Metrics;
+
+/// Shared state of one edge node.
+pub struct Core {
+    /// The validated configuration.
+    pub cfg: EdgeConfig,
+    /// Database and published snapshot.
+    pub catalog: Arc<Catalog>,
+    /// Chunk store.
+    pub store: Arc<dyn ChunkStore>,
+    /// The site config in force (users, grants); replaced as a whole.
+    pub site: Arc<RwLock<Arc<SiteConfig>>>,
+    /// Password checks and failure limiting.
+    pub auth: Authenticator,
+    /// Counters.
+    pub metrics: Metrics,
+}
+
+impl Core {
+    /// Open the data directory: database `<data_dir>/edge.db`, chunks in `<data_dir>/chunks`.
+    ///
+    /// # Errors
+    /// The directory, database or store cannot be opened.
+    pub fn open(cfg: EdgeConfig) -> Result<Self, Error> {
+        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| Error::io("create", &cfg.data_dir, e))?;
+        let catalog = Catalog::open(&cfg.data_dir.join("edge.db"))?;
+        let store = DiskChunkStore::open(cfg.data_dir.join("chunks"), DiskOptions::default())?;
+        Ok(Self::with_parts(cfg, catalog, Arc::new(store))?)
+    }
+
+    /// Assemble a core from an opened catalog and store (tests use a memory store).
+    ///
+    /// # Errors
+    /// The stored site config does not decode.
+    pub fn with_parts(cfg: EdgeConfig, catalog: Catalog, store: Arc<dyn ChunkStore>) -> Result<Self, Error> {
+        let site = Arc::new(RwLock::new(Arc::new(catalog.site_config()?.unwrap_or_default())));
+        let auth = Authenticator::new(site.clone(), &cfg.http);
+        Ok(Self {
+            cfg,
+            catalog: Arc::new(catalog),
+            store,
+            site,
+            auth,
+            metrics: Metrics::default(),
+        })
+    }
+
+    /// The site config in force.
+    #[must_use]
+    pub fn site_config(&self) -> Arc<SiteConfig> {
+        self.site
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replace the site config in force (after it was persisted).
+    pub fn set_site_config(&self, cfg: SiteConfig) {
+        *self.site.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(cfg);
+    }
+}

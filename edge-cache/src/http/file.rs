@@ -1,0 +1,275 @@
+//! Serving one published artifact: conditionals, ranges, and a body streamed chunk by chunk.
+//!
+//! - strong `ETag` = `"<sha256 hex>"`, `Last-Modified` from the manifest, `Accept-Ranges: bytes`;
+//! - `If-None-Match` (any listed tag, weak comparison, or `*`) → 304; without it,
+//!   `If-Modified-Since` not older than the artifact → 304;
+//! - one `Range` (`a-b`, `a-`, `-n`) → 206 with `Content-Range`; an unsatisfiable one → 416 with
+//!   `Content-Range: bytes */<len>`; several ranges or a malformed header → 200 with everything;
+//! - `If-Range` (an ETag, compared strongly, or an HTTP date equal to `Last-Modified`) keeps the
+//!   range only when it matches;
+//! - the body is read from the chunk store one chunk at a time (each read verified against the
+//!   chunk id), one chunk ahead, so memory stays bounded whatever the file size. A chunk that
+//!   cannot be read aborts the response (the client sees a short body, never wrong bytes).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::http::header::{
+    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE,
+    IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, RANGE,
+};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use bytes::Bytes;
+use futures::StreamExt as _;
+use sitecast_protocol::{ArtifactManifest, ChunkId};
+
+use super::text;
+use crate::core::Core;
+
+/// What a `Range` header asks for, against a length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RangeReq {
+    /// No (usable) range: the whole body.
+    Full,
+    /// Bytes `start..=end`.
+    Part(u64, u64),
+    /// Nothing satisfiable.
+    Unsatisfiable,
+}
+
+/// Parse a `Range` header value for a body of `len` bytes (see the module docs).
+pub(crate) fn parse_range(value: &str, len: u64) -> RangeReq {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return RangeReq::Full;
+    };
+    if spec.contains(',') {
+        return RangeReq::Full;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return RangeReq::Full;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    if a.is_empty() {
+        let Ok(n) = b.parse::<u64>() else { return RangeReq::Full };
+        if n == 0 || len == 0 {
+            return RangeReq::Unsatisfiable;
+        }
+        return RangeReq::Part(len.saturating_sub(n), len - 1);
+    }
+    let Ok(start) = a.parse::<u64>() else { return RangeReq::Full };
+    let end = if b.is_empty() {
+        None
+    } else {
+        match b.parse::<u64>() {
+            Ok(e) if e >= start => Some(e),
+            _ => return RangeReq::Full,
+        }
+    };
+    if start >= len {
+        return RangeReq::Unsatisfiable;
+    }
+    RangeReq::Part(start, end.map_or(len - 1, |e| e.min(len - 1)))
+}
+
+fn etag_matches(list: &str, etag: &str) -> bool {
+    list.split(',').map(str::trim).any(|t| t == "*" || t.trim_start_matches("W/") == etag)
+}
+
+fn content_type(name: &str) -> &'static str {
+    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    match ext.as_deref() {
+        Some("json") => "application/json",
+        Some("txt" | "log" | "md") => "text/plain; charset=utf-8",
+        Some("html" | "htm") => "text/html; charset=utf-8",
+        Some("xml") => "application/xml",
+        Some("tar") => "application/x-tar",
+        Some("gz" | "tgz") => "application/gzip",
+        Some("zip") => "application/zip",
+        Some("pem" | "crt") => "application/x-pem-file",
+        _ => "application/octet-stream",
+    }
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &axum::http::HeaderName) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn set(r: &mut Response, name: axum::http::HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        r.headers_mut().insert(name, v);
+    }
+}
+
+/// Serve `m` (already authorized).
+pub(crate) async fn serve(core: &Arc<Core>, m: &ArtifactManifest, headers: &HeaderMap, head: bool) -> Response {
+    let etag = format!("\"{}\"", m.sha256.to_hex());
+    let modified = UNIX_EPOCH + Duration::from_secs(m.modified);
+    let last_modified = httpdate::fmt_http_date(modified);
+    let base = |status: StatusCode, body: Body| {
+        let mut r = Response::new(body);
+        *r.status_mut() = status;
+        set(&mut r, ETAG, &etag);
+        set(&mut r, LAST_MODIFIED, &last_modified);
+        set(&mut r, ACCEPT_RANGES, "bytes");
+        set(&mut r, CACHE_CONTROL, "no-cache");
+        r
+    };
+
+    // Conditionals.
+    if let Some(inm) = header_str(headers, &IF_NONE_MATCH) {
+        if etag_matches(inm, &etag) {
+            return base(StatusCode::NOT_MODIFIED, Body::empty());
+        }
+    } else if let Some(ims) = header_str(headers, &IF_MODIFIED_SINCE).and_then(|s| httpdate::parse_http_date(s).ok()) {
+        if modified <= ims {
+            return base(StatusCode::NOT_MODIFIED, Body::empty());
+        }
+    }
+
+    let len = m.len;
+    let mut range = header_str(headers, &RANGE).map_or(RangeReq::Full, |v| parse_range(v, len));
+    if range != RangeReq::Full {
+        if let Some(ir) = header_str(headers, &IF_RANGE) {
+            let ok = if ir.trim_start().starts_with('"') {
+                ir.trim() == etag
+            } else {
+                httpdate::parse_http_date(ir).is_ok_and(|d: SystemTime| d == modified)
+            };
+            if !ok {
+                range = RangeReq::Full;
+            }
+        }
+    }
+    let (status, start, end) = match range {
+        RangeReq::Full => (StatusCode::OK, 0, len),
+        RangeReq::Part(a, b) => (StatusCode::PARTIAL_CONTENT, a, b + 1),
+        RangeReq::Unsatisfiable => {
+            let mut r = text(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable");
+            set(&mut r, CONTENT_RANGE, &format!("bytes */{len}"));
+            set(&mut r, ETAG, &etag);
+            set(&mut r, ACCEPT_RANGES, "bytes");
+            return r;
+        }
+    };
+
+    let body = if head || start == end {
+        Body::empty()
+    } else {
+        match body_stream(core, m, start, end).await {
+            Ok(b) => b,
+            Err(msg) => {
+                tracing::error!(path = %m.path, error = %msg, "cannot serve artifact");
+                return text(StatusCode::INTERNAL_SERVER_ERROR, "artifact is unreadable at this edge");
+            }
+        }
+    };
+    let mut r = base(status, body);
+    set(&mut r, CONTENT_TYPE, content_type(m.path.name()));
+    set(&mut r, CONTENT_LENGTH, &(end - start).to_string());
+    if status == StatusCode::PARTIAL_CONTENT {
+        set(&mut r, CONTENT_RANGE, &format!("bytes {start}-{}/{len}", end - 1));
+    }
+    r
+}
+
+/// The pieces of chunks covering `start..end`: (chunk, from, to) within each chunk.
+fn pieces(recipe: &sitecast_protocol::BlobRecipe, start: u64, end: u64) -> Vec<(ChunkId, usize, usize)> {
+    let mut out = Vec::new();
+    for (off, c) in recipe.offsets() {
+        let c_end = off + u64::from(c.len);
+        if c_end <= start {
+            continue;
+        }
+        if off >= end {
+            break;
+        }
+        let from = start.max(off) - off;
+        let to = end.min(c_end) - off;
+        #[allow(clippy::cast_possible_truncation)] // both are within one chunk (≤ 256 KiB)
+        out.push((c.id, from as usize, to as usize));
+    }
+    out
+}
+
+async fn body_stream(core: &Arc<Core>, m: &ArtifactManifest, start: u64, end: u64) -> Result<Body, String> {
+    let catalog = core.catalog.clone();
+    let blob = m.blob;
+    let recipe = tokio::task::spawn_blocking(move || catalog.recipe(&blob))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("recipe of blob {blob} is missing"))?;
+    if recipe.len != m.len {
+        return Err(format!("recipe length {} differs from manifest length {}", recipe.len, m.len));
+    }
+    let parts = pieces(&recipe, start, end);
+    let core = core.clone();
+    let stream = futures::stream::iter(parts)
+        .map(move |(id, from, to)| {
+            let store = core.store.clone();
+            let core = core.clone();
+            async move {
+                let data = tokio::task::spawn_blocking(move || store.get(&id))
+                    .await
+                    .map_err(std::io::Error::other)?
+                    .map_err(|e| {
+                        tracing::error!(chunk = %id, error = %e, "chunk unreadable while serving");
+                        std::io::Error::other(e)
+                    })?;
+                if data.len() < to {
+                    return Err(std::io::Error::other(format!("chunk {id} is shorter than its recipe says")));
+                }
+                let piece = Bytes::from(data).slice(from..to);
+                core.metrics.http_bytes_served.fetch_add(piece.len() as u64, Ordering::Relaxed);
+                Ok::<_, std::io::Error>(piece)
+            }
+        })
+        .buffered(2);
+    Ok(Body::from_stream(stream))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        use RangeReq::{Full, Part, Unsatisfiable};
+        let cases: &[(&str, u64, RangeReq)] = &[
+            ("bytes=0-9", 100, Part(0, 9)),
+            ("bytes=90-", 100, Part(90, 99)),
+            ("bytes=90-200", 100, Part(90, 99)),
+            ("bytes=-10", 100, Part(90, 99)),
+            ("bytes=-200", 100, Part(0, 99)),
+            ("bytes=100-", 100, Unsatisfiable),
+            ("bytes=-0", 100, Unsatisfiable),
+            ("bytes=0-0", 0, Unsatisfiable),
+            ("bytes=5-2", 100, Full),
+            ("bytes=0-1,5-6", 100, Full),
+            ("items=0-1", 100, Full),
+            ("bytes=x-1", 100, Full),
+        ];
+        for (h, len, want) in cases {
+            assert_eq!(parse_range(h, *len), *want, "{h} of {len}");
+        }
+    }
+
+    #[test]
+    fn pieces_cover_exactly_the_range() {
+        use sitecast_protocol::{BlobId, BlobRecipe, ChunkRef, Sha256Digest};
+        let ids: Vec<ChunkId> = (0u8..3).map(|i| ChunkId::of(&[i])).collect();
+        let recipe = BlobRecipe {
+            len: 30,
+            blake3: BlobId::of(b""),
+            sha256: Sha256Digest::of(b""),
+            chunks: ids.iter().map(|id| ChunkRef { id: *id, len: 10 }).collect(),
+        };
+        assert_eq!(pieces(&recipe, 0, 30), vec![(ids[0], 0, 10), (ids[1], 0, 10), (ids[2], 0, 10)]);
+        assert_eq!(pieces(&recipe, 5, 15), vec![(ids[0], 5, 10), (ids[1], 0, 5)]);
+        assert_eq!(pieces(&recipe, 10, 20), vec![(ids[1], 0, 10)]);
+        assert_eq!(pieces(&recipe, 29, 30), vec![(ids[2], 9, 10)]);
+    }
+}

@@ -1,0 +1,186 @@
+//! Counters the edge exposes on its metrics listener (`/metrics`, `/healthz`).
+
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use sitecast_runtime::prom::Prom;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::core::Core;
+use crate::error::Error;
+
+/// State of the session with the origin, as a gauge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum SessionState {
+    /// No origin configured.
+    Disabled = 0,
+    /// Dialing or waiting to redial.
+    Connecting = 1,
+    /// Enrolling with a join token.
+    Enrolling = 2,
+    /// Control stream established.
+    Connected = 3,
+}
+
+impl SessionState {
+    fn name(self) -> &'static str {
+        match self {
+            SessionState::Disabled => "disabled",
+            SessionState::Connecting => "connecting",
+            SessionState::Enrolling => "enrolling",
+            SessionState::Connected => "connected",
+        }
+    }
+
+    const ALL: [SessionState; 4] = [
+        SessionState::Disabled,
+        SessionState::Connecting,
+        SessionState::Enrolling,
+        SessionState::Connected,
+    ];
+}
+
+/// The edge's counters (all monotonic except the session state).
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// HTTP responses by class: 2xx, 3xx, 4xx, 5xx.
+    pub http_responses: [AtomicU64; 4],
+    /// Body bytes sent to HTTP clients.
+    pub http_bytes_served: AtomicU64,
+    /// Chunks received from the origin and stored.
+    pub chunks_fetched: AtomicU64,
+    /// Chunk bytes received from the origin and stored.
+    pub bytes_fetched: AtomicU64,
+    /// Artifacts published (a new blob at a path).
+    pub artifacts_published: AtomicU64,
+    /// Artifact fetches that failed (disk full, verification, origin refusal).
+    pub fetch_failures: AtomicU64,
+    /// Chunks that failed verification on arrival.
+    pub chunks_rejected: AtomicU64,
+    session: AtomicU8,
+}
+
+impl Metrics {
+    /// Count an HTTP response with this status.
+    pub fn http_response(&self, status: u16) {
+        let i = match status {
+            200..=299 => 0,
+            300..=399 => 1,
+            400..=499 => 2,
+            _ => 3,
+        };
+        self.http_responses[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Set the session state gauge.
+    pub fn set_session(&self, s: SessionState) {
+        self.session.store(s as u8, Ordering::Relaxed);
+    }
+
+    /// The session state.
+    #[must_use]
+    pub fn session(&self) -> SessionState {
+        SessionState::ALL
+            .into_iter()
+            .find(|s| *s as u8 == self.session.load(Ordering::Relaxed))
+            .unwrap_or(SessionState::Disabled)
+    }
+
+    /// Render everything in Prometheus text format.
+    #[must_use]
+    pub fn render(&self, node: &str, published: usize) -> String {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut p = Prom::new();
+        for (i, class) in ["2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
+            p.counter(
+                "sitecast_edge_http_responses_total",
+                "HTTP responses sent, by status class.",
+                &[("node", node), ("class", class)],
+                get(&self.http_responses[i]),
+            );
+        }
+        p.counter(
+            "sitecast_edge_http_bytes_served_total",
+            "Body bytes served to HTTP clients.",
+            &[("node", node)],
+            get(&self.http_bytes_served),
+        );
+        p.counter(
+            "sitecast_edge_chunks_fetched_total",
+            "Chunks received from the origin, verified and stored.",
+            &[("node", node)],
+            get(&self.chunks_fetched),
+        );
+        p.counter(
+            "sitecast_edge_bytes_fetched_total",
+            "Chunk bytes received from the origin, verified and stored.",
+            &[("node", node)],
+            get(&self.bytes_fetched),
+        );
+        p.counter(
+            "sitecast_edge_chunks_rejected_total",
+            "Chunks from the origin that failed verification.",
+            &[("node", node)],
+            get(&self.chunks_rejected),
+        );
+        p.counter(
+            "sitecast_edge_artifacts_published_total",
+            "Artifacts published (a path switched to a complete, verified blob).",
+            &[("node", node)],
+            get(&self.artifacts_published),
+        );
+        p.counter(
+            "sitecast_edge_fetch_failures_total",
+            "Artifact fetches that failed (disk full, verification, origin refusal).",
+            &[("node", node)],
+            get(&self.fetch_failures),
+        );
+        #[allow(clippy::cast_precision_loss)]
+        p.gauge(
+            "sitecast_edge_published_artifacts",
+            "Artifacts currently published.",
+            &[("node", node)],
+            published as f64,
+        );
+        let now = self.session();
+        for s in SessionState::ALL {
+            p.gauge(
+                "sitecast_edge_session_state",
+                "Session with the origin: 1 for the current state.",
+                &[("node", node), ("state", s.name())],
+                if s == now { 1.0 } else { 0.0 },
+            );
+        }
+        p.finish()
+    }
+}
+
+/// The metrics listener: `/metrics` and `/healthz`.
+pub(crate) async fn serve(core: Arc<Core>, listener: TcpListener, cancel: CancellationToken) -> Result<(), Error> {
+    let addr = listener.local_addr().ok();
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(|axum::extract::State(core): axum::extract::State<Arc<Core>>| async move {
+                let body = core
+                    .metrics
+                    .render(&core.cfg.node, core.catalog.published().len());
+                ([(CONTENT_TYPE, sitecast_runtime::prom::CONTENT_TYPE)], body).into_response()
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(core);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(cancel.cancelled_owned())
+        .await
+        .map_err(|e| Error::Task {
+            name: "metrics server",
+            reason: format!("{addr:?}: {e}"),
+        })
+}

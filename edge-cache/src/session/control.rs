@@ -1,0 +1,184 @@
+//! The control stream: `Hello` → `Welcome`, then site configs and desired states from the
+//! origin, and status reports from the edge (a full one after `Welcome`, then the changed
+//! entries, coalesced over [`COALESCE`]).
+//!
+//! State is only touched by messages that decoded; a malformed or unexpected frame ends the
+//! stream with `ErrorMsg{BadRequest}` naming the problem, and the session reconnects.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sitecast_protocol::wire::{
+    ArtifactStatus, DesiredState, ErrorCode, ErrorMsg, Hello, Message, StatusReport,
+};
+use sitecast_protocol::{SiteConfig, SOFTWARE_VERSION};
+use sitecast_runtime::framed::{read_frame, write_frame};
+
+use super::state::{plan, Shared};
+use crate::core::Core;
+use crate::error::{blocking, Error};
+
+/// Longest a status change waits to be reported together with others.
+pub(crate) const COALESCE: Duration = Duration::from_millis(250);
+
+/// An established control stream.
+pub(crate) struct Control {
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+}
+
+/// Load the persisted desired state and transfer statuses into `shared` (on start).
+pub(crate) async fn load(core: &Arc<Core>, shared: &Arc<Shared>) -> Result<(), Error> {
+    let catalog = core.catalog.clone();
+    let (desired, transfers) = blocking("load state", move || Ok((catalog.desired()?, catalog.transfers()?))).await?;
+    let existing = transfers
+        .into_iter()
+        .map(|t| (t.path.as_str().to_owned(), t))
+        .collect();
+    let planned = plan(&desired, &core.catalog.published(), &existing);
+    let mut st = shared.lock();
+    st.desired = desired;
+    st.transfers = planned;
+    st.gc_needed = true;
+    Ok(())
+}
+
+/// Send `Hello` and wait for `Welcome`.
+pub(crate) async fn hello(core: &Arc<Core>, shared: &Arc<Shared>, conn: &quinn::Connection) -> Result<Control, Error> {
+    let (mut send, mut recv) = conn.open_bi().await?;
+    let hello = Hello {
+        software: SOFTWARE_VERSION.to_owned(),
+        config_revision: core.site_config().revision,
+        desired_revision: shared.lock().desired.revision,
+    };
+    write_frame(&mut send, &hello.into()).await?;
+    match read_frame(&mut recv).await? {
+        Some(Message::Welcome(w)) => {
+            tracing::info!(site = %w.site, node = %w.node, origin_version = %w.software, "connected to origin");
+            Ok(Control { send, recv })
+        }
+        Some(Message::Error(e)) => Err(Error::Protocol(format!(
+            "origin refused the session ({:?}): {}{}",
+            e.code,
+            e.message,
+            if e.code == ErrorCode::Unauthorized {
+                " — was this node or its site deleted? Remove <data_dir>/identity and enroll with a fresh join token"
+            } else {
+                ""
+            }
+        ))),
+        Some(other) => Err(Error::Protocol(format!("expected Welcome, got {}", other.name()))),
+        None => Err(Error::Protocol("origin closed the control stream before Welcome".into())),
+    }
+}
+
+async fn apply_config(core: &Arc<Core>, cfg: SiteConfig) -> Result<(), Error> {
+    let catalog = core.catalog.clone();
+    let stored = cfg.clone();
+    blocking("save site config", move || catalog.save_site_config(&stored)).await?;
+    tracing::info!(revision = cfg.revision, users = cfg.users.len(), grants = cfg.grants.len(), "site config applied");
+    core.set_site_config(cfg);
+    Ok(())
+}
+
+async fn apply_desired(core: &Arc<Core>, shared: &Arc<Shared>, desired: DesiredState) -> Result<(), Error> {
+    let catalog = core.catalog.clone();
+    let stored = desired.clone();
+    let gone = blocking("save desired state", move || catalog.save_desired(&stored)).await?;
+    for p in &gone {
+        tracing::info!(path = %p, "unpublished: no longer desired");
+    }
+    let published = core.catalog.published();
+    let changed: Vec<ArtifactStatus> = {
+        let mut st = shared.lock();
+        let planned = plan(&desired, &published, &st.transfers);
+        let changed: Vec<ArtifactStatus> = planned
+            .values()
+            .filter(|s| st.transfers.get(s.path.as_str()) != Some(*s))
+            .cloned()
+            .collect();
+        st.failed_at.retain(|k, _| planned.contains_key(k));
+        st.dirty = planned.keys().cloned().collect();
+        st.transfers = planned;
+        st.desired = desired.clone();
+        st.gc_needed = true;
+        changed
+    };
+    tracing::info!(revision = desired.revision, artifacts = desired.artifacts.len(), changed = changed.len(),
+        "desired state applied");
+    let catalog = core.catalog.clone();
+    blocking("save transfers", move || changed.iter().try_for_each(|s| catalog.save_transfer(s))).await?;
+    shared.report.notify_one();
+    shared.work.notify_one();
+    Ok(())
+}
+
+fn report(shared: &Shared, full: bool) -> Option<StatusReport> {
+    let mut st = shared.lock();
+    let keys: Vec<String> = if full {
+        st.dirty.clear();
+        st.transfers.keys().cloned().collect()
+    } else {
+        std::mem::take(&mut st.dirty).into_iter().collect()
+    };
+    let artifacts: Vec<ArtifactStatus> = keys.iter().filter_map(|k| st.transfers.get(k).cloned()).collect();
+    if !full && artifacts.is_empty() {
+        return None;
+    }
+    Some(StatusReport {
+        desired_revision: st.desired.revision,
+        artifacts,
+    })
+}
+
+/// Run the established control stream until it fails; returns why it ended.
+pub(crate) async fn run(core: Arc<Core>, shared: Arc<Shared>, control: Control) -> Error {
+    let Control { mut send, mut recv } = control;
+    let reader = async {
+        loop {
+            let msg = match read_frame(&mut recv).await {
+                Ok(Some(m)) => m,
+                Ok(None) => return Error::Protocol("origin finished the control stream".into()),
+                Err(e) if e.is_malformed() => return Error::Protocol(format!("bad frame on control stream: {e}")),
+                Err(e) => return e.into(),
+            };
+            let outcome = match msg {
+                Message::SiteConfig(m) => apply_config(&core, m.config).await,
+                Message::DesiredState(d) => apply_desired(&core, &shared, d).await,
+                Message::Error(e) => Err(Error::Protocol(format!("origin error ({:?}): {}", e.code, e.message))),
+                other => Err(Error::Protocol(format!("unexpected {} on the control stream", other.name()))),
+            };
+            if let Err(e) = outcome {
+                return e;
+            }
+        }
+    };
+    let writer = async {
+        let mut full = true;
+        loop {
+            if let Some(r) = report(&shared, full) {
+                let n = r.artifacts.len();
+                if let Err(e) = write_frame(&mut send, &r.into()).await {
+                    return Error::from(e);
+                }
+                tracing::debug!(full, artifacts = n, "status report sent");
+            }
+            full = false;
+            shared.report.notified().await;
+            tokio::time::sleep(COALESCE).await;
+        }
+    };
+    let err = tokio::select! {
+        e = reader => e,
+        e = writer => e,
+    };
+    if matches!(err, Error::Protocol(_)) {
+        let msg = ErrorMsg {
+            code: ErrorCode::BadRequest,
+            message: err.to_string(),
+        };
+        let _ = write_frame(&mut send, &msg.into()).await;
+        let _ = send.finish();
+    }
+    err
+}

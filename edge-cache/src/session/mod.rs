@@ -1,0 +1,306 @@
+//! The session with the origin: enrollment, the control stream, and reconciling to the
+//! desired state (see docs/internals.md, "QUIC, TLS and enrollment" and "Streams").
+//!
+//! Tasks:
+//! - the **connection loop** ([`Session::run`]) dials the origin forever, with exponential
+//!   backoff and jitter between `reconnect_min` and `reconnect_max` (reset after a session
+//!   that reached `Welcome`; a rejected join token waits `reconnect_max`). Without an identity
+//!   it enrolls first with the join token. Once `Welcome` arrives it publishes the connection
+//!   to the fetcher and runs the control stream until the connection ends;
+//! - the **control stream** ([`control`]) applies `SiteConfigMsg` (persisted, then swapped in)
+//!   and `DesiredState` (persisted with unpublishing, then planned) and sends status reports;
+//! - the **fetcher** ([`fetch`]) lives across connections: it picks one artifact at a time,
+//!   fetches what is missing over the current connection, verifies, publishes, and collects
+//!   unreferenced chunks. A lost connection leaves the artifact `fetching`; it resumes on the
+//!   next connection asking only for chunks still missing.
+
+mod control;
+mod fetch;
+mod state;
+mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng as _;
+use sitecast_protocol::wire::{Enroll, ErrorCode, Message};
+use sitecast_runtime::framed::{read_frame, write_frame};
+use sitecast_runtime::tls::{JoinToken, ORIGIN_SERVER_NAME};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+pub use self::tls::PinnedCaVerifier;
+use self::state::Shared;
+use self::tls::IdentityDir;
+use crate::core::Core;
+use crate::error::{blocking, Error};
+use crate::metrics::SessionState;
+
+/// The origin session of one edge node (see the module docs).
+pub struct Session {
+    core: Arc<Core>,
+    cancel: CancellationToken,
+    shared: Arc<Shared>,
+    conn_tx: watch::Sender<Option<quinn::Connection>>,
+    endpoint: Option<(bool, quinn::Endpoint)>,
+}
+
+/// What one connection attempt ended with.
+enum Ended {
+    /// The session reached `Welcome` and later ended.
+    AfterWelcome(Error),
+    /// The attempt failed before `Welcome`.
+    Before(Error),
+    /// Cancelled.
+    Cancelled,
+}
+
+impl Session {
+    /// A session for `core`, stopping when `cancel` fires.
+    #[must_use]
+    pub fn new(core: Arc<Core>, cancel: CancellationToken) -> Self {
+        let (conn_tx, _) = watch::channel(None);
+        Self {
+            core,
+            cancel,
+            shared: Arc::new(Shared::default()),
+            conn_tx,
+            endpoint: None,
+        }
+    }
+
+    /// Run until cancelled. Connection failures are retried forever; only local failures
+    /// that retrying cannot fix (unreadable identity or database) end it with an error.
+    ///
+    /// # Errors
+    /// See above.
+    pub async fn run(mut self) -> Result<(), Error> {
+        control::load(&self.core, &self.shared).await?;
+        let fetcher = tokio::spawn(fetch::run(
+            self.core.clone(),
+            self.shared.clone(),
+            self.conn_tx.subscribe(),
+            self.cancel.clone(),
+        ));
+        let q = self.core.cfg.quic.clone();
+        let mut attempt: u32 = 0;
+        let result = loop {
+            self.core.metrics.set_session(SessionState::Connecting);
+            let wait = match self.connect_once().await {
+                Ended::Cancelled => break Ok(()),
+                Ended::AfterWelcome(e) => {
+                    tracing::warn!(error = %e, "origin session ended; reconnecting");
+                    attempt = 0;
+                    q.reconnect_min
+                }
+                Ended::Before(Error::BadToken(msg)) => {
+                    tracing::error!(reason = %msg, retry_in = ?q.reconnect_max,
+                        "the origin rejected the join token; create a fresh one with \
+                         `sitecast ctl site join-token <site>` and restart the edge with it");
+                    q.reconnect_max
+                }
+                Ended::Before(e) if !e.is_retryable() && !matches!(e, Error::Tls(_) | Error::Config(_)) => {
+                    break Err(e);
+                }
+                Ended::Before(e) => {
+                    let wait = backoff(q.reconnect_min, q.reconnect_max, attempt);
+                    attempt = attempt.saturating_add(1);
+                    tracing::warn!(error = %e, retry_in = ?wait, "cannot reach the origin");
+                    wait
+                }
+            };
+            self.conn_tx.send_replace(None);
+            self.core.metrics.set_session(SessionState::Connecting);
+            tokio::select! {
+                () = self.cancel.cancelled() => break Ok(()),
+                () = tokio::time::sleep(wait) => {}
+            }
+        };
+        self.conn_tx.send_replace(None);
+        if let Some((_, ep)) = &self.endpoint {
+            ep.close(0u32.into(), b"edge stopping");
+        }
+        if result.is_err() {
+            fetcher.abort();
+        }
+        let fetched = fetcher.await;
+        match (result, fetched) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Ok(r)) => r,
+            (Ok(()), Err(e)) if e.is_cancelled() => Ok(()),
+            (Ok(()), Err(e)) => Err(Error::Task {
+                name: "fetcher",
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    async fn connect_once(&mut self) -> Ended {
+        let cancel = self.cancel.clone();
+        let r = tokio::select! {
+            () = cancel.cancelled() => return Ended::Cancelled,
+            r = self.dial_and_welcome() => r,
+        };
+        let (conn, control) = match r {
+            Ok(x) => x,
+            Err(e) => return Ended::Before(e),
+        };
+        self.core.metrics.set_session(SessionState::Connected);
+        self.conn_tx.send_replace(Some(conn.clone()));
+        self.shared.work.notify_one();
+        let e = tokio::select! {
+            () = self.cancel.cancelled() => {
+                conn.close(0u32.into(), b"edge stopping");
+                return Ended::Cancelled;
+            }
+            r = control::run(self.core.clone(), self.shared.clone(), control) => r,
+        };
+        conn.close(0u32.into(), b"control stream ended");
+        Ended::AfterWelcome(e)
+    }
+
+    fn origin(&self) -> String {
+        self.core.cfg.origin.clone().unwrap_or_default()
+    }
+
+    async fn resolve(&self) -> Result<SocketAddr, Error> {
+        let origin = self.origin();
+        let connect_err = |reason: String| Error::Connect {
+            origin: origin.clone(),
+            reason,
+        };
+        let mut addrs = tokio::net::lookup_host(origin.as_str())
+            .await
+            .map_err(|e| connect_err(format!("cannot resolve: {e}")))?;
+        let first = addrs.next();
+        first.ok_or_else(|| connect_err("name resolves to no address".into()))
+    }
+
+    fn endpoint(&mut self, v6: bool) -> Result<quinn::Endpoint, Error> {
+        if let Some((is_v6, ep)) = &self.endpoint {
+            if *is_v6 == v6 {
+                return Ok(ep.clone());
+            }
+        }
+        let bind: SocketAddr = if v6 {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        };
+        let ep = quinn::Endpoint::client(bind).map_err(|source| Error::Bind { addr: bind, source })?;
+        self.endpoint = Some((v6, ep.clone()));
+        Ok(ep)
+    }
+
+    async fn handshake(&mut self, cfg: quinn::ClientConfig) -> Result<quinn::Connection, Error> {
+        let addr = self.resolve().await?;
+        let ep = self.endpoint(addr.is_ipv6())?;
+        let origin = self.origin();
+        let connecting = ep
+            .connect_with(cfg, addr, ORIGIN_SERVER_NAME)
+            .map_err(|e| Error::Connect {
+                origin: origin.clone(),
+                reason: e.to_string(),
+            })?;
+        connecting.await.map_err(|e| Error::Connect {
+            origin,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Enroll if needed, connect with the node certificate, and complete Hello → Welcome.
+    async fn dial_and_welcome(&mut self) -> Result<(quinn::Connection, control::Control), Error> {
+        let ids = IdentityDir::new(&self.core.cfg.data_dir);
+        let identity = {
+            let ids = IdentityDir::new(&self.core.cfg.data_dir);
+            blocking("load identity", move || ids.load()).await?
+        };
+        let identity = match identity {
+            Some(id) => id,
+            None => {
+                self.enroll(ids).await?;
+                let ids = IdentityDir::new(&self.core.cfg.data_dir);
+                blocking("load identity", move || ids.load())
+                    .await?
+                    .ok_or_else(|| Error::Tls("identity missing right after enrollment".into()))?
+            }
+        };
+        let cfg = tls::node_config(identity, &self.core.cfg.quic)?;
+        let conn = self.handshake(cfg).await?;
+        let control = control::hello(&self.core, &self.shared, &conn).await?;
+        Ok((conn, control))
+    }
+
+    async fn enroll(&mut self, ids: IdentityDir) -> Result<(), Error> {
+        let Some(token_text) = self.core.cfg.join_token.clone() else {
+            return Err(Error::Config(
+                "this edge is not enrolled and has no join_token (--join-token) to enroll with".into(),
+            ));
+        };
+        let token: JoinToken = token_text
+            .parse()
+            .map_err(|e: sitecast_runtime::tls::JoinTokenError| Error::Config(e.to_string()))?;
+        self.core.metrics.set_session(SessionState::Enrolling);
+        let node = self.core.cfg.node.clone();
+        let (ids, csr_pem) = blocking("create csr", move || {
+            let csr = ids.csr(&node)?;
+            Ok((ids, csr))
+        })
+        .await?;
+        let cfg = tls::enroll_config(token.ca_sha256, &self.core.cfg.quic)?;
+        let conn = self.handshake(cfg).await?;
+        tracing::info!(origin = %self.origin(), node = %self.core.cfg.node, "enrolling with the join token");
+        let (mut send, mut recv) = conn.open_bi().await?;
+        let msg = Enroll {
+            token: token_text,
+            node: self.core.cfg.node.clone(),
+            csr_pem,
+        };
+        write_frame(&mut send, &msg.into()).await?;
+        let _ = send.finish();
+        let answer = read_frame(&mut recv).await?;
+        conn.close(0u32.into(), b"enrolled");
+        match answer {
+            Some(Message::Enrolled(e)) => {
+                let site = e.site.clone();
+                blocking("store identity", move || ids.store(&e.cert_pem, &e.ca_pem)).await?;
+                tracing::info!(site = %site, node = %self.core.cfg.node, "enrolled");
+                Ok(())
+            }
+            Some(Message::Error(e)) if e.code == ErrorCode::BadToken => Err(Error::BadToken(e.message)),
+            Some(Message::Error(e)) => Err(Error::Protocol(format!("enrollment refused ({:?}): {}", e.code, e.message))),
+            Some(other) => Err(Error::Protocol(format!("unexpected {} in answer to Enroll", other.name()))),
+            None => Err(Error::Protocol("origin closed the enrollment stream without an answer".into())),
+        }
+    }
+}
+
+/// Exponential backoff with jitter: `min · 2^attempt`, capped at `max`, then a uniformly
+/// random value in its upper half (never below `min`).
+pub(crate) fn backoff(min: Duration, max: Duration, attempt: u32) -> Duration {
+    let exp = min.saturating_mul(1u32 << attempt.min(20)).min(max);
+    let low = (exp / 2).max(min);
+    if low >= exp {
+        return exp;
+    }
+    rand::thread_rng().gen_range(low..=exp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        let (min, max) = (Duration::from_millis(500), Duration::from_secs(30));
+        assert_eq!(backoff(min, max, 0), min);
+        for attempt in 0..40 {
+            let d = backoff(min, max, attempt);
+            assert!(d >= min && d <= max, "{attempt}: {d:?}");
+        }
+        let d = backoff(min, max, 3);
+        assert!(d >= Duration::from_secs(2) && d <= Duration::from_secs(4), "{d:?}");
+        assert!(backoff(min, max, 30) >= Duration::from_secs(15));
+    }
+}
