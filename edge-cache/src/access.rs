@@ -64,13 +64,19 @@ pub fn decide(
     path: &CatalogPath,
     action: Action,
 ) -> Decision {
-    let mine = config.grants.iter().filter(|g| applies(&g.principal, principal));
+    let mine = config
+        .grants
+        .iter()
+        .filter(|g| applies(&g.principal, principal));
     let mut below = false;
     for g in mine {
         if permits(g.permissions, action) && path.is_under(&g.prefix) {
             return Decision::Allow;
         }
-        if (g.permissions.read || g.permissions.list) && g.prefix.is_under(path) && g.prefix != *path {
+        if (g.permissions.read || g.permissions.list)
+            && g.prefix.is_under(path)
+            && g.prefix != *path
+        {
             below = true;
         }
     }
@@ -84,7 +90,12 @@ pub fn decide(
 /// Whether a listing entry at `path` is shown to `principal`: it may read (`is_dir` false) or
 /// list (`is_dir` true) there, or one of its grants lies below the entry.
 #[must_use]
-pub fn visible(config: &SiteConfig, principal: Option<&str>, path: &CatalogPath, is_dir: bool) -> bool {
+pub fn visible(
+    config: &SiteConfig,
+    principal: Option<&str>,
+    path: &CatalogPath,
+    is_dir: bool,
+) -> bool {
     config
         .grants
         .iter()
@@ -155,7 +166,10 @@ impl Authenticator {
     /// If `client` is over the failure limit, how long until it may try again.
     #[must_use]
     pub fn blocked_for(&self, client: IpAddr) -> Option<Duration> {
-        let mut f = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut f = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
         let w = f.get(&client)?;
         let elapsed = now.duration_since(w.start);
@@ -167,14 +181,23 @@ impl Authenticator {
     }
 
     fn record_failure(&self, client: IpAddr) {
-        let mut f = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut f = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
         if f.len() > MAX_CACHE {
             f.retain(|_, w| now.duration_since(w.start) < WINDOW);
         }
-        let w = f.entry(client).or_insert(FailureWindow { start: now, count: 0 });
+        let w = f.entry(client).or_insert(FailureWindow {
+            start: now,
+            count: 0,
+        });
         if now.duration_since(w.start) >= WINDOW {
-            *w = FailureWindow { start: now, count: 0 };
+            *w = FailureWindow {
+                start: now,
+                count: 0,
+            };
         }
         w.count += 1;
     }
@@ -205,7 +228,10 @@ impl Authenticator {
         };
         let key = self.cache_key(user, password);
         {
-            let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut cache = self
+                .cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Some(c) = cache.get(&key) {
                 if c.expires > Instant::now() && c.user == user && c.password_hash == hash {
                     return AuthOutcome::User(user.to_owned());
@@ -215,8 +241,11 @@ impl Authenticator {
         }
         let (h, pw) = (hash.clone(), password.to_owned());
         let ok = tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&h)
-                .is_ok_and(|parsed| argon2::Argon2::default().verify_password(pw.as_bytes(), &parsed).is_ok())
+            PasswordHash::new(&h).is_ok_and(|parsed| {
+                argon2::Argon2::default()
+                    .verify_password(pw.as_bytes(), &parsed)
+                    .is_ok()
+            })
         })
         .await
         .unwrap_or(false);
@@ -224,7 +253,10 @@ impl Authenticator {
             self.record_failure(client);
             return AuthOutcome::Invalid;
         }
-        let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
         if cache.len() >= MAX_CACHE {
             cache.retain(|_, c| c.expires > now);
@@ -242,7 +274,7 @@ impl Authenticator {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use argon2::password_hash::{PasswordHasher, SaltString};
     use sitecast_protocol::{Permissions, SiteGrant, SiteUser};
@@ -306,7 +338,11 @@ mod tests {
             (Some("dave"), "/public/a.bin", Read, Allow),
         ];
         for (who, path, action, want) in cases {
-            assert_eq!(decide(&c, *who, &p(path), *action), *want, "{who:?} {path} {action:?}");
+            assert_eq!(
+                decide(&c, *who, &p(path), *action),
+                *want,
+                "{who:?} {path} {action:?}"
+            );
         }
         // Empty config: nobody may do anything.
         let empty = SiteConfig::default();
@@ -355,21 +391,48 @@ mod tests {
             let auth = Authenticator::new(shared.clone(), &http);
             let ip: IpAddr = "10.0.0.1".parse().unwrap();
             let other: IpAddr = "10.0.0.2".parse().unwrap();
-            assert_eq!(auth.authenticate(ip, "alice", "secret").await, AuthOutcome::User("alice".into()));
-            assert_eq!(auth.authenticate(ip, "alice", "secret").await, AuthOutcome::User("alice".into()));
+            assert_eq!(
+                auth.authenticate(ip, "alice", "secret").await,
+                AuthOutcome::User("alice".into())
+            );
+            assert_eq!(
+                auth.authenticate(ip, "alice", "secret").await,
+                AuthOutcome::User("alice".into())
+            );
             assert_eq!(auth.cache.lock().unwrap().len(), 1);
-            assert_eq!(auth.authenticate(ip, "alice", "wrong").await, AuthOutcome::Invalid);
-            assert_eq!(auth.authenticate(ip, "nobody", "x").await, AuthOutcome::Invalid);
-            assert_eq!(auth.authenticate(ip, "alice", "wrong").await, AuthOutcome::Invalid);
+            assert_eq!(
+                auth.authenticate(ip, "alice", "wrong").await,
+                AuthOutcome::Invalid
+            );
+            assert_eq!(
+                auth.authenticate(ip, "nobody", "x").await,
+                AuthOutcome::Invalid
+            );
+            assert_eq!(
+                auth.authenticate(ip, "alice", "wrong").await,
+                AuthOutcome::Invalid
+            );
             // Over the limit: even the right password is refused, before argon2.
-            assert!(matches!(auth.authenticate(ip, "alice", "secret").await, AuthOutcome::TooMany(_)));
+            assert!(matches!(
+                auth.authenticate(ip, "alice", "secret").await,
+                AuthOutcome::TooMany(_)
+            ));
             // Another address is unaffected.
-            assert_eq!(auth.authenticate(other, "alice", "secret").await, AuthOutcome::User("alice".into()));
+            assert_eq!(
+                auth.authenticate(other, "alice", "secret").await,
+                AuthOutcome::User("alice".into())
+            );
             // A changed password invalidates the cached login.
             c.users[0].password_hash = Some(hash("new"));
             *shared.write().unwrap() = Arc::new(c);
-            assert_eq!(auth.authenticate(other, "alice", "secret").await, AuthOutcome::Invalid);
-            assert_eq!(auth.authenticate(other, "alice", "new").await, AuthOutcome::User("alice".into()));
+            assert_eq!(
+                auth.authenticate(other, "alice", "secret").await,
+                AuthOutcome::Invalid
+            );
+            assert_eq!(
+                auth.authenticate(other, "alice", "new").await,
+                AuthOutcome::User("alice".into())
+            );
         })
         .await
         .unwrap();

@@ -103,14 +103,22 @@ fn parse_state(s: &str) -> ArtifactState {
     }
 }
 
-#[allow(clippy::cast_possible_wrap, clippy::cast_sign_loss)]
-fn manifest_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, Vec<u8>, i64, Vec<u8>, i64)> {
-    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+/// path, blob, len, sha256, modified as stored.
+type ManifestRow = (String, Vec<u8>, i64, Vec<u8>, i64);
+
+fn manifest_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ManifestRow> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+    ))
 }
 
 #[allow(clippy::cast_sign_loss)]
 fn build_manifest(
-    (path, blob, len, sha, modified): (String, Vec<u8>, i64, Vec<u8>, i64),
+    (path, blob, len, sha, modified): ManifestRow,
 ) -> Result<ArtifactManifest, Error> {
     let rec = |reason: String| Error::Record {
         what: format!("artifact {path}"),
@@ -149,14 +157,18 @@ impl Catalog {
             }
             map
         };
-        *cat.published.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(map);
+        *cat.published
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(map);
         Ok(cat)
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite half-written (transactions roll
         // back on drop), so a poisoned lock is safe to reuse.
-        self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The site config last received, if any.
@@ -166,7 +178,9 @@ impl Catalog {
     pub fn site_config(&self) -> Result<Option<SiteConfig>, Error> {
         let blob: Option<Vec<u8>> = self
             .conn()
-            .query_row("SELECT config FROM site_config WHERE id = 1", [], |r| r.get(0))
+            .query_row("SELECT config FROM site_config WHERE id = 1", [], |r| {
+                r.get(0)
+            })
             .optional()?;
         blob.map(|b| decode("site config", &b)).transpose()
     }
@@ -193,11 +207,14 @@ impl Catalog {
     pub fn desired(&self) -> Result<DesiredState, Error> {
         let conn = self.conn();
         let revision: i64 = conn
-            .query_row("SELECT revision FROM desired_state WHERE id = 1", [], |r| r.get(0))
+            .query_row("SELECT revision FROM desired_state WHERE id = 1", [], |r| {
+                r.get(0)
+            })
             .optional()?
             .unwrap_or(0);
-        let mut stmt = conn
-            .prepare("SELECT path, blob, len, sha256, modified FROM desired_artifacts ORDER BY path")?;
+        let mut stmt = conn.prepare(
+            "SELECT path, blob, len, sha256, modified FROM desired_artifacts ORDER BY path",
+        )?;
         let artifacts = stmt
             .query_map([], manifest_from_row)?
             .map(|r| build_manifest(r?))
@@ -286,7 +303,9 @@ impl Catalog {
     }
 
     fn recipe_cache(&self) -> MutexGuard<'_, HashMap<BlobId, Arc<BlobRecipe>>> {
-        self.recipes.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.recipes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Store a recipe (idempotent).
@@ -346,7 +365,10 @@ impl Catalog {
     }
 
     fn set_published(&self, map: PublishedMap) {
-        *self.published.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(map);
+        *self
+            .published
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(map);
     }
 
     /// The current published snapshot (cheap: an `Arc`).
@@ -376,7 +398,9 @@ impl Catalog {
         };
         let mut out: BTreeMap<String, DirEntry> = BTreeMap::new();
         for (path, m) in snap.range(prefix.clone()..) {
-            let Some(rest) = path.strip_prefix(&prefix) else { break };
+            let Some(rest) = path.strip_prefix(&prefix) else {
+                break;
+            };
             match rest.split_once('/') {
                 None => {
                     out.insert(rest.to_owned(), DirEntry::File(m.clone()));
@@ -460,7 +484,9 @@ impl Catalog {
             [],
         )?;
         let mut stmt = conn.prepare("SELECT blob, recipe FROM recipes")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
         let mut keep = HashSet::new();
         let mut live = HashSet::new();
         for row in rows {

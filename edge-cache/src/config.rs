@@ -122,7 +122,10 @@ impl std::fmt::Debug for EdgeConfig {
         f.debug_struct("EdgeConfig")
             .field("data_dir", &self.data_dir)
             .field("origin", &self.origin)
-            .field("join_token", &self.join_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "join_token",
+                &self.join_token.as_ref().map(|_| "<redacted>"),
+            )
             .field("node", &self.node)
             .field("http_listen", &self.http_listen)
             .field("metrics_listen", &self.metrics_listen)
@@ -197,11 +200,16 @@ impl EdgeConfig {
         }
         let q = &self.quic;
         if q.fetch_streams == 0 || q.fetch_streams > 64 {
-            return bad(format!("quic.fetch_streams {} must be 1..=64", q.fetch_streams));
+            return bad(format!(
+                "quic.fetch_streams {} must be 1..=64",
+                q.fetch_streams
+            ));
         }
         let max_chunk = u64::from(sitecast_protocol::MAX_CHUNK);
         if q.batch_bytes < max_chunk {
-            return bad(format!("quic.batch_bytes must be at least {max_chunk} (one chunk)"));
+            return bad(format!(
+                "quic.batch_bytes must be at least {max_chunk} (one chunk)"
+            ));
         }
         if q.stream_receive_window < max_chunk + 64 {
             return bad(format!(
@@ -229,6 +237,7 @@ impl EdgeConfig {
 }
 
 #[cfg(test)]
+#[allow(clippy::field_reassign_with_default, clippy::cloned_ref_to_slice_refs)]
 mod tests {
     use super::*;
 
@@ -257,7 +266,12 @@ mod tests {
         assert!(EdgeConfig::from_toml("bogus = 1").is_err());
         let mut c = EdgeConfig::default();
         c.origin = Some("nohost".into());
-        assert!(c.clone().validate().unwrap_err().to_string().contains("origin"));
+        assert!(c
+            .clone()
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("origin"));
         c.origin = None;
         c.node = "a/b".into();
         assert!(c.clone().validate().is_err());

@@ -34,18 +34,25 @@ impl Core {
     /// # Errors
     /// The directory, database or store cannot be opened.
     pub fn open(cfg: EdgeConfig) -> Result<Self, Error> {
-        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| Error::io("create", &cfg.data_dir, e))?;
+        std::fs::create_dir_all(&cfg.data_dir)
+            .map_err(|e| Error::io("create", &cfg.data_dir, e))?;
         let catalog = Catalog::open(&cfg.data_dir.join("edge.db"))?;
         let store = DiskChunkStore::open(cfg.data_dir.join("chunks"), DiskOptions::default())?;
-        Ok(Self::with_parts(cfg, catalog, Arc::new(store))?)
+        Self::with_parts(cfg, catalog, Arc::new(store))
     }
 
     /// Assemble a core from an opened catalog and store (tests use a memory store).
     ///
     /// # Errors
     /// The stored site config does not decode.
-    pub fn with_parts(cfg: EdgeConfig, catalog: Catalog, store: Arc<dyn ChunkStore>) -> Result<Self, Error> {
-        let site = Arc::new(RwLock::new(Arc::new(catalog.site_config()?.unwrap_or_default())));
+    pub fn with_parts(
+        cfg: EdgeConfig,
+        catalog: Catalog,
+        store: Arc<dyn ChunkStore>,
+    ) -> Result<Self, Error> {
+        let site = Arc::new(RwLock::new(Arc::new(
+            catalog.site_config()?.unwrap_or_default(),
+        )));
         let auth = Authenticator::new(site.clone(), &cfg.http);
         Ok(Self {
             cfg,
@@ -68,6 +75,9 @@ impl Core {
 
     /// Replace the site config in force (after it was persisted).
     pub fn set_site_config(&self, cfg: SiteConfig) {
-        *self.site.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(cfg);
+        *self
+            .site
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(cfg);
     }
 }

@@ -65,8 +65,12 @@ pub struct EdgeReady {
 }
 
 async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), Error> {
-    let l = TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source })?;
-    let local = l.local_addr().map_err(|source| Error::Bind { addr, source })?;
+    let l = TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })?;
+    let local = l
+        .local_addr()
+        .map_err(|source| Error::Bind { addr, source })?;
     Ok((l, local))
 }
 
@@ -77,7 +81,11 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), Error> {
 ///
 /// # Errors
 /// Invalid config, unusable data directory, a listener that cannot be bound, or a task failure.
-pub async fn run(cfg: EdgeConfig, cancel: CancellationToken, ready: oneshot::Sender<EdgeReady>) -> Result<(), Error> {
+pub async fn run(
+    cfg: EdgeConfig,
+    cancel: CancellationToken,
+    ready: oneshot::Sender<EdgeReady>,
+) -> Result<(), Error> {
     let cfg = cfg.validate()?;
     let data_dir = cfg.data_dir.clone();
     let core = Arc::new(error::blocking("open data dir", move || Core::open(cfg)).await?);
@@ -99,7 +107,12 @@ pub async fn run(cfg: EdgeConfig, cancel: CancellationToken, ready: oneshot::Sen
     }
     {
         let (core, stop) = (core.clone(), stop.clone());
-        tasks.spawn(async move { ("metrics server", metrics::serve(core, metrics_l, stop).await) });
+        tasks.spawn(async move {
+            (
+                "metrics server",
+                metrics::serve(core, metrics_l, stop).await,
+            )
+        });
     }
     if core.cfg.origin.is_some() {
         let session = Session::new(core.clone(), stop.clone());

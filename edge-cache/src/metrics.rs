@@ -162,17 +162,23 @@ impl Metrics {
 }
 
 /// The metrics listener: `/metrics` and `/healthz`.
-pub(crate) async fn serve(core: Arc<Core>, listener: TcpListener, cancel: CancellationToken) -> Result<(), Error> {
+pub(crate) async fn serve(
+    core: Arc<Core>,
+    listener: TcpListener,
+    cancel: CancellationToken,
+) -> Result<(), Error> {
     let addr = listener.local_addr().ok();
     let app = Router::new()
         .route(
             "/metrics",
-            get(|axum::extract::State(core): axum::extract::State<Arc<Core>>| async move {
-                let body = core
-                    .metrics
-                    .render(&core.cfg.node, core.catalog.published().len());
-                ([(CONTENT_TYPE, sitecast_runtime::prom::CONTENT_TYPE)], body).into_response()
-            }),
+            get(
+                |axum::extract::State(core): axum::extract::State<Arc<Core>>| async move {
+                    let body = core
+                        .metrics
+                        .render(&core.cfg.node, core.catalog.published().len());
+                    ([(CONTENT_TYPE, sitecast_runtime::prom::CONTENT_TYPE)], body).into_response()
+                },
+            ),
         )
         .route("/healthz", get(|| async { "ok" }))
         .with_state(core);

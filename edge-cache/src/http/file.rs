@@ -17,8 +17,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::http::header::{
-    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE,
-    IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, RANGE,
+    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG,
+    IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, RANGE,
 };
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
@@ -53,13 +53,17 @@ pub(crate) fn parse_range(value: &str, len: u64) -> RangeReq {
     };
     let (a, b) = (a.trim(), b.trim());
     if a.is_empty() {
-        let Ok(n) = b.parse::<u64>() else { return RangeReq::Full };
+        let Ok(n) = b.parse::<u64>() else {
+            return RangeReq::Full;
+        };
         if n == 0 || len == 0 {
             return RangeReq::Unsatisfiable;
         }
         return RangeReq::Part(len.saturating_sub(n), len - 1);
     }
-    let Ok(start) = a.parse::<u64>() else { return RangeReq::Full };
+    let Ok(start) = a.parse::<u64>() else {
+        return RangeReq::Full;
+    };
     let end = if b.is_empty() {
         None
     } else {
@@ -75,7 +79,9 @@ pub(crate) fn parse_range(value: &str, len: u64) -> RangeReq {
 }
 
 fn etag_matches(list: &str, etag: &str) -> bool {
-    list.split(',').map(str::trim).any(|t| t == "*" || t.trim_start_matches("W/") == etag)
+    list.split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t.trim_start_matches("W/") == etag)
 }
 
 fn content_type(name: &str) -> &'static str {
@@ -104,7 +110,12 @@ fn set(r: &mut Response, name: axum::http::HeaderName, value: &str) {
 }
 
 /// Serve `m` (already authorized).
-pub(crate) async fn serve(core: &Arc<Core>, m: &ArtifactManifest, headers: &HeaderMap, head: bool) -> Response {
+pub(crate) async fn serve(
+    core: &Arc<Core>,
+    m: &ArtifactManifest,
+    headers: &HeaderMap,
+    head: bool,
+) -> Response {
     let etag = format!("\"{}\"", m.sha256.to_hex());
     let modified = UNIX_EPOCH + Duration::from_secs(m.modified);
     let last_modified = httpdate::fmt_http_date(modified);
@@ -123,7 +134,9 @@ pub(crate) async fn serve(core: &Arc<Core>, m: &ArtifactManifest, headers: &Head
         if etag_matches(inm, &etag) {
             return base(StatusCode::NOT_MODIFIED, Body::empty());
         }
-    } else if let Some(ims) = header_str(headers, &IF_MODIFIED_SINCE).and_then(|s| httpdate::parse_http_date(s).ok()) {
+    } else if let Some(ims) =
+        header_str(headers, &IF_MODIFIED_SINCE).and_then(|s| httpdate::parse_http_date(s).ok())
+    {
         if modified <= ims {
             return base(StatusCode::NOT_MODIFIED, Body::empty());
         }
@@ -162,7 +175,10 @@ pub(crate) async fn serve(core: &Arc<Core>, m: &ArtifactManifest, headers: &Head
             Ok(b) => b,
             Err(msg) => {
                 tracing::error!(path = %m.path, error = %msg, "cannot serve artifact");
-                return text(StatusCode::INTERNAL_SERVER_ERROR, "artifact is unreadable at this edge");
+                return text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "artifact is unreadable at this edge",
+                );
             }
         }
     };
@@ -170,13 +186,21 @@ pub(crate) async fn serve(core: &Arc<Core>, m: &ArtifactManifest, headers: &Head
     set(&mut r, CONTENT_TYPE, content_type(m.path.name()));
     set(&mut r, CONTENT_LENGTH, &(end - start).to_string());
     if status == StatusCode::PARTIAL_CONTENT {
-        set(&mut r, CONTENT_RANGE, &format!("bytes {start}-{}/{len}", end - 1));
+        set(
+            &mut r,
+            CONTENT_RANGE,
+            &format!("bytes {start}-{}/{len}", end - 1),
+        );
     }
     r
 }
 
 /// The pieces of chunks covering `start..end`: (chunk, from, to) within each chunk.
-fn pieces(recipe: &sitecast_protocol::BlobRecipe, start: u64, end: u64) -> Vec<(ChunkId, usize, usize)> {
+fn pieces(
+    recipe: &sitecast_protocol::BlobRecipe,
+    start: u64,
+    end: u64,
+) -> Vec<(ChunkId, usize, usize)> {
     let mut out = Vec::new();
     for (off, c) in recipe.offsets() {
         let c_end = off + u64::from(c.len);
@@ -194,7 +218,12 @@ fn pieces(recipe: &sitecast_protocol::BlobRecipe, start: u64, end: u64) -> Vec<(
     out
 }
 
-async fn body_stream(core: &Arc<Core>, m: &ArtifactManifest, start: u64, end: u64) -> Result<Body, String> {
+async fn body_stream(
+    core: &Arc<Core>,
+    m: &ArtifactManifest,
+    start: u64,
+    end: u64,
+) -> Result<Body, String> {
     let catalog = core.catalog.clone();
     let blob = m.blob;
     let recipe = tokio::task::spawn_blocking(move || catalog.recipe(&blob))
@@ -203,7 +232,10 @@ async fn body_stream(core: &Arc<Core>, m: &ArtifactManifest, start: u64, end: u6
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("recipe of blob {blob} is missing"))?;
     if recipe.len != m.len {
-        return Err(format!("recipe length {} differs from manifest length {}", recipe.len, m.len));
+        return Err(format!(
+            "recipe length {} differs from manifest length {}",
+            recipe.len, m.len
+        ));
     }
     let parts = pieces(&recipe, start, end);
     let core = core.clone();
@@ -220,10 +252,14 @@ async fn body_stream(core: &Arc<Core>, m: &ArtifactManifest, start: u64, end: u6
                         std::io::Error::other(e)
                     })?;
                 if data.len() < to {
-                    return Err(std::io::Error::other(format!("chunk {id} is shorter than its recipe says")));
+                    return Err(std::io::Error::other(format!(
+                        "chunk {id} is shorter than its recipe says"
+                    )));
                 }
                 let piece = Bytes::from(data).slice(from..to);
-                core.metrics.http_bytes_served.fetch_add(piece.len() as u64, Ordering::Relaxed);
+                core.metrics
+                    .http_bytes_served
+                    .fetch_add(piece.len() as u64, Ordering::Relaxed);
                 Ok::<_, std::io::Error>(piece)
             }
         })
@@ -267,8 +303,14 @@ mod tests {
             sha256: Sha256Digest::of(b""),
             chunks: ids.iter().map(|id| ChunkRef { id: *id, len: 10 }).collect(),
         };
-        assert_eq!(pieces(&recipe, 0, 30), vec![(ids[0], 0, 10), (ids[1], 0, 10), (ids[2], 0, 10)]);
-        assert_eq!(pieces(&recipe, 5, 15), vec![(ids[0], 5, 10), (ids[1], 0, 5)]);
+        assert_eq!(
+            pieces(&recipe, 0, 30),
+            vec![(ids[0], 0, 10), (ids[1], 0, 10), (ids[2], 0, 10)]
+        );
+        assert_eq!(
+            pieces(&recipe, 5, 15),
+            vec![(ids[0], 5, 10), (ids[1], 0, 5)]
+        );
         assert_eq!(pieces(&recipe, 10, 20), vec![(ids[1], 0, 10)]);
         assert_eq!(pieces(&recipe, 29, 30), vec![(ids[2], 9, 10)]);
     }

@@ -104,13 +104,15 @@ pub(crate) fn serve(
                 modified: rfc3339(m.modified),
                 sha256: Some(m.sha256.to_hex()),
             }),
-            DirEntry::Dir { path, modified } => visible(site, principal, &path, true).then(|| JsonEntry {
-                name: path.name().to_owned(),
-                kind: "dir",
-                size: None,
-                modified: rfc3339(modified),
-                sha256: None,
-            }),
+            DirEntry::Dir { path, modified } => {
+                visible(site, principal, &path, true).then(|| JsonEntry {
+                    name: path.name().to_owned(),
+                    kind: "dir",
+                    size: None,
+                    modified: rfc3339(modified),
+                    sha256: None,
+                })
+            }
         })
         .collect();
     let (ctype, body) = if wants_json(headers) {
@@ -118,12 +120,19 @@ pub(crate) fn serve(
             path: dir.as_str(),
             entries,
         };
-        ("application/json", serde_json::to_string(&listing).unwrap_or_default())
+        (
+            "application/json",
+            serde_json::to_string(&listing).unwrap_or_default(),
+        )
     } else {
         ("text/html; charset=utf-8", html(dir, &entries))
     };
     let len = body.len();
-    let mut r = Response::new(if head { Body::empty() } else { Body::from(body) });
+    let mut r = Response::new(if head {
+        Body::empty()
+    } else {
+        Body::from(body)
+    });
     *r.status_mut() = StatusCode::OK;
     let h = r.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
@@ -175,6 +184,9 @@ mod tests {
         let p = CatalogPath::parse("/fw/a b/x&y<.bin").unwrap();
         assert_eq!(href(&p, false), "/fw/a%20b/x%26y%3C.bin");
         assert_eq!(href(&CatalogPath::root(), true), "/");
-        assert_eq!(html_escape("<a href=\"x\">"), "&lt;a href=&quot;x&quot;&gt;");
+        assert_eq!(
+            html_escape("<a href=\"x\">"),
+            "&lt;a href=&quot;x&quot;&gt;"
+        );
     }
 }

@@ -77,15 +77,19 @@ pub(crate) fn text(status: StatusCode, msg: impl Into<String>) -> Response {
     body.push('\n');
     let mut r = Response::new(Body::from(body));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
 fn unauthorized(msg: &str) -> Response {
     let mut r = text(StatusCode::UNAUTHORIZED, msg);
-    r.headers_mut()
-        .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"sitecast\""));
+    r.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"sitecast\""),
+    );
     r
 }
 
@@ -111,7 +115,9 @@ fn basic_credentials(headers: &HeaderMap) -> Option<Result<(String, String), ()>
         if !scheme.eq_ignore_ascii_case("basic") {
             return None;
         }
-        let raw = base64::engine::general_purpose::STANDARD.decode(rest.trim()).ok()?;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(rest.trim())
+            .ok()?;
         let text = String::from_utf8(raw).ok()?;
         let (u, p) = text.split_once(':')?;
         Some((u.to_owned(), p.to_owned()))
@@ -136,10 +142,20 @@ async fn handle(State(core): State<Arc<Core>>, request: Request) -> Response {
     resp
 }
 
-async fn serve(core: &Arc<Core>, client: SocketAddr, method: &Method, headers: &HeaderMap, uri: &Uri) -> Response {
+async fn serve(
+    core: &Arc<Core>,
+    client: SocketAddr,
+    method: &Method,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Response {
     if method != Method::GET && method != Method::HEAD {
-        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD are supported");
-        r.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        let mut r = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET and HEAD are supported",
+        );
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
     }
     let (path, slash) = match parse_request_path(uri.path()) {
@@ -150,18 +166,24 @@ async fn serve(core: &Arc<Core>, client: SocketAddr, method: &Method, headers: &
     let principal = match basic_credentials(headers) {
         None => None,
         Some(Err(())) => return unauthorized("malformed Authorization header (expected Basic)"),
-        Some(Ok((user, password))) => match core.auth.authenticate(client.ip(), &user, &password).await {
-            AuthOutcome::User(u) => {
-                tracing::Span::current().record("user", u.as_str());
-                Some(u)
+        Some(Ok((user, password))) => {
+            match core.auth.authenticate(client.ip(), &user, &password).await {
+                AuthOutcome::User(u) => {
+                    tracing::Span::current().record("user", u.as_str());
+                    Some(u)
+                }
+                AuthOutcome::Invalid => return unauthorized("invalid user name or password"),
+                AuthOutcome::TooMany(wait) => {
+                    let mut r = text(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too many failed logins; try again later",
+                    );
+                    r.headers_mut()
+                        .insert(RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
+                    return r;
+                }
             }
-            AuthOutcome::Invalid => return unauthorized("invalid user name or password"),
-            AuthOutcome::TooMany(wait) => {
-                let mut r = text(StatusCode::TOO_MANY_REQUESTS, "too many failed logins; try again later");
-                r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
-                return r;
-            }
-        },
+        }
     };
 
     enum Target {
@@ -171,7 +193,10 @@ async fn serve(core: &Arc<Core>, client: SocketAddr, method: &Method, headers: &
     }
     let target = match (!slash).then(|| core.catalog.lookup(&path)).flatten() {
         Some(m) => Target::File(m),
-        None => core.catalog.list_dir(&path).map_or(Target::Missing, Target::Dir),
+        None => core
+            .catalog
+            .list_dir(&path)
+            .map_or(Target::Missing, Target::Dir),
     };
     let action = if matches!(target, Target::Dir(_)) {
         Action::List
@@ -188,10 +213,13 @@ async fn serve(core: &Arc<Core>, client: SocketAddr, method: &Method, headers: &
     let head = method == Method::HEAD;
     match target {
         Target::File(m) => file::serve(core, &m, headers, head).await,
-        Target::Dir(entries) => listing::serve(&site, principal.as_deref(), &path, entries, headers, head),
+        Target::Dir(entries) => {
+            listing::serve(&site, principal.as_deref(), &path, entries, headers, head)
+        }
         Target::Missing => text(StatusCode::NOT_FOUND, "not found"),
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::field_reassign_with_default, clippy::cloned_ref_to_slice_refs)]
 mod tests;

@@ -30,7 +30,10 @@ pub(crate) struct Control {
 /// Load the persisted desired state and transfer statuses into `shared` (on start).
 pub(crate) async fn load(core: &Arc<Core>, shared: &Arc<Shared>) -> Result<(), Error> {
     let catalog = core.catalog.clone();
-    let (desired, transfers) = blocking("load state", move || Ok((catalog.desired()?, catalog.transfers()?))).await?;
+    let (desired, transfers) = blocking("load state", move || {
+        Ok((catalog.desired()?, catalog.transfers()?))
+    })
+    .await?;
     let existing = transfers
         .into_iter()
         .map(|t| (t.path.as_str().to_owned(), t))
@@ -44,7 +47,11 @@ pub(crate) async fn load(core: &Arc<Core>, shared: &Arc<Shared>) -> Result<(), E
 }
 
 /// Send `Hello` and wait for `Welcome`.
-pub(crate) async fn hello(core: &Arc<Core>, shared: &Arc<Shared>, conn: &quinn::Connection) -> Result<Control, Error> {
+pub(crate) async fn hello(
+    core: &Arc<Core>,
+    shared: &Arc<Shared>,
+    conn: &quinn::Connection,
+) -> Result<Control, Error> {
     let (mut send, mut recv) = conn.open_bi().await?;
     let hello = Hello {
         software: SOFTWARE_VERSION.to_owned(),
@@ -67,21 +74,38 @@ pub(crate) async fn hello(core: &Arc<Core>, shared: &Arc<Shared>, conn: &quinn::
                 ""
             }
         ))),
-        Some(other) => Err(Error::Protocol(format!("expected Welcome, got {}", other.name()))),
-        None => Err(Error::Protocol("origin closed the control stream before Welcome".into())),
+        Some(other) => Err(Error::Protocol(format!(
+            "expected Welcome, got {}",
+            other.name()
+        ))),
+        None => Err(Error::Protocol(
+            "origin closed the control stream before Welcome".into(),
+        )),
     }
 }
 
 async fn apply_config(core: &Arc<Core>, cfg: SiteConfig) -> Result<(), Error> {
     let catalog = core.catalog.clone();
     let stored = cfg.clone();
-    blocking("save site config", move || catalog.save_site_config(&stored)).await?;
-    tracing::info!(revision = cfg.revision, users = cfg.users.len(), grants = cfg.grants.len(), "site config applied");
+    blocking("save site config", move || {
+        catalog.save_site_config(&stored)
+    })
+    .await?;
+    tracing::info!(
+        revision = cfg.revision,
+        users = cfg.users.len(),
+        grants = cfg.grants.len(),
+        "site config applied"
+    );
     core.set_site_config(cfg);
     Ok(())
 }
 
-async fn apply_desired(core: &Arc<Core>, shared: &Arc<Shared>, desired: DesiredState) -> Result<(), Error> {
+async fn apply_desired(
+    core: &Arc<Core>,
+    shared: &Arc<Shared>,
+    desired: DesiredState,
+) -> Result<(), Error> {
     let catalog = core.catalog.clone();
     let stored = desired.clone();
     let gone = blocking("save desired state", move || catalog.save_desired(&stored)).await?;
@@ -104,10 +128,17 @@ async fn apply_desired(core: &Arc<Core>, shared: &Arc<Shared>, desired: DesiredS
         st.gc_needed = true;
         changed
     };
-    tracing::info!(revision = desired.revision, artifacts = desired.artifacts.len(), changed = changed.len(),
-        "desired state applied");
+    tracing::info!(
+        revision = desired.revision,
+        artifacts = desired.artifacts.len(),
+        changed = changed.len(),
+        "desired state applied"
+    );
     let catalog = core.catalog.clone();
-    blocking("save transfers", move || changed.iter().try_for_each(|s| catalog.save_transfer(s))).await?;
+    blocking("save transfers", move || {
+        changed.iter().try_for_each(|s| catalog.save_transfer(s))
+    })
+    .await?;
     shared.report.notify_one();
     shared.work.notify_one();
     Ok(())
@@ -121,7 +152,10 @@ fn report(shared: &Shared, full: bool) -> Option<StatusReport> {
     } else {
         std::mem::take(&mut st.dirty).into_iter().collect()
     };
-    let artifacts: Vec<ArtifactStatus> = keys.iter().filter_map(|k| st.transfers.get(k).cloned()).collect();
+    let artifacts: Vec<ArtifactStatus> = keys
+        .iter()
+        .filter_map(|k| st.transfers.get(k).cloned())
+        .collect();
     if !full && artifacts.is_empty() {
         return None;
     }
@@ -139,14 +173,22 @@ pub(crate) async fn run(core: Arc<Core>, shared: Arc<Shared>, control: Control) 
             let msg = match read_frame(&mut recv).await {
                 Ok(Some(m)) => m,
                 Ok(None) => return Error::Protocol("origin finished the control stream".into()),
-                Err(e) if e.is_malformed() => return Error::Protocol(format!("bad frame on control stream: {e}")),
+                Err(e) if e.is_malformed() => {
+                    return Error::Protocol(format!("bad frame on control stream: {e}"))
+                }
                 Err(e) => return e.into(),
             };
             let outcome = match msg {
                 Message::SiteConfig(m) => apply_config(&core, m.config).await,
                 Message::DesiredState(d) => apply_desired(&core, &shared, d).await,
-                Message::Error(e) => Err(Error::Protocol(format!("origin error ({:?}): {}", e.code, e.message))),
-                other => Err(Error::Protocol(format!("unexpected {} on the control stream", other.name()))),
+                Message::Error(e) => Err(Error::Protocol(format!(
+                    "origin error ({:?}): {}",
+                    e.code, e.message
+                ))),
+                other => Err(Error::Protocol(format!(
+                    "unexpected {} on the control stream",
+                    other.name()
+                ))),
             };
             if let Err(e) = outcome {
                 return e;

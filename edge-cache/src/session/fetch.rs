@@ -22,7 +22,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use sha2::Digest as _;
-use sitecast_protocol::wire::{ArtifactState, ArtifactStatus, ChunkRequest, ErrorCode, Message, RecipeRequest};
+use sitecast_protocol::wire::{
+    ArtifactState, ArtifactStatus, ChunkRequest, ErrorCode, Message, RecipeRequest,
+};
 use sitecast_protocol::{ArtifactManifest, BlobId, BlobRecipe, ChunkId, Sha256Digest};
 use sitecast_runtime::chunks::StoreError;
 use sitecast_runtime::framed::{read_frame, write_frame};
@@ -55,7 +57,8 @@ pub(crate) async fn run(
         let artifact = match next {
             Ok(a) => a,
             Err(wait) => {
-                let sleep = tokio::time::sleep(wait.unwrap_or(std::time::Duration::from_secs(3600)));
+                let sleep =
+                    tokio::time::sleep(wait.unwrap_or(std::time::Duration::from_secs(3600)));
                 tokio::select! {
                     () = cancel.cancelled() => return Ok(()),
                     () = shared.work.notified() => {}
@@ -81,7 +84,9 @@ pub(crate) async fn run(
         };
         match outcome {
             Ok(true) => {
-                core.metrics.artifacts_published.fetch_add(1, Ordering::Relaxed);
+                core.metrics
+                    .artifacts_published
+                    .fetch_add(1, Ordering::Relaxed);
                 shared.lock().gc_needed = true;
             }
             Ok(false) => tracing::debug!(path = %artifact.path, "no longer desired; dropped"),
@@ -100,14 +105,18 @@ pub(crate) async fn run(
 
 async fn fail(core: &Arc<Core>, shared: &Arc<Shared>, a: &ArtifactManifest, e: &Error) {
     let reason = match e {
-        Error::Db(_) if e.is_no_space() => format!("no space left on device while writing the database: {e}"),
+        Error::Db(_) if e.is_no_space() => {
+            format!("no space left on device while writing the database: {e}")
+        }
         _ => e.to_string(),
     };
     tracing::error!(path = %a.path, blob = %a.blob.short(), reason = %reason, retry_in = ?core.cfg.retry_failed,
         "artifact failed");
     core.metrics.fetch_failures.fetch_add(1, Ordering::Relaxed);
     let previous = shared.lock().transfers.get(a.path.as_str()).cloned();
-    let mut status = previous.filter(|p| p.blob == a.blob).unwrap_or_else(|| start_status(a, None, 0));
+    let mut status = previous
+        .filter(|p| p.blob == a.blob)
+        .unwrap_or_else(|| start_status(a, None, 0));
     status.state = ArtifactState::Failed;
     status.error = Some(reason);
     shared.update(status.clone());
@@ -117,7 +126,11 @@ async fn fail(core: &Arc<Core>, shared: &Arc<Shared>, a: &ArtifactManifest, e: &
     }
 }
 
-async fn get_recipe(core: &Arc<Core>, conn: &quinn::Connection, a: &ArtifactManifest) -> Result<Arc<BlobRecipe>, Error> {
+async fn get_recipe(
+    core: &Arc<Core>,
+    conn: &quinn::Connection,
+    a: &ArtifactManifest,
+) -> Result<Arc<BlobRecipe>, Error> {
     let catalog = core.catalog.clone();
     let blob = a.blob;
     if let Some(r) = blocking("read recipe", move || catalog.recipe(&blob)).await? {
@@ -129,13 +142,28 @@ async fn get_recipe(core: &Arc<Core>, conn: &quinn::Connection, a: &ArtifactMani
     let recipe = match read_frame(&mut recv).await? {
         Some(Message::RecipeResponse(r)) => r.recipe,
         Some(Message::Error(e)) if e.code == ErrorCode::NotFound => {
-            return Err(Error::Artifact(format!("the origin no longer has blob {} ({})", a.blob, e.message)));
+            return Err(Error::Artifact(format!(
+                "the origin no longer has blob {} ({})",
+                a.blob, e.message
+            )));
         }
         Some(Message::Error(e)) => {
-            return Err(Error::Protocol(format!("recipe request refused ({:?}): {}", e.code, e.message)));
+            return Err(Error::Protocol(format!(
+                "recipe request refused ({:?}): {}",
+                e.code, e.message
+            )));
         }
-        Some(other) => return Err(Error::Protocol(format!("expected RecipeResponse, got {}", other.name()))),
-        None => return Err(Error::Protocol("origin closed the recipe stream without an answer".into())),
+        Some(other) => {
+            return Err(Error::Protocol(format!(
+                "expected RecipeResponse, got {}",
+                other.name()
+            )))
+        }
+        None => {
+            return Err(Error::Protocol(
+                "origin closed the recipe stream without an answer".into(),
+            ))
+        }
     };
     check_recipe(&recipe, a)?;
     let catalog = core.catalog.clone();
@@ -192,13 +220,24 @@ async fn fetch_artifact(
     }
 
     let progress = Arc::new(Mutex::new(status));
-    fetch_chunks(core, shared, conn, a, batches(&missing, core.cfg.quic.batch_bytes), &progress).await?;
+    fetch_chunks(
+        core,
+        shared,
+        conn,
+        a,
+        batches(&missing, core.cfg.quic.batch_bytes),
+        &progress,
+    )
+    .await?;
 
     if !still_desired(shared, a) {
         return Ok(false);
     }
     verify_blob(core, &recipe).await?;
-    let mut done = progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let mut done = progress
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
     done.state = ArtifactState::Complete;
     done.bytes_fetched = done.bytes_needed;
     done.error = None;
@@ -237,8 +276,14 @@ async fn fetch_chunks(
         let queue = queue.clone();
         async move {
             loop {
-                let next = queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).batches.pop_front();
-                let Some(batch) = next else { return Ok::<(), Error>(()) };
+                let next = queue
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .batches
+                    .pop_front();
+                let Some(batch) = next else {
+                    return Ok::<(), Error>(());
+                };
                 fetch_batch(core, shared, conn, a.blob, batch, &queue, progress).await?;
             }
         }
@@ -269,15 +314,29 @@ async fn fetch_batch(
         let data = match read_frame(&mut recv).await? {
             Some(Message::ChunkData(c)) if c.id == *id => c.data,
             Some(Message::ChunkData(c)) => {
-                return Err(Error::Protocol(format!("asked for chunk {id}, origin sent {}", c.id)));
+                return Err(Error::Protocol(format!(
+                    "asked for chunk {id}, origin sent {}",
+                    c.id
+                )));
             }
             Some(Message::Error(e)) if e.code == ErrorCode::NotFound => {
-                return Err(Error::Artifact(format!("the origin no longer has chunk {id}: {}", e.message)));
+                return Err(Error::Artifact(format!(
+                    "the origin no longer has chunk {id}: {}",
+                    e.message
+                )));
             }
             Some(Message::Error(e)) => {
-                return Err(Error::Protocol(format!("chunk request refused ({:?}): {}", e.code, e.message)));
+                return Err(Error::Protocol(format!(
+                    "chunk request refused ({:?}): {}",
+                    e.code, e.message
+                )));
             }
-            Some(other) => return Err(Error::Protocol(format!("expected ChunkData, got {}", other.name()))),
+            Some(other) => {
+                return Err(Error::Protocol(format!(
+                    "expected ChunkData, got {}",
+                    other.name()
+                )))
+            }
             None => {
                 return Err(Error::Protocol(format!(
                     "origin ended the chunk stream after {i} of {} chunks",
@@ -304,7 +363,9 @@ async fn fetch_batch(
                 core.metrics.chunks_fetched.fetch_add(1, Ordering::Relaxed);
                 core.metrics.bytes_fetched.fetch_add(n, Ordering::Relaxed);
                 let snapshot = {
-                    let mut p = progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let mut p = progress
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                     p.bytes_fetched = (p.bytes_fetched + n).min(p.bytes_needed);
                     p.clone()
                 };
@@ -312,7 +373,9 @@ async fn fetch_batch(
             }
             Err(StoreError::Mismatch(_)) => {
                 core.metrics.chunks_rejected.fetch_add(1, Ordering::Relaxed);
-                let mut q = queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut q = queue
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 let tries = q.retried.entry(id).or_insert(0);
                 *tries += 1;
                 if *tries > 1 {

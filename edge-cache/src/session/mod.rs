@@ -30,9 +30,9 @@ use sitecast_runtime::tls::{JoinToken, ORIGIN_SERVER_NAME};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-pub use self::tls::PinnedCaVerifier;
 use self::state::Shared;
 use self::tls::IdentityDir;
+pub use self::tls::PinnedCaVerifier;
 use crate::core::Core;
 use crate::error::{blocking, Error};
 use crate::metrics::SessionState;
@@ -100,7 +100,9 @@ impl Session {
                          `sitecast ctl site join-token <site>` and restart the edge with it");
                     q.reconnect_max
                 }
-                Ended::Before(e) if !e.is_retryable() && !matches!(e, Error::Tls(_) | Error::Config(_)) => {
+                Ended::Before(e)
+                    if !e.is_retryable() && !matches!(e, Error::Tls(_) | Error::Config(_)) =>
+                {
                     break Err(e);
                 }
                 Ended::Before(e) => {
@@ -188,7 +190,8 @@ impl Session {
         } else {
             (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
         };
-        let ep = quinn::Endpoint::client(bind).map_err(|source| Error::Bind { addr: bind, source })?;
+        let ep =
+            quinn::Endpoint::client(bind).map_err(|source| Error::Bind { addr: bind, source })?;
         self.endpoint = Some((v6, ep.clone()));
         Ok(ep)
     }
@@ -235,7 +238,8 @@ impl Session {
     async fn enroll(&mut self, ids: IdentityDir) -> Result<(), Error> {
         let Some(token_text) = self.core.cfg.join_token.clone() else {
             return Err(Error::Config(
-                "this edge is not enrolled and has no join_token (--join-token) to enroll with".into(),
+                "this edge is not enrolled and has no join_token (--join-token) to enroll with"
+                    .into(),
             ));
         };
         let token: JoinToken = token_text
@@ -268,10 +272,20 @@ impl Session {
                 tracing::info!(site = %site, node = %self.core.cfg.node, "enrolled");
                 Ok(())
             }
-            Some(Message::Error(e)) if e.code == ErrorCode::BadToken => Err(Error::BadToken(e.message)),
-            Some(Message::Error(e)) => Err(Error::Protocol(format!("enrollment refused ({:?}): {}", e.code, e.message))),
-            Some(other) => Err(Error::Protocol(format!("unexpected {} in answer to Enroll", other.name()))),
-            None => Err(Error::Protocol("origin closed the enrollment stream without an answer".into())),
+            Some(Message::Error(e)) if e.code == ErrorCode::BadToken => {
+                Err(Error::BadToken(e.message))
+            }
+            Some(Message::Error(e)) => Err(Error::Protocol(format!(
+                "enrollment refused ({:?}): {}",
+                e.code, e.message
+            ))),
+            Some(other) => Err(Error::Protocol(format!(
+                "unexpected {} in answer to Enroll",
+                other.name()
+            ))),
+            None => Err(Error::Protocol(
+                "origin closed the enrollment stream without an answer".into(),
+            )),
         }
     }
 }
@@ -300,7 +314,10 @@ mod tests {
             assert!(d >= min && d <= max, "{attempt}: {d:?}");
         }
         let d = backoff(min, max, 3);
-        assert!(d >= Duration::from_secs(2) && d <= Duration::from_secs(4), "{d:?}");
+        assert!(
+            d >= Duration::from_secs(2) && d <= Duration::from_secs(4),
+            "{d:?}"
+        );
         assert!(backoff(min, max, 30) >= Duration::from_secs(15));
     }
 }

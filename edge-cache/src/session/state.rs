@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use sitecast_protocol::wire::{ArtifactState, ArtifactStatus, DesiredState, MAX_CHUNKS_PER_REQUEST};
+use sitecast_protocol::wire::{
+    ArtifactState, ArtifactStatus, DesiredState, MAX_CHUNKS_PER_REQUEST,
+};
 use sitecast_protocol::{ArtifactManifest, ChunkId};
 use tokio::sync::Notify;
 
@@ -51,14 +53,21 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Replace one status, mark it for the next report, and wake the reporter.
     pub(crate) fn update(&self, status: ArtifactStatus) {
         let mut st = self.lock();
         let key = status.path.as_str().to_owned();
-        if !st.desired.artifacts.iter().any(|a| a.path == status.path && a.blob == status.blob) {
+        if !st
+            .desired
+            .artifacts
+            .iter()
+            .any(|a| a.path == status.path && a.blob == status.blob)
+        {
             return; // no longer desired (or now another blob): drop the stale update
         }
         if status.state == ArtifactState::Failed {
@@ -74,16 +83,24 @@ impl Shared {
 
     /// The next artifact to work on: queued or interrupted ones first (desired order), then
     /// failed ones whose retry time has come. Otherwise, how long until the next retry.
-    pub(crate) fn next(&self, retry_failed: Duration) -> Result<ArtifactManifest, Option<Duration>> {
+    pub(crate) fn next(
+        &self,
+        retry_failed: Duration,
+    ) -> Result<ArtifactManifest, Option<Duration>> {
         let st = self.lock();
         let now = Instant::now();
         let mut wait: Option<Duration> = None;
         for a in &st.desired.artifacts {
-            let Some(t) = st.transfers.get(a.path.as_str()) else { continue };
+            let Some(t) = st.transfers.get(a.path.as_str()) else {
+                continue;
+            };
             match t.state {
                 ArtifactState::Queued | ArtifactState::Fetching => return Ok(a.clone()),
                 ArtifactState::Failed => {
-                    let since = st.failed_at.get(a.path.as_str()).map_or(retry_failed, |t| now - *t);
+                    let since = st
+                        .failed_at
+                        .get(a.path.as_str())
+                        .map_or(retry_failed, |t| now - *t);
                     if since >= retry_failed {
                         return Ok(a.clone());
                     }
@@ -124,7 +141,9 @@ pub(crate) fn plan(
             let key = a.path.as_str();
             let old = existing.get(key).filter(|s| s.blob == a.blob);
             let status = if published.get(key).is_some_and(|p| p.blob == a.blob) {
-                let mut s = old.cloned().unwrap_or_else(|| fresh(a, ArtifactState::Complete));
+                let mut s = old
+                    .cloned()
+                    .unwrap_or_else(|| fresh(a, ArtifactState::Complete));
                 s.state = ArtifactState::Complete;
                 s.error = None;
                 s
@@ -141,7 +160,11 @@ pub(crate) fn plan(
 /// The status when fetching starts with `missing` bytes absent from the store. A transfer of
 /// the same blob that already began keeps its original `bytes_needed`, so a resumed transfer
 /// reports what arrived before the interruption as fetched.
-pub(crate) fn start_status(a: &ArtifactManifest, previous: Option<&ArtifactStatus>, missing: u64) -> ArtifactStatus {
+pub(crate) fn start_status(
+    a: &ArtifactManifest,
+    previous: Option<&ArtifactStatus>,
+    missing: u64,
+) -> ArtifactStatus {
     let needed = previous
         .filter(|p| p.blob == a.blob && p.bytes_needed > 0)
         .map_or(missing, |p| p.bytes_needed.max(missing));
@@ -167,7 +190,9 @@ pub(crate) fn batches(missing: &[(ChunkId, u32)], max_bytes: u64) -> Vec<Vec<(Ch
         if !seen.insert(id) {
             continue;
         }
-        if !cur.is_empty() && (bytes + u64::from(len) > max_bytes || cur.len() >= MAX_CHUNKS_PER_REQUEST) {
+        if !cur.is_empty()
+            && (bytes + u64::from(len) > max_bytes || cur.len() >= MAX_CHUNKS_PER_REQUEST)
+        {
             out.push(std::mem::take(&mut cur));
             bytes = 0;
         }
@@ -221,7 +246,10 @@ mod tests {
         let mut cs = fresh(&c, ArtifactState::Failed);
         cs.error = Some("disk full".into());
         existing.insert("/c".into(), cs.clone());
-        existing.insert("/gone".into(), fresh(&m("/gone", b"g", 1), ArtifactState::Complete));
+        existing.insert(
+            "/gone".into(),
+            fresh(&m("/gone", b"g", 1), ArtifactState::Complete),
+        );
         let mut old_b = fresh(&m("/b", b"b1", 5), ArtifactState::Complete);
         old_b.bytes_needed = 5;
         existing.insert("/b".into(), old_b);
@@ -239,7 +267,10 @@ mod tests {
     fn start_status_resumes_counts() {
         let a = m("/a", b"a", 100);
         let s = start_status(&a, None, 60);
-        assert_eq!((s.bytes_needed, s.bytes_fetched, s.state), (60, 0, ArtifactState::Fetching));
+        assert_eq!(
+            (s.bytes_needed, s.bytes_fetched, s.state),
+            (60, 0, ArtifactState::Fetching)
+        );
         // Interrupted after 40 of 60 bytes: 20 still missing.
         let s2 = start_status(&a, Some(&s), 20);
         assert_eq!((s2.bytes_needed, s2.bytes_fetched), (60, 40));
@@ -250,15 +281,22 @@ mod tests {
 
     #[test]
     fn batches_respect_limits_and_dedup() {
-        let ids: Vec<(ChunkId, u32)> = (0u32..10).map(|i| (ChunkId::of(&i.to_le_bytes()), 100)).collect();
+        let ids: Vec<(ChunkId, u32)> = (0u32..10)
+            .map(|i| (ChunkId::of(&i.to_le_bytes()), 100))
+            .collect();
         let mut input = ids.clone();
         input.push(ids[0]);
         let b = batches(&input, 250);
-        assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 2, 2, 2, 2]);
+        assert_eq!(
+            b.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![2, 2, 2, 2, 2]
+        );
         assert_eq!(b.concat(), ids);
         let big = batches(&[(ids[0].0, 1000)], 250);
         assert_eq!(big.len(), 1);
-        let many: Vec<(ChunkId, u32)> = (0u32..5000).map(|i| (ChunkId::of(&i.to_le_bytes()), 1)).collect();
+        let many: Vec<(ChunkId, u32)> = (0u32..5000)
+            .map(|i| (ChunkId::of(&i.to_le_bytes()), 1))
+            .collect();
         let b = batches(&many, u64::MAX);
         assert_eq!(b[0].len(), MAX_CHUNKS_PER_REQUEST);
         assert_eq!(b.len(), 2);
@@ -275,8 +313,10 @@ mod tests {
                 revision: 1,
                 artifacts: vec![a.clone(), b.clone()],
             };
-            st.transfers.insert("/a".into(), fresh(&a, ArtifactState::Complete));
-            st.transfers.insert("/b".into(), fresh(&b, ArtifactState::Queued));
+            st.transfers
+                .insert("/a".into(), fresh(&a, ArtifactState::Complete));
+            st.transfers
+                .insert("/b".into(), fresh(&b, ArtifactState::Queued));
         }
         assert_eq!(shared.next(Duration::from_secs(10)).unwrap().path, b.path);
         let mut failed = fresh(&b, ArtifactState::Failed);

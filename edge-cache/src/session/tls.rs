@@ -69,14 +69,16 @@ impl ServerCertVerifier for PinnedCaVerifier {
             .find(|c| cert_fingerprint(c.as_ref()) == self.pin)
         else {
             return Err(rustls::Error::General(
-                "the origin's certificate chain does not contain the CA pinned in the join token".into(),
+                "the origin's certificate chain does not contain the CA pinned in the join token"
+                    .into(),
             ));
         };
         let mut roots = RootCertStore::empty();
         roots.add(ca.clone().into_owned())?;
-        let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
-            .build()
-            .map_err(|e| rustls::Error::General(format!("pinned CA unusable: {e}")))?;
+        let inner =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
+                .build()
+                .map_err(|e| rustls::Error::General(format!("pinned CA unusable: {e}")))?;
         inner.verify_server_cert(end_entity, &[], server_name, ocsp_response, now)
     }
 
@@ -86,7 +88,12 @@ impl ServerCertVerifier for PinnedCaVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -95,11 +102,18 @@ impl ServerCertVerifier for PinnedCaVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -137,7 +151,10 @@ fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| tls_err(&format!("{}", path.display()), e))?;
     if certs.is_empty() {
-        return Err(Error::Tls(format!("{} holds no certificate", path.display())));
+        return Err(Error::Tls(format!(
+            "{} holds no certificate",
+            path.display()
+        )));
     }
     Ok(certs)
 }
@@ -166,7 +183,8 @@ impl IdentityDir {
         }
         let certs = read_pem_certs(&self.cert_path())?;
         let ca = read_pem_certs(&self.ca_path())?.remove(0);
-        let key_text = std::fs::read(self.key_path()).map_err(|e| Error::io("read", self.key_path(), e))?;
+        let key_text =
+            std::fs::read(self.key_path()).map_err(|e| Error::io("read", self.key_path(), e))?;
         let key = rustls_pemfile::private_key(&mut key_text.as_slice())
             .map_err(|e| tls_err("node.key", e))?
             .ok_or_else(|| Error::Tls("node.key holds no private key".into()))?;
@@ -222,14 +240,16 @@ fn transport(q: &QuicConfig) -> Result<quinn::TransportConfig, Error> {
         .stream_receive_window(var(q.stream_receive_window)?)
         .keep_alive_interval(Some(q.keep_alive))
         .max_idle_timeout(Some(
-            quinn::IdleTimeout::try_from(q.idle_timeout).map_err(|e| Error::Config(e.to_string()))?,
+            quinn::IdleTimeout::try_from(q.idle_timeout)
+                .map_err(|e| Error::Config(e.to_string()))?,
         ));
     Ok(t)
 }
 
 fn finish(mut tls: rustls::ClientConfig, q: &QuicConfig) -> Result<quinn::ClientConfig, Error> {
     tls.alpn_protocols = vec![ALPN.to_vec()];
-    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| tls_err("quic", e))?;
+    let quic =
+        quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| tls_err("quic", e))?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
     cfg.transport_config(Arc::new(transport(q)?));
     Ok(cfg)
@@ -262,6 +282,7 @@ pub(crate) fn node_config(id: Identity, q: &QuicConfig) -> Result<quinn::ClientC
 }
 
 #[cfg(test)]
+#[allow(clippy::field_reassign_with_default, clippy::cloned_ref_to_slice_refs)]
 mod tests {
     use super::*;
     use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
@@ -275,7 +296,9 @@ mod tests {
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = CertificateParams::new(vec![]).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "test ca");
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "test ca");
         let ca = ca_params.self_signed(&ca_key).unwrap();
         let key = KeyPair::generate().unwrap();
         let server = CertificateParams::new(vec![name.to_owned()])
@@ -288,7 +311,11 @@ mod tests {
         }
     }
 
-    fn verify(v: &PinnedCaVerifier, p: &Pki, chain: &[CertificateDer<'static>]) -> Result<(), rustls::Error> {
+    fn verify(
+        v: &PinnedCaVerifier,
+        p: &Pki,
+        chain: &[CertificateDer<'static>],
+    ) -> Result<(), rustls::Error> {
         let name = ServerName::try_from(ORIGIN_SERVER_NAME).unwrap();
         v.verify_server_cert(&p.server_der, chain, &name, &[], UnixTime::now())
             .map(|_| ())
@@ -331,7 +358,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            let mode = std::fs::metadata(dir.path().join("identity/node.key")).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join("identity/node.key"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         assert!(id.store("garbage", "garbage").is_err());
