@@ -156,9 +156,10 @@ fn report(shared: &Shared, full: bool) -> Option<StatusReport> {
         .iter()
         .filter_map(|k| st.transfers.get(k).cloned())
         .collect();
-    if !full && artifacts.is_empty() {
+    if !full && artifacts.is_empty() && st.reported_revision == Some(st.desired.revision) {
         return None;
     }
+    st.reported_revision = Some(st.desired.revision);
     Some(StatusReport {
         desired_revision: st.desired.revision,
         artifacts,

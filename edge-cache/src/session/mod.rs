@@ -302,7 +302,11 @@ pub(crate) fn backoff(min: Duration, max: Duration, attempt: u32) -> Duration {
 }
 
 #[cfg(test)]
-mod tests {
+#[allow(clippy::field_reassign_with_default)]
+mod tests;
+
+#[cfg(test)]
+mod backoff_tests {
     use super::*;
 
     #[test]

@@ -24,6 +24,9 @@ pub(crate) struct State {
     pub dirty: BTreeSet<String>,
     pub failed_at: HashMap<String, Instant>,
     pub gc_needed: bool,
+    /// The desired revision of the last report sent (an empty report still announces a new
+    /// revision).
+    pub reported_revision: Option<u64>,
 }
 
 impl Default for State {
@@ -37,6 +40,7 @@ impl Default for State {
             dirty: BTreeSet::new(),
             failed_at: HashMap::new(),
             gc_needed: false,
+            reported_revision: None,
         }
     }
 }
