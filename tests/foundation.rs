@@ -269,6 +269,10 @@ fn push_then_serve_over_http() {
             .any(|n| n["name"] == "edge-1" && n["state"] == "online"),
         "site: {site:#}"
     );
+    // A graceful stop (SIGTERM) exits 0.
+    let mut edge = edge;
+    let st = edge.stop(&env);
+    assert!(st.success(), "edge exit status after SIGTERM: {st}");
 }
 
 #[test]
@@ -564,7 +568,7 @@ fn disk_full_edge_fails_cleanly_and_recovers() {
     );
 
     let id = origin.push(&env, &["--content", "/fw/big.bin", "--site", "s1"]);
-    let out = origin.push_wait(&env, &id, 120);
+    let out = origin.push_wait(&env, &id, 90);
     assert!(
         !out.ok(),
         "push wait succeeded on a 40 MiB disk for a 64 MiB file:\n{}",
@@ -730,4 +734,12 @@ fn rest_api_rejects_bad_input_with_json_errors() {
     );
     assert_eq!(out.code, Some(1), "{out:?}");
     assert!(out.stderr.contains("unauthorized"), "{out:?}");
+
+    // A graceful stop (SIGTERM) exits 0, and the state survives a restart.
+    let mut origin = origin;
+    let st = origin.stop(&env);
+    assert!(st.success(), "origin exit status after SIGTERM: {st}");
+    origin.restart(&env);
+    let v = origin.ctl_json(&env, &["artifact", "show", "/fw/ok.bin"]);
+    assert_eq!(v["size"], 4096, "{v}");
 }
