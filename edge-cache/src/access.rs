@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -139,7 +140,11 @@ pub struct Authenticator {
     ttl: Duration,
     max_failures: u32,
     cache: Mutex<HashMap<[u8; 32], CachedLogin>>,
+    /// One lock per credentials being verified, so concurrent requests with the same
+    /// credentials wait for one argon2 run and then hit the cache.
+    inflight: Mutex<HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>>,
     failures: Mutex<HashMap<IpAddr, FailureWindow>>,
+    verifications: AtomicU64,
 }
 
 impl Authenticator {
@@ -152,7 +157,9 @@ impl Authenticator {
             ttl: http.auth_cache_ttl,
             max_failures: http.auth_failures_before_429,
             cache: Mutex::new(HashMap::new()),
+            inflight: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
+            verifications: AtomicU64::new(0),
         }
     }
 
@@ -227,18 +234,66 @@ impl Authenticator {
             return AuthOutcome::Invalid;
         };
         let key = self.cache_key(user, password);
-        {
-            let mut cache = self
-                .cache
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(c) = cache.get(&key) {
-                if c.expires > Instant::now() && c.user == user && c.password_hash == hash {
-                    return AuthOutcome::User(user.to_owned());
-                }
-                cache.remove(&key);
-            }
+        if self.cached(&key, user, &hash) {
+            return AuthOutcome::User(user.to_owned());
         }
+        let gate = self
+            .inflight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(key)
+            .or_default()
+            .clone();
+        let outcome = {
+            let _turn = gate.lock().await;
+            if self.cached(&key, user, &hash) {
+                AuthOutcome::User(user.to_owned())
+            } else {
+                self.verify(client, key, user, password, hash).await
+            }
+        };
+        let mut inflight = self
+            .inflight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if Arc::strong_count(&gate) <= 2 {
+            inflight.remove(&key);
+        }
+        outcome
+    }
+
+    /// Argon2 verifications run so far (cache misses).
+    #[must_use]
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
+    }
+
+    fn cached(&self, key: &[u8; 32], user: &str, hash: &str) -> bool {
+        let mut cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match cache.get(key) {
+            Some(c) if c.expires > Instant::now() && c.user == user && c.password_hash == hash => {
+                true
+            }
+            Some(_) => {
+                cache.remove(key);
+                false
+            }
+            None => false,
+        }
+    }
+
+    async fn verify(
+        &self,
+        client: IpAddr,
+        key: [u8; 32],
+        user: &str,
+        password: &str,
+        hash: String,
+    ) -> AuthOutcome {
+        self.verifications.fetch_add(1, Ordering::Relaxed);
         let (h, pw) = (hash.clone(), password.to_owned());
         let ok = tokio::task::spawn_blocking(move || {
             PasswordHash::new(&h).is_ok_and(|parsed| {
@@ -374,6 +429,36 @@ pub(crate) mod tests {
         a.hash_password(pw.as_bytes(), &salt).unwrap().to_string()
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_logins_verify_once() {
+        tokio::time::timeout(Duration::from_secs(30), async {
+            let mut c = config();
+            c.users.push(SiteUser {
+                name: "alice".into(),
+                password_hash: Some(hash("secret")),
+                ssh_keys: vec![],
+            });
+            let auth = Arc::new(Authenticator::new(
+                Arc::new(RwLock::new(Arc::new(c))),
+                &HttpConfig::default(),
+            ));
+            let ip: IpAddr = "10.0.0.1".parse().unwrap();
+            let tasks: Vec<_> = (0..200)
+                .map(|_| {
+                    let auth = auth.clone();
+                    tokio::spawn(async move { auth.authenticate(ip, "alice", "secret").await })
+                })
+                .collect();
+            for t in tasks {
+                assert_eq!(t.await.unwrap(), AuthOutcome::User("alice".into()));
+            }
+            assert_eq!(auth.verifications(), 1);
+            assert!(auth.inflight.lock().unwrap().is_empty());
+        })
+        .await
+        .unwrap();
+    }
+
     #[tokio::test]
     async fn authenticate_caches_and_limits() {
         tokio::time::timeout(Duration::from_secs(30), async {
@@ -400,6 +485,7 @@ pub(crate) mod tests {
                 AuthOutcome::User("alice".into())
             );
             assert_eq!(auth.cache.lock().unwrap().len(), 1);
+            assert_eq!(auth.verifications(), 1);
             assert_eq!(
                 auth.authenticate(ip, "alice", "wrong").await,
                 AuthOutcome::Invalid

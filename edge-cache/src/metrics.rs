@@ -92,9 +92,10 @@ impl Metrics {
             .unwrap_or(SessionState::Disabled)
     }
 
-    /// Render everything in Prometheus text format.
+    /// Render everything in Prometheus text format, with the gauges and counters kept
+    /// elsewhere: published artifacts and argon2 verifications.
     #[must_use]
-    pub fn render(&self, node: &str, published: usize) -> String {
+    pub fn render(&self, node: &str, published: usize, auth_verifications: u64) -> String {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut p = Prom::new();
         for (i, class) in ["2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
@@ -141,6 +142,12 @@ impl Metrics {
             &[("node", node)],
             get(&self.fetch_failures),
         );
+        p.counter(
+            "sitecast_edge_password_verifications_total",
+            "Argon2 password verifications (logins not answered from the cache).",
+            &[("node", node)],
+            auth_verifications,
+        );
         #[allow(clippy::cast_precision_loss)]
         p.gauge(
             "sitecast_edge_published_artifacts",
@@ -173,9 +180,11 @@ pub(crate) async fn serve(
             "/metrics",
             get(
                 |axum::extract::State(core): axum::extract::State<Arc<Core>>| async move {
-                    let body = core
-                        .metrics
-                        .render(&core.cfg.node, core.catalog.published().len());
+                    let body = core.metrics.render(
+                        &core.cfg.node,
+                        core.catalog.published().len(),
+                        core.auth.verifications(),
+                    );
                     ([(CONTENT_TYPE, sitecast_runtime::prom::CONTENT_TYPE)], body).into_response()
                 },
             ),

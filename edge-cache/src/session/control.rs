@@ -169,30 +169,39 @@ fn report(shared: &Shared, full: bool) -> Option<StatusReport> {
 /// Run the established control stream until it fails; returns why it ended.
 pub(crate) async fn run(core: Arc<Core>, shared: Arc<Shared>, control: Control) -> Error {
     let Control { mut send, mut recv } = control;
+    // The reader answers (error, whether the origin sent something we refuse as bad input).
     let reader = async {
         loop {
             let msg = match read_frame(&mut recv).await {
                 Ok(Some(m)) => m,
-                Ok(None) => return Error::Protocol("origin finished the control stream".into()),
-                Err(e) if e.is_malformed() => {
-                    return Error::Protocol(format!("bad frame on control stream: {e}"))
+                Ok(None) => {
+                    return (
+                        Error::Protocol("origin finished the control stream".into()),
+                        false,
+                    )
                 }
-                Err(e) => return e.into(),
+                Err(e) if e.is_malformed() => {
+                    return (
+                        Error::Protocol(format!("bad frame on control stream: {e}")),
+                        true,
+                    )
+                }
+                Err(e) => return (e.into(), false),
             };
             let outcome = match msg {
                 Message::SiteConfig(m) => apply_config(&core, m.config).await,
                 Message::DesiredState(d) => apply_desired(&core, &shared, d).await,
-                Message::Error(e) => Err(Error::Protocol(format!(
-                    "origin error ({:?}): {}",
-                    e.code, e.message
-                ))),
-                other => Err(Error::Protocol(format!(
-                    "unexpected {} on the control stream",
-                    other.name()
-                ))),
+                Message::Error(e) => {
+                    let msg = format!("origin error ({:?}): {}", e.code, e.message);
+                    return (Error::Protocol(msg), false);
+                }
+                other => {
+                    let msg = format!("unexpected {} on the control stream", other.name());
+                    return (Error::Protocol(msg), true);
+                }
             };
             if let Err(e) = outcome {
-                return e;
+                return (e, false);
             }
         }
     };
@@ -211,11 +220,11 @@ pub(crate) async fn run(core: Arc<Core>, shared: Arc<Shared>, control: Control) 
             tokio::time::sleep(COALESCE).await;
         }
     };
-    let err = tokio::select! {
-        e = reader => e,
-        e = writer => e,
+    let (err, bad_input) = tokio::select! {
+        r = reader => r,
+        e = writer => (e, false),
     };
-    if matches!(err, Error::Protocol(_)) {
+    if bad_input {
         let msg = ErrorMsg {
             code: ErrorCode::BadRequest,
             message: err.to_string(),

@@ -70,11 +70,12 @@ impl Session {
         }
     }
 
-    /// Run until cancelled. Connection failures are retried forever; only local failures
-    /// that retrying cannot fix (unreadable identity or database) end it with an error.
+    /// Run until cancelled. Every failure to reach or talk to the origin is logged and
+    /// retried (local ones, such as an unreadable identity, at `reconnect_max`): the edge
+    /// keeps serving whatever happens to the session.
     ///
     /// # Errors
-    /// See above.
+    /// Only if the persisted reconcile state cannot be loaded at start.
     pub async fn run(mut self) -> Result<(), Error> {
         control::load(&self.core, &self.shared).await?;
         let fetcher = tokio::spawn(fetch::run(
@@ -100,10 +101,12 @@ impl Session {
                          `sitecast ctl site join-token <site>` and restart the edge with it");
                     q.reconnect_max
                 }
-                Ended::Before(e)
-                    if !e.is_retryable() && !matches!(e, Error::Tls(_) | Error::Config(_)) =>
-                {
-                    break Err(e);
+                Ended::Before(e) if !e.is_retryable() => {
+                    // Local trouble (identity files, configuration): retrying soon will not
+                    // help, but the edge keeps serving and tries again now and then.
+                    tracing::error!(error = %e, retry_in = ?q.reconnect_max,
+                        "cannot start a session with the origin");
+                    q.reconnect_max
                 }
                 Ended::Before(e) => {
                     let wait = backoff(q.reconnect_min, q.reconnect_max, attempt);
