@@ -104,8 +104,15 @@ async fn apply_config(core: &Arc<Core>, cfg: SiteConfig) -> Result<(), Error> {
 async fn apply_desired(
     core: &Arc<Core>,
     shared: &Arc<Shared>,
-    desired: DesiredState,
+    mut desired: DesiredState,
 ) -> Result<(), Error> {
+    desired.artifacts.retain(|a| {
+        let ok = !a.path.is_root();
+        if !ok {
+            tracing::warn!(blob = %a.blob.short(), "ignoring a desired artifact at the root path");
+        }
+        ok
+    });
     let catalog = core.catalog.clone();
     let stored = desired.clone();
     let gone = blocking("save desired state", move || catalog.save_desired(&stored)).await?;

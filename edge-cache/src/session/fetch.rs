@@ -284,6 +284,9 @@ async fn fetch_chunks(
                 let Some(batch) = next else {
                     return Ok::<(), Error>(());
                 };
+                if !still_desired(shared, a) {
+                    return Ok(()); // superseded: the caller sees it and drops the artifact
+                }
                 fetch_batch(core, shared, conn, a.blob, batch, &queue, progress).await?;
             }
         }
