@@ -90,7 +90,7 @@ pub(crate) async fn run(
                 shared.lock().gc_needed = true;
             }
             Ok(false) => tracing::debug!(path = %artifact.path, "no longer desired; dropped"),
-            Err(e) if e.is_connection() => {
+            Err(e) if e.is_connection() && conn.close_reason().is_some() => {
                 tracing::warn!(path = %artifact.path, error = %e, "connection lost mid-fetch; will resume");
                 // Wait for the connection to be replaced before trying again.
                 tokio::select! {
@@ -98,6 +98,8 @@ pub(crate) async fn run(
                     r = conn_rx.changed() => if r.is_err() { return Ok(()) },
                 }
             }
+            // Includes a stream failing on a live connection (e.g. reset by the origin):
+            // retried after `retry_failed` rather than waiting for a reconnect.
             Err(e) => fail(&core, &shared, &artifact, &e).await,
         }
     }
