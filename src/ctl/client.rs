@@ -1,0 +1,161 @@
+//! A thin client of the origin's REST API, shared by `ctl` and `demo`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+/// An API failure: the server's error code and message, or a transport problem.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ApiError {
+    /// The API answered with an error document.
+    #[error("{code}: {message} (HTTP {status})")]
+    Api {
+        /// HTTP status.
+        status: StatusCode,
+        /// The `error.code` field.
+        code: String,
+        /// The `error.message` field.
+        message: String,
+    },
+    /// The API could not be reached or answered something that is not JSON.
+    #[error("{0}")]
+    Transport(String),
+}
+
+impl ApiError {
+    pub(crate) fn status(&self) -> Option<StatusCode> {
+        match self {
+            ApiError::Api { status, .. } => Some(*status),
+            ApiError::Transport(_) => None,
+        }
+    }
+}
+
+/// REST client bound to one origin and token.
+#[derive(Clone)]
+pub(crate) struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    pub(crate) fn new(base: &str, token: Option<String>) -> Result<Self, ApiError> {
+        let base = base.trim_end_matches('/').to_owned();
+        if !base.starts_with("http://") && !base.starts_with("https://") {
+            return Err(ApiError::Transport(format!(
+                "invalid API URL {base:?}: expected http://HOST:PORT"
+            )));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| ApiError::Transport(e.to_string()))?;
+        Ok(Self { http, base, token })
+    }
+
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let mut rb = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            rb = rb.bearer_auth(t);
+        }
+        rb
+    }
+
+    async fn send(&self, rb: reqwest::RequestBuilder) -> Result<Value, ApiError> {
+        let resp = rb.send().await.map_err(|e| {
+            ApiError::Transport(format!("cannot reach the origin API at {}: {e}", self.base))
+        })?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ApiError::Transport(format!("reading the API response: {e}")))?;
+        if status == StatusCode::NO_CONTENT || bytes.is_empty() {
+            return if status.is_success() {
+                Ok(Value::Null)
+            } else {
+                Err(ApiError::Api {
+                    status,
+                    code: "http".into(),
+                    message: status.to_string(),
+                })
+            };
+        }
+        let v: Value = serde_json::from_slice(&bytes).map_err(|_| {
+            ApiError::Transport(format!(
+                "the API answered HTTP {status} with something that is not JSON: {}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+            ))
+        })?;
+        if status.is_success() {
+            Ok(v)
+        } else {
+            Err(ApiError::Api {
+                status,
+                code: v["error"]["code"].as_str().unwrap_or("unknown").to_owned(),
+                message: v["error"]["message"].as_str().unwrap_or("").to_owned(),
+            })
+        }
+    }
+
+    pub(crate) async fn get(&self, path: &str) -> Result<Value, ApiError> {
+        self.send(self.request(Method::GET, path)).await
+    }
+
+    pub(crate) async fn delete(&self, path: &str) -> Result<Value, ApiError> {
+        self.send(self.request(Method::DELETE, path)).await
+    }
+
+    pub(crate) async fn post(&self, path: &str, body: &Value) -> Result<Value, ApiError> {
+        self.send(self.request(Method::POST, path).json(body)).await
+    }
+
+    /// Stream a file to `PUT /api/v1/artifacts{path}`, calling `progress` with bytes sent.
+    pub(crate) async fn upload(
+        &self,
+        file: &Path,
+        path: &str,
+        progress: impl Fn(u64) + Send + Sync + 'static,
+    ) -> Result<Value, ApiError> {
+        let f = tokio::fs::File::open(file)
+            .await
+            .map_err(|e| ApiError::Transport(format!("cannot open {}: {e}", file.display())))?;
+        let len = f
+            .metadata()
+            .await
+            .map_err(|e| ApiError::Transport(format!("cannot stat {}: {e}", file.display())))?
+            .len();
+        let stream = tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024).map(move |r| {
+            if let Ok(b) = &r {
+                progress(b.len() as u64);
+            }
+            r
+        });
+        let rb = self
+            .request(Method::PUT, &format!("/api/v1/artifacts{}", encode_path(path)))
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(reqwest::Body::wrap_stream(stream));
+        self.send(rb).await
+    }
+}
+
+/// Percent-encode each segment of a catalog path for a URL, keeping the `/`s.
+pub(crate) fn encode_path(path: &str) -> String {
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~')
+        .remove(b'/');
+    let p = if path.starts_with('/') {
+        path.to_owned()
+    } else {
+        format!("/{path}")
+    };
+    percent_encoding::utf8_percent_encode(&p, SET).to_string()
+}

@@ -1,0 +1,399 @@
+//! `sitecast ctl`: the admin client of the origin's REST API (see docs/internals.md).
+
+mod client;
+mod output;
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::{json, Value};
+
+pub(crate) use client::{encode_path, ApiError, Client};
+pub(crate) use output::id_text as output_id;
+
+/// `sitecast ctl` arguments.
+#[derive(Args)]
+pub(crate) struct CtlArgs {
+    /// Origin REST API base URL.
+    #[arg(long, env = "SITECAST_API", default_value = "http://127.0.0.1:8440", global = true)]
+    api: String,
+    /// Admin bearer token.
+    #[arg(long, env = "SITECAST_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
+    output: Output,
+    #[command(subcommand)]
+    command: CtlCommand,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum CtlCommand {
+    /// Upload, list, show and delete artifacts.
+    #[command(subcommand)]
+    Artifact(ArtifactCmd),
+    /// Sites and their join tokens.
+    #[command(subcommand)]
+    Site(SiteCmd),
+    /// Users with passwords.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Grants of read/list access to users or anonymous.
+    #[command(subcommand)]
+    Grant(GrantCmd),
+    /// API tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Pushes of content to sites.
+    #[command(subcommand)]
+    Push(PushCmd),
+}
+
+#[derive(Subcommand)]
+enum ArtifactCmd {
+    /// Upload FILE as the artifact at PATH (streamed; a progress bar on a terminal).
+    Upload { file: PathBuf, path: String },
+    /// List artifacts, optionally below a prefix.
+    List {
+        #[arg(long)]
+        prefix: Option<String>,
+    },
+    /// Show one artifact.
+    Show { path: String },
+    /// Delete one artifact.
+    Delete { path: String },
+}
+
+#[derive(Subcommand)]
+enum SiteCmd {
+    /// Create a site; prints its one-time join token.
+    Create {
+        name: String,
+        /// Label k=v (repeatable).
+        #[arg(long = "label", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+        /// Bandwidth limit towards this site (e.g. 5Mbit/s).
+        #[arg(long, value_parser = crate::rate::parse_rate)]
+        max_rate: Option<u64>,
+    },
+    /// List sites.
+    List,
+    /// Show a site with its nodes.
+    Show { name: String },
+    /// Delete a site (revokes its nodes).
+    Delete { name: String },
+    /// Issue a new one-time join token (invalidates an unused one).
+    JoinToken { name: String },
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Create a user with a password.
+    Create {
+        name: String,
+        #[arg(long)]
+        password: String,
+    },
+    /// List users.
+    List,
+    /// Delete a user.
+    Delete { name: String },
+    /// Add an OpenSSH public key (for SFTP) from FILE, e.g. ~/.ssh/id_ed25519.pub.
+    AddKey { name: String, file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum GrantCmd {
+    /// Grant read and list access below a path prefix.
+    Create {
+        /// The user (or --anonymous).
+        #[arg(long, required_unless_present = "anonymous", conflicts_with = "anonymous")]
+        user: Option<String>,
+        /// Anyone, without credentials.
+        #[arg(long)]
+        anonymous: bool,
+        /// Path prefix, e.g. /firmware/ap-x200.
+        #[arg(long)]
+        path: String,
+        /// Only at this site (default: every site).
+        #[arg(long, conflicts_with = "labels")]
+        site: Option<String>,
+        /// Only at sites with these labels.
+        #[arg(long = "label", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+        /// Do not allow reading content.
+        #[arg(long)]
+        no_read: bool,
+        /// Do not allow listing directories.
+        #[arg(long)]
+        no_list: bool,
+    },
+    /// List grants.
+    List,
+    /// Delete a grant.
+    Delete { id: String },
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Create an admin API token (printed once).
+    Create { name: String },
+}
+
+#[derive(Subcommand)]
+enum PushCmd {
+    /// Push content to sites, starting now; prints the push id.
+    Create {
+        /// Artifact paths or prefixes (repeatable).
+        #[arg(long, required = true, num_args = 1..)]
+        content: Vec<String>,
+        /// Target sites by name (repeatable).
+        #[arg(long = "site", num_args = 1.., required_unless_present = "labels")]
+        sites: Vec<String>,
+        /// Target sites by label k=v (repeatable; all must match).
+        #[arg(long = "label", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+        /// Bandwidth limit per site (e.g. 5Mbit/s).
+        #[arg(long, value_parser = crate::rate::parse_rate)]
+        max_rate: Option<u64>,
+    },
+    /// Show a push with per-site progress.
+    Show { id: String },
+    /// List pushes.
+    List,
+    /// Wait until a push completes (exit 0) or fails or times out (exit 1).
+    Wait {
+        id: String,
+        /// Give up after this many seconds.
+        #[arg(long)]
+        timeout: Option<u64>,
+    },
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("invalid label {s:?}: expected key=value")),
+    }
+}
+
+fn labels_json(labels: &[(String, String)]) -> Value {
+    json!(labels.iter().cloned().collect::<BTreeMap<_, _>>())
+}
+
+pub(crate) async fn run(args: CtlArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&args.api, args.token.clone())?;
+    match execute(&client, args.output, args.command).await {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, ApiError> {
+    let v = match cmd {
+        CtlCommand::Artifact(a) => match a {
+            ArtifactCmd::Upload { file, path } => upload(c, out, &file, &path).await?,
+            ArtifactCmd::List { prefix } => {
+                let q = prefix.map_or(String::new(), |p| format!("?prefix={}", encode_path(&p)));
+                c.get(&format!("/api/v1/artifacts{q}")).await?
+            }
+            ArtifactCmd::Show { path } => {
+                c.get(&format!("/api/v1/artifacts{}", encode_path(&path))).await?
+            }
+            ArtifactCmd::Delete { path } => {
+                c.delete(&format!("/api/v1/artifacts{}", encode_path(&path))).await?
+            }
+        },
+        CtlCommand::Site(s) => match s {
+            SiteCmd::Create { name, labels, max_rate } => {
+                let v = c
+                    .post(
+                        "/api/v1/sites",
+                        &json!({"name": name, "labels": labels_json(&labels), "max_rate": max_rate}),
+                    )
+                    .await?;
+                if out == Output::Text {
+                    println!("site {name} created; join token (shown once):");
+                    println!("{}", v["join_token"].as_str().unwrap_or(""));
+                    return Ok(ExitCode::SUCCESS);
+                }
+                v
+            }
+            SiteCmd::List => c.get("/api/v1/sites").await?,
+            SiteCmd::Show { name } => c.get(&format!("/api/v1/sites/{}", seg(&name))).await?,
+            SiteCmd::Delete { name } => c.delete(&format!("/api/v1/sites/{}", seg(&name))).await?,
+            SiteCmd::JoinToken { name } => {
+                let v = c
+                    .post(&format!("/api/v1/sites/{}/join-token", seg(&name)), &json!({}))
+                    .await?;
+                if out == Output::Text {
+                    println!("{}", v["join_token"].as_str().unwrap_or(""));
+                    return Ok(ExitCode::SUCCESS);
+                }
+                v
+            }
+        },
+        CtlCommand::User(u) => match u {
+            UserCmd::Create { name, password } => {
+                c.post("/api/v1/users", &json!({"name": name, "password": password}))
+                    .await?
+            }
+            UserCmd::List => c.get("/api/v1/users").await?,
+            UserCmd::Delete { name } => c.delete(&format!("/api/v1/users/{}", seg(&name))).await?,
+            UserCmd::AddKey { name, file } => {
+                let key = std::fs::read_to_string(&file).map_err(|e| {
+                    ApiError::Transport(format!("cannot read {}: {e}", file.display()))
+                })?;
+                c.post(
+                    &format!("/api/v1/users/{}/keys", seg(&name)),
+                    &json!({"key": key.trim()}),
+                )
+                .await?
+            }
+        },
+        CtlCommand::Grant(g) => match g {
+            GrantCmd::Create { user, anonymous: _, path, site, labels, no_read, no_list } => {
+                let labels = if labels.is_empty() { Value::Null } else { labels_json(&labels) };
+                c.post(
+                    "/api/v1/grants",
+                    &json!({"user": user, "path": path, "site": site, "labels": labels,
+                            "read": !no_read, "list": !no_list}),
+                )
+                .await?
+            }
+            GrantCmd::List => c.get("/api/v1/grants").await?,
+            GrantCmd::Delete { id } => c.delete(&format!("/api/v1/grants/{}", seg(&id))).await?,
+        },
+        CtlCommand::Token(TokenCmd::Create { name }) => {
+            let v = c.post("/api/v1/tokens", &json!({"name": name})).await?;
+            if out == Output::Text {
+                println!("{}", v["token"].as_str().unwrap_or(""));
+                return Ok(ExitCode::SUCCESS);
+            }
+            v
+        }
+        CtlCommand::Push(p) => match p {
+            PushCmd::Create { content, sites, labels, max_rate } => {
+                let labels = if labels.is_empty() { Value::Null } else { labels_json(&labels) };
+                let v = c
+                    .post(
+                        "/api/v1/pushes",
+                        &json!({"content": content, "sites": sites, "labels": labels, "max_rate": max_rate}),
+                    )
+                    .await?;
+                if out == Output::Text {
+                    println!("{}", output::id_text(&v["id"]));
+                    return Ok(ExitCode::SUCCESS);
+                }
+                v
+            }
+            PushCmd::Show { id } => c.get(&format!("/api/v1/pushes/{}", seg(&id))).await?,
+            PushCmd::List => c.get("/api/v1/pushes").await?,
+            PushCmd::Wait { id, timeout } => {
+                return wait_push(c, out, &id, timeout.map(Duration::from_secs)).await;
+            }
+        },
+    };
+    output::print(out, &v);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Encode one URL path segment.
+fn seg(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+async fn upload(c: &Client, out: Output, file: &std::path::Path, path: &str) -> Result<Value, ApiError> {
+    let len = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+    let bar = progress_bar(len, "uploading");
+    let b = bar.clone();
+    let v = c.upload(file, path, move |n| b.inc(n)).await;
+    bar.finish_and_clear();
+    let v = v?;
+    if out == Output::Text {
+        println!(
+            "uploaded {} ({} bytes, sha256 {})",
+            v["path"].as_str().unwrap_or(path),
+            v["size"],
+            v["sha256"].as_str().unwrap_or("?")
+        );
+        return Ok(Value::Null);
+    }
+    Ok(v)
+}
+
+fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_message(what.to_owned());
+    bar
+}
+
+/// Push totals: (bytes needed, bytes sent) summed over sites.
+fn push_progress(v: &Value) -> (u64, u64) {
+    let sites = v["sites"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let sum = |k: &str| sites.iter().map(|s| s[k].as_u64().unwrap_or(0)).sum::<u64>();
+    (sum("bytes_needed"), sum("payload_bytes"))
+}
+
+async fn wait_push(
+    c: &Client,
+    out: Output,
+    id: &str,
+    timeout: Option<Duration>,
+) -> Result<ExitCode, ApiError> {
+    let start = Instant::now();
+    let bar = progress_bar(0, "pushing");
+    let path = format!("/api/v1/pushes/{}", seg(id));
+    let mut v = c.get(&path).await?;
+    loop {
+        let (needed, sent) = push_progress(&v);
+        bar.set_length(needed.max(sent));
+        bar.set_position(sent);
+        match v["state"].as_str() {
+            Some("complete") => {
+                bar.finish_and_clear();
+                output::print(out, &v);
+                return Ok(ExitCode::SUCCESS);
+            }
+            Some("failed") => {
+                bar.finish_and_clear();
+                output::print(out, &v);
+                eprintln!("error: push {id} failed");
+                return Ok(ExitCode::FAILURE);
+            }
+            _ => {}
+        }
+        let left = timeout.map(|t| t.saturating_sub(start.elapsed()));
+        if left == Some(Duration::ZERO) {
+            bar.finish_and_clear();
+            output::print(out, &v);
+            eprintln!("error: push {id} not complete after {}s", timeout.unwrap_or_default().as_secs());
+            return Ok(ExitCode::FAILURE);
+        }
+        let wait_ms = left.map_or(5000, |l| l.as_millis().min(5000));
+        v = c.get(&format!("{path}?wait_ms={wait_ms}")).await?;
+    }
+}

@@ -1,0 +1,95 @@
+//! `sitecast`: one binary for the origin, the edge, the admin client and the demo.
+//!
+//! Errors: library crates return their own typed errors; this binary wraps them with
+//! `anyhow::Context` at the edges (startup, config files) and prints them once.
+
+mod ctl;
+mod demo;
+mod rate;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Push software once per site over QUIC; serve it locally over HTTP.
+#[derive(Parser)]
+#[command(name = "sitecast", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the cloud origin: REST API, catalog, QUIC server.
+    Origin(serve::OriginArgs),
+    /// Run an edge cache at a site: QUIC session to the origin, local HTTP server.
+    Edge(serve::EdgeArgs),
+    /// Admin client of the origin's REST API.
+    Ctl(ctl::CtlArgs),
+    /// Origin and one site on loopback with sample content, until Ctrl-C.
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Origin(args) => serve::origin(args).await,
+            Command::Edge(args) => serve::edge(args).await,
+            Command::Ctl(args) => ctl::run(args).await,
+            Command::Demo(args) => demo::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Log to stderr, `RUST_LOG` or `info` by default; JSON when `SITECAST_LOG_FORMAT=json`.
+pub(crate) fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("SITECAST_LOG_FORMAT").as_deref() == Ok("json") {
+        let _ = builder.json().try_init();
+    } else {
+        let _ = builder.try_init();
+    }
+}
+
+/// Cancel `token` on SIGINT or SIGTERM.
+pub(crate) fn cancel_on_signals(token: tokio_util::sync::CancellationToken) {
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("cannot listen for SIGTERM: {e}");
+                    let _ = tokio::signal::ctrl_c().await;
+                    token.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down");
+        token.cancel();
+    });
+}

@@ -1,0 +1,153 @@
+//! `sitecast origin` and `sitecast edge`: load config, apply flags, run until a signal.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Args;
+use sitecast_edge::EdgeConfig;
+use sitecast_origin::OriginConfig;
+use tokio_util::sync::CancellationToken;
+
+/// Flags of `sitecast origin` (they override the config file).
+#[derive(Args)]
+pub(crate) struct OriginArgs {
+    /// TOML config file (every field optional; see the README).
+    #[arg(long, env = "SITECAST_ORIGIN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where the catalog, chunks and CA live.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// REST API listen address.
+    #[arg(long)]
+    api_listen: Option<SocketAddr>,
+    /// QUIC listen address (UDP).
+    #[arg(long)]
+    quic_listen: Option<SocketAddr>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+/// Flags of `sitecast edge` (they override the config file).
+#[derive(Args)]
+pub(crate) struct EdgeArgs {
+    /// TOML config file (every field optional; see the README).
+    #[arg(long, env = "SITECAST_EDGE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where the catalog, chunks and identity live.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Origin QUIC address, HOST:PORT.
+    #[arg(long)]
+    origin: Option<String>,
+    /// One-time join token from `sitecast ctl site create` (needed only to enroll).
+    #[arg(long, env = "SITECAST_JOIN_TOKEN")]
+    join_token: Option<String>,
+    /// This node's name within its site (default: the host name).
+    #[arg(long)]
+    node: Option<String>,
+    /// HTTP listen address for devices.
+    #[arg(long)]
+    http_listen: Option<SocketAddr>,
+    /// Listen address for /metrics and /healthz.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// Print the effective configuration as TOML and exit (the join token is left out).
+    #[arg(long)]
+    print_config: bool,
+}
+
+fn load_toml<T: serde::de::DeserializeOwned + Default>(path: Option<&PathBuf>) -> anyhow::Result<T> {
+    let Some(path) = path else {
+        return Ok(T::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+fn print_ready(v: &serde_json::Value) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{v}");
+    let _ = out.flush();
+}
+
+pub(crate) async fn origin(args: OriginArgs) -> anyhow::Result<ExitCode> {
+    crate::init_tracing();
+    let mut cfg: OriginConfig = load_toml(args.config.as_ref())?;
+    if let Some(d) = args.data_dir {
+        cfg.data_dir = d;
+    }
+    if let Some(a) = args.api_listen {
+        cfg.api_listen = a;
+    }
+    if let Some(a) = args.quic_listen {
+        cfg.quic_listen = a;
+    }
+    let cfg = cfg.validate().context("invalid origin configuration")?;
+    if args.print_config {
+        print!("{}", toml::to_string(&cfg).context("rendering the configuration")?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let cancel = CancellationToken::new();
+    crate::cancel_on_signals(cancel.clone());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(sitecast_origin::run(cfg, cancel.clone(), tx));
+    if let Ok(r) = rx.await {
+        print_ready(&serde_json::json!({
+            "event": "ready",
+            "api": r.api.to_string(),
+            "quic": r.quic.to_string(),
+            "admin_token_file": r.admin_token_file,
+        }));
+    }
+    server.await.context("origin task panicked")??;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn edge(args: EdgeArgs) -> anyhow::Result<ExitCode> {
+    crate::init_tracing();
+    let mut cfg: EdgeConfig = load_toml(args.config.as_ref())?;
+    if let Some(d) = args.data_dir {
+        cfg.data_dir = d;
+    }
+    if let Some(o) = args.origin {
+        cfg.origin = Some(o);
+    }
+    if let Some(t) = args.join_token {
+        cfg.join_token = Some(t);
+    }
+    if let Some(n) = args.node {
+        cfg.node = n;
+    }
+    if let Some(a) = args.http_listen {
+        cfg.http_listen = a;
+    }
+    if let Some(a) = args.metrics_listen {
+        cfg.metrics_listen = a;
+    }
+    let cfg = cfg.validate().context("invalid edge configuration")?;
+    if args.print_config {
+        let mut shown = cfg.clone();
+        shown.join_token = None;
+        print!("{}", toml::to_string(&shown).context("rendering the configuration")?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let cancel = CancellationToken::new();
+    crate::cancel_on_signals(cancel.clone());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(sitecast_edge::run(cfg, cancel.clone(), tx));
+    if let Ok(r) = rx.await {
+        print_ready(&serde_json::json!({
+            "event": "ready",
+            "http": r.http.to_string(),
+            "metrics": r.metrics.to_string(),
+            "node": r.node,
+        }));
+    }
+    server.await.context("edge task panicked")??;
+    Ok(ExitCode::SUCCESS)
+}
