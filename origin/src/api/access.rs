@@ -1,0 +1,155 @@
+//! `/api/v1/users`, `/api/v1/grants`, `/api/v1/tokens`.
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHasher as _, SaltString};
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use sitecast_protocol::CatalogPath;
+
+use super::{json_body, ApiError, ApiResult, AppState};
+use crate::db::{self, access::NewGrant, Labels};
+use crate::error::Error;
+use crate::util::{hash_secret, random_secret};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    name: String,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    ssh_keys: Vec<String>,
+}
+
+/// Hash a password with argon2id (default parameters), off the async threads.
+async fn hash_password(password: String) -> ApiResult<String> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        argon2::Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| ApiError::bad_request(format!("cannot hash password: {e}")))
+    })
+    .await
+    .map_err(|e| ApiError::from(Error::from(e)))?
+}
+
+pub(super) async fn create_user(State(core): State<AppState>, body: Body) -> ApiResult<Response> {
+    let req: NewUser = json_body(&core, body).await?;
+    db::sites::check_name("user", &req.name)?;
+    if req.password.is_none() && req.ssh_keys.is_empty() {
+        return Err(ApiError::bad_request("a user needs a password or at least one ssh key"));
+    }
+    if req.password.as_deref().is_some_and(str::is_empty) {
+        return Err(ApiError::bad_request("password must not be empty"));
+    }
+    if let Some(k) = req.ssh_keys.iter().find(|k| !k.starts_with("ssh-") && !k.starts_with("ecdsa-")) {
+        return Err(ApiError::bad_request(format!("not an OpenSSH public key: {k:?}")));
+    }
+    let hash = match req.password {
+        Some(p) => Some(hash_password(p).await?),
+        None => None,
+    };
+    let (name, keys) = (req.name, req.ssh_keys);
+    let user = core
+        .db
+        .call(move |c| db::access::create_user(c, &name, hash.as_deref(), &keys))
+        .await?;
+    core.sites_changed();
+    Ok((StatusCode::CREATED, Json(user)).into_response())
+}
+
+pub(super) async fn list_users(State(core): State<AppState>) -> ApiResult<Response> {
+    let users = core.db.call(|c| db::access::list_users(c)).await?;
+    Ok(Json(serde_json::json!({ "users": users })).into_response())
+}
+
+pub(super) async fn delete_user(State(core): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
+    let n = name.clone();
+    if !core.db.call(move |c| db::access::delete_user(c, &n)).await? {
+        return Err(ApiError::not_found(format!("user {name:?} not found")));
+    }
+    core.sites_changed();
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantReq {
+    #[serde(default)]
+    user: Option<String>,
+    path: String,
+    #[serde(default)]
+    site: Option<String>,
+    #[serde(default)]
+    labels: Option<Labels>,
+    #[serde(default = "yes")]
+    read: bool,
+    #[serde(default = "yes")]
+    list: bool,
+}
+
+pub(super) async fn create_grant(State(core): State<AppState>, body: Body) -> ApiResult<Response> {
+    let req: GrantReq = json_body(&core, body).await?;
+    let prefix = CatalogPath::parse_prefix(&req.path).map_err(|e| Error::bad_path(&req.path, e))?;
+    let labels = req.labels.filter(|l| !l.is_empty());
+    if req.site.is_some() && labels.is_some() {
+        return Err(ApiError::bad_request("a grant selects sites by name or by labels, not both"));
+    }
+    if !req.read && !req.list {
+        return Err(ApiError::bad_request("a grant must allow read or list"));
+    }
+    let g = NewGrant {
+        user: req.user,
+        prefix,
+        site: req.site,
+        labels,
+        read: req.read,
+        list: req.list,
+    };
+    let grant = core.db.call(move |c| db::access::create_grant(c, &g)).await?;
+    core.sites_changed();
+    Ok((StatusCode::CREATED, Json(grant)).into_response())
+}
+
+pub(super) async fn list_grants(State(core): State<AppState>) -> ApiResult<Response> {
+    let grants = core.db.call(|c| db::access::list_grants(c)).await?;
+    Ok(Json(serde_json::json!({ "grants": grants })).into_response())
+}
+
+pub(super) async fn delete_grant(State(core): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    let id: i64 = id.parse().map_err(|_| ApiError::bad_request(format!("invalid grant id {id:?}")))?;
+    if !core.db.call(move |c| db::access::delete_grant(c, id)).await? {
+        return Err(ApiError::not_found(format!("grant {id} not found")));
+    }
+    core.sites_changed();
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenReq {
+    name: String,
+}
+
+pub(super) async fn create_token(State(core): State<AppState>, body: Body) -> ApiResult<Response> {
+    let req: TokenReq = json_body(&core, body).await?;
+    db::sites::check_name("token", &req.name)?;
+    if req.name == "admin" {
+        return Err(ApiError::bad_request("the name \"admin\" is reserved for the admin token file"));
+    }
+    let token = random_secret();
+    let hash = hash_secret(&token);
+    let name = req.name.clone();
+    core.db.call(move |c| db::access::add_token(c, &name, &hash)).await?;
+    tracing::info!(name = %req.name, "api token created");
+    Ok((StatusCode::CREATED, Json(serde_json::json!({"name": req.name, "token": token}))).into_response())
+}

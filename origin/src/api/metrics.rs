@@ -1,0 +1,40 @@
+//! `/metrics`: Prometheus text.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use sitecast_runtime::prom::{Prom, CONTENT_TYPE};
+
+use super::{ApiResult, AppState};
+use crate::db;
+
+pub(super) async fn metrics(State(core): State<AppState>) -> ApiResult<Response> {
+    core.flush_accounting().await?;
+    let (sites, totals) = core
+        .db
+        .call(|c| Ok((db::sites::metrics(c)?, db::artifacts::totals(c)?)))
+        .await?;
+    let mut p = Prom::new();
+    for (site, payload, framing, ..) in &sites {
+        p.counter(
+            "sitecast_origin_sent_bytes_total",
+            "Bytes written to a site's QUIC streams: chunk payload or framing (headers, ids, control and recipe frames).",
+            &[("site", site), ("kind", "payload")],
+            *payload,
+        );
+        p.counter(
+            "sitecast_origin_sent_bytes_total",
+            "Bytes written to a site's QUIC streams: chunk payload or framing (headers, ids, control and recipe frames).",
+            &[("site", site), ("kind", "framing")],
+            *framing,
+        );
+    }
+    for (site, _, _, online, total) in &sites {
+        p.gauge("sitecast_origin_nodes_online", "Nodes of a site connected now.", &[("site", site)], *online as f64);
+        p.gauge("sitecast_origin_nodes", "Nodes enrolled in a site.", &[("site", site)], *total as f64);
+    }
+    p.gauge("sitecast_origin_artifacts", "Published artifacts.", &[], totals.0 as f64);
+    p.gauge("sitecast_origin_blobs", "Stored blobs.", &[], totals.1 as f64);
+    p.gauge("sitecast_origin_blob_bytes", "Total length of stored blobs.", &[], totals.2 as f64);
+    Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], p.finish()).into_response())
+}

@@ -1,0 +1,110 @@
+//! The REST API (axum): routes, bearer-token auth, request logging, JSON bodies.
+//!
+//! Every route under `/api/v1` needs `Authorization: Bearer <token>` (tokens are stored as
+//! SHA-256 hashes); `/healthz` and `/metrics` do not. Errors are rendered by [`ApiError`].
+//! JSON bodies are limited to `max_json_body`; uploads to `max_upload`, streamed.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::Router;
+use serde::de::DeserializeOwned;
+
+use crate::core::Core;
+use crate::db;
+use crate::util::hash_secret;
+
+mod access;
+mod artifacts;
+mod error;
+mod metrics;
+mod pushes;
+mod sites;
+
+pub(crate) use error::ApiError;
+
+type AppState = Arc<Core>;
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The full router.
+pub(crate) fn router(core: Arc<Core>) -> Router {
+    let api = Router::new()
+        .route("/artifacts", get(artifacts::list))
+        .route(
+            "/artifacts/{*path}",
+            get(artifacts::show).put(artifacts::upload).delete(artifacts::remove),
+        )
+        .route("/sites", get(sites::list).post(sites::create))
+        .route("/sites/{name}", get(sites::show).delete(sites::remove))
+        .route("/sites/{name}/join-token", post(sites::join_token))
+        .route("/users", get(access::list_users).post(access::create_user))
+        .route("/users/{name}", delete(access::delete_user))
+        .route("/grants", get(access::list_grants).post(access::create_grant))
+        .route("/grants/{id}", delete(access::delete_grant))
+        .route("/tokens", post(access::create_token))
+        .route("/pushes", get(pushes::list).post(pushes::create))
+        .route("/pushes/{id}", get(pushes::show))
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&core), auth));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics::metrics))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(middleware::from_fn(log_request))
+        .with_state(core)
+}
+
+async fn auth(State(core): State<AppState>, req: Request, next: Next) -> Response {
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let Some(token) = token else {
+        return ApiError::unauthorized("missing bearer token (Authorization: Bearer <token>)").into_response();
+    };
+    let hash = hash_secret(token);
+    match core.db.call(move |c| db::access::token_name(c, &hash)).await {
+        Ok(Some(name)) => {
+            tracing::Span::current().record("token", name.as_str());
+            next.run(req).await
+        }
+        Ok(None) => ApiError::unauthorized("invalid bearer token").into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+async fn log_request(req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    if path == "/healthz" {
+        return next.run(req).await;
+    }
+    let method = req.method().clone();
+    let span = tracing::info_span!("http", %method, %path, token = tracing::field::Empty);
+    let start = Instant::now();
+    let resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    let _g = span.enter();
+    tracing::info!(status = resp.status().as_u16(), ms = start.elapsed().as_millis() as u64, "request");
+    resp
+}
+
+/// Read a JSON body of at most `max_json_body` bytes.
+pub(crate) async fn json_body<T: DeserializeOwned>(core: &Core, body: Body) -> ApiResult<T> {
+    let limit = usize::try_from(core.cfg.max_json_body).unwrap_or(usize::MAX);
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("JSON body exceeds {limit} bytes"),
+        )
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}

@@ -1,0 +1,82 @@
+//! `/api/v1/pushes`: create, list, show with long poll.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+
+use super::{json_body, ApiError, ApiResult, AppState};
+use crate::db::{self, pushes::NewPush, Labels};
+
+/// Longest accepted `wait_ms`.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PushReq {
+    content: Vec<String>,
+    #[serde(default)]
+    sites: Vec<String>,
+    #[serde(default)]
+    labels: Option<Labels>,
+    #[serde(default)]
+    max_rate: Option<u64>,
+}
+
+pub(super) async fn create(State(core): State<AppState>, body: Body) -> ApiResult<Response> {
+    let req: PushReq = json_body(&core, body).await?;
+    if req.max_rate == Some(0) {
+        return Err(ApiError::bad_request("max_rate must be more than 0 bytes/s, or null for no limit"));
+    }
+    let p = NewPush {
+        content: req.content,
+        sites: req.sites,
+        labels: req.labels,
+        max_rate: req.max_rate,
+    };
+    let push = core.db.call(move |c| db::pushes::create(c, &p)).await?;
+    tracing::info!(push = push.id, artifacts = push.content.len(), sites = push.sites.len(), "push created");
+    core.sites_changed();
+    core.pushes_changed();
+    Ok((StatusCode::CREATED, Json(push)).into_response())
+}
+
+pub(super) async fn list(State(core): State<AppState>) -> ApiResult<Response> {
+    let pushes = core.db.call(|c| db::pushes::list(c)).await?;
+    Ok(Json(serde_json::json!({ "pushes": pushes })).into_response())
+}
+
+#[derive(Deserialize)]
+pub(super) struct ShowQuery {
+    wait_ms: Option<u64>,
+}
+
+pub(super) async fn show(State(core): State<AppState>, Path(id): Path<String>, Query(q): Query<ShowQuery>) -> ApiResult<Response> {
+    let id: i64 = id.parse().map_err(|_| ApiError::bad_request(format!("invalid push id {id:?}")))?;
+    let mut changes = core.push_changes.subscribe();
+    let first = core
+        .db
+        .call(move |c| db::pushes::get(c, id))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("push {id} not found")))?;
+    let Some(wait) = q.wait_ms.map(|ms| Duration::from_millis(ms).min(MAX_WAIT)) else {
+        return Ok(Json(first).into_response());
+    };
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, changes.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => return Ok(Json(first).into_response()),
+        }
+        let now = core.db.call(move |c| db::pushes::get(c, id)).await?;
+        match now {
+            Some(p) if p == first => continue,
+            Some(p) => return Ok(Json(p).into_response()),
+            None => return Err(ApiError::not_found(format!("push {id} not found"))),
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! `/api/v1/sites`: create (with a one-time join token), list, show, delete, rotate token.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+
+use super::{json_body, ApiError, ApiResult, AppState};
+use crate::db::{self, Labels};
+use crate::util::{hash_secret, random_secret};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewSite {
+    name: String,
+    #[serde(default)]
+    labels: Labels,
+    #[serde(default)]
+    max_rate: Option<u64>,
+}
+
+pub(super) async fn create(State(core): State<AppState>, body: Body) -> ApiResult<Response> {
+    let req: NewSite = json_body(&core, body).await?;
+    db::sites::check_name("site", &req.name)?;
+    if req.max_rate == Some(0) {
+        return Err(ApiError::bad_request("max_rate must be more than 0 bytes/s, or null for no limit"));
+    }
+    for (k, v) in &req.labels {
+        if k.is_empty() || k.len() > 63 || v.len() > 255 {
+            return Err(ApiError::bad_request(format!("invalid label {k:?}={v:?}: keys 1-63 bytes, values at most 255")));
+        }
+    }
+    let secret = random_secret();
+    let hash = hash_secret(&secret);
+    let site = core
+        .db
+        .call(move |c| db::sites::create(c, &req.name, &req.labels, req.max_rate, &hash))
+        .await?;
+    tracing::info!(site = %site.name, "site created");
+    let token = core.ca.join_token(&secret);
+    Ok((StatusCode::CREATED, Json(serde_json::json!({"site": site, "join_token": token}))).into_response())
+}
+
+pub(super) async fn list(State(core): State<AppState>) -> ApiResult<Response> {
+    let sites = core.db.call(|c| db::sites::list(c)).await?;
+    Ok(Json(serde_json::json!({ "sites": sites })).into_response())
+}
+
+pub(super) async fn show(State(core): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
+    let n = name.clone();
+    match core.db.call(move |c| db::sites::get(c, &n)).await? {
+        Some(s) => Ok(Json(s).into_response()),
+        None => Err(ApiError::not_found(format!("site {name:?} not found"))),
+    }
+}
+
+pub(super) async fn remove(State(core): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
+    let n = name.clone();
+    if !core.db.call(move |c| db::sites::delete(c, &n)).await? {
+        return Err(ApiError::not_found(format!("site {name:?} not found")));
+    }
+    tracing::info!(site = %name, "site deleted; its nodes are revoked");
+    core.sites_changed();
+    core.pushes_changed();
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub(super) async fn join_token(State(core): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
+    let secret = random_secret();
+    let hash = hash_secret(&secret);
+    let n = name.clone();
+    if !core.db.call(move |c| db::sites::set_join_token(c, &n, &hash)).await? {
+        return Err(ApiError::not_found(format!("site {name:?} not found")));
+    }
+    tracing::info!(site = %name, "join token rotated");
+    Ok(Json(serde_json::json!({"join_token": core.ca.join_token(&secret)})).into_response())
+}

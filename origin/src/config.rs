@@ -1,0 +1,208 @@
+//! The origin's configuration: one serde tree, read from TOML, every field defaulted.
+//!
+//! Load with `toml::from_str::<OriginConfig>(..)`, override fields from flags, then call
+//! [`OriginConfig::validate`], which normalises and rejects impossible values with a message
+//! naming the field. Secrets (the admin token) live in their own file, not here.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Configuration of `sitecast origin`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OriginConfig {
+    /// Where the database, chunk store, CA and admin token live.
+    /// Default `/var/lib/sitecast/origin`.
+    pub data_dir: PathBuf,
+    /// REST API listen address (HTTP). Default `0.0.0.0:8440`.
+    pub api_listen: SocketAddr,
+    /// QUIC listen address (UDP) for edges. Default `0.0.0.0:8441`.
+    pub quic_listen: SocketAddr,
+    /// File holding the admin bearer token; created with a fresh token (mode 0600) if missing.
+    /// Default `<data_dir>/admin.token`.
+    pub admin_token_file: Option<PathBuf>,
+    /// Largest accepted artifact upload, in bytes (a number, or a string such as `"64GiB"`).
+    /// Default 64 GiB.
+    #[serde(deserialize_with = "de_size")]
+    pub max_upload: u64,
+    /// Largest accepted JSON request body, in bytes. Default 1 MiB.
+    #[serde(deserialize_with = "de_size")]
+    pub max_json_body: u64,
+    /// `fsync` every chunk before it is visible. Default true; turn off only for throwaway data.
+    pub fsync: bool,
+    /// QUIC transport settings.
+    pub quic: QuicOptions,
+    /// How often per-push byte counters are written to the database. Default `1s`.
+    #[serde(with = "humantime_serde")]
+    pub accounting_flush: Duration,
+}
+
+/// QUIC transport settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuicOptions {
+    /// Close a connection silent for this long (edges send keep-alives). Default `30s`.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Per-connection send window in bytes (at most 4 MiB). Default 4 MiB.
+    #[serde(deserialize_with = "de_size")]
+    pub send_window: u64,
+    /// Most concurrent bidirectional streams an edge may open. Default 64.
+    pub max_streams: u32,
+}
+
+impl Default for QuicOptions {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(30),
+            send_window: 4 * MIB,
+            max_streams: 64,
+        }
+    }
+}
+
+const MIB: u64 = 1024 * 1024;
+const GIB: u64 = 1024 * MIB;
+
+impl Default for OriginConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("/var/lib/sitecast/origin"),
+            api_listen: SocketAddr::from(([0, 0, 0, 0], 8440)),
+            quic_listen: SocketAddr::from(([0, 0, 0, 0], 8441)),
+            admin_token_file: None,
+            max_upload: 64 * GIB,
+            max_json_body: MIB,
+            fsync: true,
+            quic: QuicOptions::default(),
+            accounting_flush: Duration::from_secs(1),
+        }
+    }
+}
+
+impl OriginConfig {
+    /// A configuration for tests and the demo: everything under `dir`, listeners on loopback
+    /// port 0.
+    #[must_use]
+    pub fn local(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: dir.into(),
+            api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            quic_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..Self::default()
+        }
+    }
+
+    /// Check and normalise (fills in `admin_token_file`).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the offending field.
+    pub fn validate(mut self) -> Result<Self> {
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(Error::Config("data_dir must not be empty".into()));
+        }
+        if self.admin_token_file.is_none() {
+            self.admin_token_file = Some(self.data_dir.join("admin.token"));
+        }
+        if self.max_upload == 0 {
+            return Err(Error::Config("max_upload must be more than 0".into()));
+        }
+        if self.max_json_body < 1024 {
+            return Err(Error::Config("max_json_body must be at least 1 KiB".into()));
+        }
+        if self.quic.idle_timeout < Duration::from_secs(2) {
+            return Err(Error::Config("quic.idle_timeout must be at least 2s".into()));
+        }
+        if !(64 * 1024..=4 * MIB).contains(&self.quic.send_window) {
+            return Err(Error::Config("quic.send_window must be between 64 KiB and 4 MiB".into()));
+        }
+        if self.quic.max_streams == 0 {
+            return Err(Error::Config("quic.max_streams must be more than 0".into()));
+        }
+        if self.accounting_flush.is_zero() || self.accounting_flush > Duration::from_secs(60) {
+            return Err(Error::Config("accounting_flush must be between 1ms and 60s".into()));
+        }
+        Ok(self)
+    }
+
+    /// The admin token file (after [`OriginConfig::validate`], always set).
+    #[must_use]
+    pub fn admin_token_path(&self) -> PathBuf {
+        self.admin_token_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("admin.token"))
+    }
+}
+
+/// Parse a byte size: a plain number of bytes or a number with a unit (`KB`, `KiB`, `MB`, `MiB`,
+/// `GB`, `GiB`, `TB`, `TiB`, `B`), case-insensitive, optional space.
+///
+/// # Errors
+/// A message saying what is wrong.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("invalid size {s:?}"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "kib" | "k" => 1024,
+        "mb" => 1000 * 1000,
+        "mib" | "m" => MIB,
+        "gb" => 1000 * 1000 * 1000,
+        "gib" | "g" => GIB,
+        "tb" => 1000 * 1000 * 1000 * 1000,
+        "tib" | "t" => 1024 * GIB,
+        other => return Err(format!("unknown size unit {other:?} in {s:?}")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Num(u64),
+        Text(String),
+    }
+    match Size::deserialize(d)? {
+        Size::Num(n) => Ok(n),
+        Size::Text(t) => parse_size(&t).map_err(serde::de::Error::custom),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_toml_overrides() {
+        let c: OriginConfig = toml::from_str("").unwrap();
+        assert_eq!(c, OriginConfig::default());
+        let c: OriginConfig = toml::from_str(
+            "data_dir = \"/tmp/x\"\nmax_upload = \"2GiB\"\naccounting_flush = \"250ms\"\n[quic]\nidle_timeout = \"10s\"\n",
+        )
+        .unwrap();
+        let c = c.validate().unwrap();
+        assert_eq!(c.max_upload, 2 * GIB);
+        assert_eq!(c.quic.idle_timeout, Duration::from_secs(10));
+        assert_eq!(c.admin_token_path(), PathBuf::from("/tmp/x/admin.token"));
+        assert!(toml::from_str::<OriginConfig>("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn validate_names_the_field() {
+        let mut c = OriginConfig::default();
+        c.quic.send_window = 64 * MIB;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("send_window"), "{e}");
+        assert!(parse_size("12 parsecs").is_err());
+        assert_eq!(parse_size("64KiB").unwrap(), 65536);
+    }
+}

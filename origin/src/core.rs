@@ -1,0 +1,180 @@
+//! The origin core shared by the REST API and the QUIC server: catalog, chunk store, change
+//! notifications, byte accounting and garbage collection.
+//!
+//! Garbage collection contract: a chunk is removed from the store only when (under the pin
+//! lock) no ingest has it pinned and no blob row references it. Ingest pins every chunk before
+//! writing it and unpins only after the blob is published (or abandoned), so a chunk that a
+//! concurrent upload relies on is never removed under it. Lock order: pins, then database.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use sitecast_protocol::{BlobId, ChunkId};
+use sitecast_runtime::chunks::{ChunkStore, DiskChunkStore};
+use tokio::sync::watch;
+
+use crate::ca::Ca;
+use crate::config::OriginConfig;
+use crate::db::{self, Db};
+use crate::error::{Error, Result};
+use crate::quic::pace::Buckets;
+
+/// Shared state of a running origin.
+pub(crate) struct Core {
+    pub(crate) cfg: OriginConfig,
+    pub(crate) db: Db,
+    pub(crate) store: Arc<DiskChunkStore>,
+    pub(crate) ca: Ca,
+    pins: Mutex<HashMap<ChunkId, usize>>,
+    /// Bumped whenever any site's desired state or config revision changes.
+    pub(crate) site_changes: watch::Sender<u64>,
+    /// Bumped whenever anything about any push changes.
+    pub(crate) push_changes: watch::Sender<u64>,
+    acct: Mutex<HashMap<(String, Option<BlobId>), (u64, u64)>>,
+    pub(crate) buckets: Buckets,
+    /// Open connections per (site, node).
+    pub(crate) online: Mutex<HashMap<(String, String), usize>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Core {
+    pub(crate) fn new(cfg: OriginConfig, db: Db, store: DiskChunkStore, ca: Ca) -> Arc<Self> {
+        Arc::new(Self {
+            cfg,
+            db,
+            store: Arc::new(store),
+            ca,
+            pins: Mutex::new(HashMap::new()),
+            site_changes: watch::channel(0).0,
+            push_changes: watch::channel(0).0,
+            acct: Mutex::new(HashMap::new()),
+            buckets: Buckets::default(),
+            online: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Tell control streams that some site's revisions changed.
+    pub(crate) fn sites_changed(&self) {
+        self.site_changes.send_modify(|v| *v += 1);
+    }
+
+    /// Tell long-polls that some push changed.
+    pub(crate) fn pushes_changed(&self) {
+        self.push_changes.send_modify(|v| *v += 1);
+    }
+
+    /// Pin chunks against garbage collection.
+    pub(crate) fn pin(&self, ids: &[ChunkId]) {
+        let mut p = lock(&self.pins);
+        for id in ids {
+            *p.entry(*id).or_default() += 1;
+        }
+    }
+
+    /// Release pins taken with [`Core::pin`].
+    pub(crate) fn unpin(&self, ids: &[ChunkId]) {
+        let mut p = lock(&self.pins);
+        for id in ids {
+            if let Some(n) = p.get_mut(id) {
+                *n -= 1;
+                if *n == 0 {
+                    p.remove(id);
+                }
+            }
+        }
+    }
+
+    /// Remove from the store those of `chunks` that are neither pinned nor referenced.
+    /// Blocking.
+    pub(crate) fn collect_chunks(&self, chunks: &[ChunkId]) -> Result<usize> {
+        let mut removed = 0;
+        for id in chunks {
+            let pins = lock(&self.pins);
+            if pins.contains_key(id) {
+                continue;
+            }
+            if self.db.blocking(|c| db::artifacts::chunk_referenced(c, id))? {
+                continue;
+            }
+            self.store.remove(id)?;
+            drop(pins);
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    /// Delete `blob` if nothing references it any more, and its now unused chunks.
+    pub(crate) async fn collect_blob(self: &Arc<Self>, blob: BlobId) -> Result<()> {
+        let core = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let chunks = core.db.blocking(|c| db::artifacts::delete_blob(c, &blob))?;
+            let n = core.collect_chunks(&chunks)?;
+            if n > 0 {
+                tracing::info!(blob = %blob.short(), chunks = n, "garbage-collected unused chunks");
+            }
+            Ok::<_, Error>(())
+        })
+        .await?
+    }
+
+    /// Count bytes written to a site's streams; `blob` attributes them to pushes.
+    pub(crate) fn count_sent(&self, site: &str, blob: Option<BlobId>, payload: u64, framing: u64) {
+        let mut a = lock(&self.acct);
+        let e = a.entry((site.to_owned(), blob)).or_default();
+        e.0 += payload;
+        e.1 += framing;
+    }
+
+    /// Write pending byte counters to the database.
+    pub(crate) async fn flush_accounting(&self) -> Result<()> {
+        let pending: Vec<_> = std::mem::take(&mut *lock(&self.acct)).into_iter().collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let touched = self
+            .db
+            .call(move |c| {
+                let tx = c.transaction()?;
+                let mut touched = false;
+                for ((site, blob), (payload, framing)) in &pending {
+                    db::sites::add_sent(&tx, site, *payload, *framing)?;
+                    if let Some(b) = blob {
+                        touched |= db::pushes::add_sent(&tx, site, b, *payload, *framing)?;
+                    }
+                }
+                tx.commit()?;
+                Ok(touched)
+            })
+            .await?;
+        if touched {
+            self.pushes_changed();
+        }
+        Ok(())
+    }
+
+    /// Record that a node connected (`+1`) or disconnected (`-1`).
+    pub(crate) async fn node_presence(&self, site: &str, node: &str, address: Option<String>, up: bool) -> Result<()> {
+        let online = {
+            let mut m = lock(&self.online);
+            let key = (site.to_owned(), node.to_owned());
+            let n = m.entry(key.clone()).or_default();
+            if up {
+                *n += 1;
+            } else {
+                *n = n.saturating_sub(1);
+            }
+            let online = *n > 0;
+            if !online {
+                m.remove(&key);
+            }
+            online
+        };
+        let (site, node) = (site.to_owned(), node.to_owned());
+        self.db
+            .call(move |c| db::sites::node_seen(c, &site, &node, address.as_deref(), online))
+            .await
+    }
+}

@@ -1,0 +1,210 @@
+//! Users, grants, API tokens, and the site configuration edges enforce.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use sitecast_protocol::{CatalogPath, Permissions, Principal, SiteConfig, SiteGrant, SiteUser};
+
+use super::{labels_from_json, labels_json, labels_match, GrantInfo, Labels, UserInfo};
+use crate::error::{Error, Result};
+use crate::util::{now, rfc3339};
+
+/// Create a user (password already hashed). Conflict if the name exists.
+pub(crate) fn create_user(c: &Connection, name: &str, password_hash: Option<&str>, ssh_keys: &[String]) -> Result<UserInfo> {
+    let keys = serde_json::to_string(ssh_keys).map_err(|e| Error::BadRequest(e.to_string()))?;
+    let n = c.execute(
+        "INSERT OR IGNORE INTO users (name, password_hash, ssh_keys, created) VALUES (?1, ?2, ?3, ?4)",
+        params![name, password_hash, keys, now()],
+    )?;
+    if n == 0 {
+        return Err(Error::Conflict(format!("user {name:?} already exists")));
+    }
+    super::sites::bump_config_all(c)?;
+    list_users(c)?
+        .into_iter()
+        .find(|u| u.name == name)
+        .ok_or_else(|| Error::NotFound(format!("user {name:?} not found")))
+}
+
+fn user_rows(c: &Connection) -> Result<Vec<(String, Option<String>, Vec<String>, i64)>> {
+    let mut st = c.prepare("SELECT name, password_hash, ssh_keys, created FROM users ORDER BY name")?;
+    let rows: Vec<(String, Option<String>, String, i64)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    rows.into_iter()
+        .map(|(n, h, k, t)| {
+            let keys: Vec<String> = serde_json::from_str(&k).map_err(|e| Error::record("ssh_keys", e))?;
+            Ok((n, h, keys, t))
+        })
+        .collect()
+}
+
+/// Every user, by name.
+pub(crate) fn list_users(c: &Connection) -> Result<Vec<UserInfo>> {
+    Ok(user_rows(c)?
+        .into_iter()
+        .map(|(name, hash, ssh_keys, created)| UserInfo {
+            name,
+            has_password: hash.is_some(),
+            ssh_keys,
+            created: rfc3339(created),
+        })
+        .collect())
+}
+
+/// Delete a user and their grants. False if unknown.
+pub(crate) fn delete_user(c: &Connection, name: &str) -> Result<bool> {
+    let n = c.execute("DELETE FROM users WHERE name = ?1", [name])?;
+    if n > 0 {
+        super::sites::bump_config_all(c)?;
+    }
+    Ok(n > 0)
+}
+
+/// A grant to create.
+#[derive(Debug, Clone)]
+pub(crate) struct NewGrant {
+    pub(crate) user: Option<String>,
+    pub(crate) prefix: CatalogPath,
+    pub(crate) site: Option<String>,
+    pub(crate) labels: Option<Labels>,
+    pub(crate) read: bool,
+    pub(crate) list: bool,
+}
+
+/// Create a grant; the user and the site must exist.
+pub(crate) fn create_grant(c: &Connection, g: &NewGrant) -> Result<GrantInfo> {
+    if let Some(u) = &g.user {
+        if !c.prepare("SELECT 1 FROM users WHERE name = ?1")?.exists([u])? {
+            return Err(Error::NotFound(format!("user {u:?} not found")));
+        }
+    }
+    if let Some(s) = &g.site {
+        if !c.prepare("SELECT 1 FROM sites WHERE name = ?1")?.exists([s])? {
+            return Err(Error::NotFound(format!("site {s:?} not found")));
+        }
+    }
+    c.execute(
+        "INSERT INTO grants (user, prefix, site, labels, read, list, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            g.user,
+            g.prefix.as_str(),
+            g.site,
+            g.labels.as_ref().map(labels_json),
+            i64::from(g.read),
+            i64::from(g.list),
+            now()
+        ],
+    )?;
+    let id = c.last_insert_rowid();
+    super::sites::bump_config_all(c)?;
+    list_grants(c)?
+        .into_iter()
+        .find(|x| x.id == id)
+        .ok_or_else(|| Error::NotFound(format!("grant {id} not found")))
+}
+
+/// Every grant, by id.
+pub(crate) fn list_grants(c: &Connection) -> Result<Vec<GrantInfo>> {
+    let mut st = c.prepare("SELECT id, user, prefix, site, labels, read, list, created FROM grants ORDER BY id")?;
+    #[allow(clippy::type_complexity)]
+    let rows: Vec<(i64, Option<String>, String, Option<String>, Option<String>, i64, i64, i64)> = st
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    rows.into_iter()
+        .map(|(id, user, path, site, labels, read, list, created)| {
+            Ok(GrantInfo {
+                id,
+                user,
+                path,
+                site,
+                labels: labels.as_deref().map(labels_from_json).transpose()?,
+                read: read != 0,
+                list: list != 0,
+                created: rfc3339(created),
+            })
+        })
+        .collect()
+}
+
+/// Delete a grant. False if unknown.
+pub(crate) fn delete_grant(c: &Connection, id: i64) -> Result<bool> {
+    let n = c.execute("DELETE FROM grants WHERE id = ?1", [id])?;
+    if n > 0 {
+        super::sites::bump_config_all(c)?;
+    }
+    Ok(n > 0)
+}
+
+/// Register an API token by its hash.
+pub(crate) fn add_token(c: &Connection, name: &str, token_hash: &[u8]) -> Result<()> {
+    c.execute(
+        "INSERT OR IGNORE INTO api_tokens (name, token_hash, created) VALUES (?1, ?2, ?3)",
+        params![name, token_hash, now()],
+    )?;
+    Ok(())
+}
+
+/// Make `token_hash` the (only) token named `name` (the admin token on start).
+pub(crate) fn set_named_token(c: &mut Connection, name: &str, token_hash: &[u8]) -> Result<()> {
+    let tx = c.transaction()?;
+    tx.execute("DELETE FROM api_tokens WHERE name = ?1", [name])?;
+    tx.execute("DELETE FROM api_tokens WHERE token_hash = ?1", [token_hash])?;
+    add_token(&tx, name, token_hash)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// The name of the API token with this hash.
+pub(crate) fn token_name(c: &Connection, token_hash: &[u8]) -> Result<Option<String>> {
+    Ok(c
+        .prepare_cached("SELECT name FROM api_tokens WHERE token_hash = ?1")?
+        .query_row([token_hash], |r| r.get(0))
+        .optional()?)
+}
+
+/// The configuration an edge of `site` enforces: every user (with password hash and keys) and
+/// the grants that apply at the site (named site, matching labels, or all sites).
+pub(crate) fn site_config(c: &Connection, site: &str) -> Result<Option<SiteConfig>> {
+    let Some((_, config_revision)) = super::sites::revisions(c, site)? else {
+        return Ok(None);
+    };
+    let labels: Labels = {
+        let l: String = c.query_row("SELECT labels FROM sites WHERE name = ?1", [site], |r| r.get(0))?;
+        labels_from_json(&l)?
+    };
+    let users = user_rows(c)?
+        .into_iter()
+        .map(|(name, password_hash, ssh_keys, _)| SiteUser {
+            name,
+            password_hash,
+            ssh_keys,
+        })
+        .collect();
+    let mut grants = Vec::new();
+    for g in list_grants(c)? {
+        let applies = match (&g.site, &g.labels) {
+            (Some(s), _) => s == site,
+            (None, Some(sel)) => labels_match(&labels, sel),
+            (None, None) => true,
+        };
+        if !applies {
+            continue;
+        }
+        let prefix = CatalogPath::parse(&g.path).map_err(|e| Error::record("grant prefix", e))?;
+        grants.push(SiteGrant {
+            principal: g.user.map_or(Principal::Anonymous, Principal::User),
+            prefix,
+            permissions: Permissions {
+                read: g.read,
+                list: g.list,
+            },
+        });
+    }
+    Ok(Some(SiteConfig {
+        revision: config_revision,
+        site: site.to_owned(),
+        users,
+        grants,
+    }))
+}

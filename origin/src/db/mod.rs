@@ -1,0 +1,209 @@
+//! The origin catalog: typed functions over one SQLite database (WAL, single writer).
+//!
+//! All SQL lives in this module's files; handlers call the typed functions through
+//! [`Db::call`], which runs them on the blocking pool under the one connection's mutex, so
+//! writes are serialised and no handler holds a database lock across an `.await`. Every
+//! multi-statement change runs in one transaction: a crash leaves the previous state.
+//!
+//! The records returned here serialise to exactly the JSON shapes of the REST API
+//! (docs/internals.md).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+pub(crate) mod access;
+pub(crate) mod artifacts;
+pub(crate) mod pushes;
+pub(crate) mod sites;
+#[cfg(test)]
+mod tests;
+
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../../migrations/origin/0001_init.sql"))];
+
+/// Handle on the catalog database; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Db {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Db {
+    /// Open (creating, migrating) the database at `path`.
+    pub(crate) fn open(path: &Path) -> Result<Self> {
+        let conn = sitecast_runtime::sqlite::open(path, MIGRATIONS)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Run `f` with the connection on the blocking pool.
+    pub(crate) async fn call<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || db.blocking(f)).await?
+    }
+
+    /// Run `f` with the connection on this thread (only from blocking contexts and tests).
+    pub(crate) fn blocking<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let mut guard = self
+            .conn
+            .lock()
+            .map_err(|_| Error::Task("database mutex poisoned".into()))?;
+        f(&mut guard)
+    }
+}
+
+/// A site's labels: string keys to string values.
+pub(crate) type Labels = std::collections::BTreeMap<String, String>;
+
+pub(crate) fn labels_json(l: &Labels) -> String {
+    serde_json::to_string(l).unwrap_or_else(|_| "{}".into())
+}
+
+pub(crate) fn labels_from_json(s: &str) -> Result<Labels> {
+    serde_json::from_str(s).map_err(|e| Error::record("labels", e))
+}
+
+/// Whether every selector label is present with the same value.
+pub(crate) fn labels_match(site: &Labels, selector: &Labels) -> bool {
+    selector.iter().all(|(k, v)| site.get(k) == Some(v))
+}
+
+pub(crate) fn id32<T>(bytes: &[u8], what: &str, make: impl FnOnce([u8; 32]) -> T) -> Result<T> {
+    let arr: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| Error::record(what, format!("{} bytes, expected 32", bytes.len())))?;
+    Ok(make(arr))
+}
+
+pub(crate) fn u64_of(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+pub(crate) fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// An artifact as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ArtifactInfo {
+    /// Catalog path.
+    pub path: String,
+    /// Length in bytes.
+    pub size: u64,
+    /// SHA-256, hex.
+    pub sha256: String,
+    /// BLAKE3 (the blob id), hex.
+    pub blake3: String,
+    /// Number of chunks.
+    pub chunks: u64,
+    /// Upload time, RFC 3339.
+    pub modified: String,
+}
+
+/// A site as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SiteInfo {
+    /// Name.
+    pub name: String,
+    /// Labels.
+    pub labels: Labels,
+    /// Bandwidth limit in bytes/s, if any.
+    pub max_rate: Option<u64>,
+    /// Creation time, RFC 3339.
+    pub created: String,
+    /// Enrolled nodes.
+    pub nodes: Vec<NodeInfo>,
+}
+
+/// A node as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeInfo {
+    /// Node name.
+    pub name: String,
+    /// `online` or `offline`.
+    pub state: &'static str,
+    /// Last contact, RFC 3339.
+    pub last_seen: Option<String>,
+    /// Last address seen.
+    pub address: Option<String>,
+}
+
+/// A user as the API shows it (never the password hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserInfo {
+    /// Login name.
+    pub name: String,
+    /// Whether a password is set.
+    pub has_password: bool,
+    /// OpenSSH public keys.
+    pub ssh_keys: Vec<String>,
+    /// Creation time, RFC 3339.
+    pub created: String,
+}
+
+/// A grant as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GrantInfo {
+    /// Id (for delete).
+    pub id: i64,
+    /// User, or null for anonymous.
+    pub user: Option<String>,
+    /// Path prefix.
+    pub path: String,
+    /// One site, if the grant names one.
+    pub site: Option<String>,
+    /// Label selector, if the grant uses one.
+    pub labels: Option<Labels>,
+    /// May read.
+    pub read: bool,
+    /// May list.
+    pub list: bool,
+    /// Creation time, RFC 3339.
+    pub created: String,
+}
+
+/// A push as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PushInfo {
+    /// Id.
+    pub id: i64,
+    /// Creation time, RFC 3339.
+    pub created: String,
+    /// `in_progress`, `complete` or `failed`.
+    pub state: &'static str,
+    /// The artifact paths the push resolved to.
+    pub content: Vec<String>,
+    /// Bandwidth limit in bytes/s, if any.
+    pub max_rate: Option<u64>,
+    /// Per-site progress.
+    pub sites: Vec<PushSiteInfo>,
+}
+
+/// One site of a push.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PushSiteInfo {
+    /// Site name.
+    pub site: String,
+    /// `pending`, `transferring`, `complete` or `failed`.
+    pub state: String,
+    /// Sum of the pushed artifacts' sizes.
+    pub bytes_total: u64,
+    /// Bytes the site lacked (after dedup), as reported by its edge.
+    pub bytes_needed: u64,
+    /// `payload_bytes + framing_bytes`.
+    pub bytes_sent: u64,
+    /// Chunk bytes sent for this push.
+    pub payload_bytes: u64,
+    /// Framing bytes (headers, ids, recipes) sent for this push.
+    pub framing_bytes: u64,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+}

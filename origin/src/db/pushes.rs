@@ -1,0 +1,350 @@
+//! Pushes: creation (content and site selection), desired state, progress from edges.
+//!
+//! Per push, site and artifact the edge's last report is kept in `push_site_artifacts`; a
+//! push-site's state is derived from those rows whenever they change ([`recompute`]):
+//! complete when every artifact is complete (or superseded by a newer push, or deleted), failed
+//! when any is failed, transferring when any is fetching or complete, else pending. A later
+//! report of progress for a failed artifact moves it (and the site) back to transferring.
+//!
+//! `bytes_needed` per artifact is the first non-zero value the edge reports (what it lacked
+//! when it first started on it); it stays frozen afterwards, so an edge that resumes after a
+//! restart (and then lacks less) does not shrink the figure. An artifact the edge already held
+//! completely reports 0 and stays 0.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use sitecast_protocol::wire::{ArtifactState, StatusReport};
+use sitecast_protocol::{ArtifactManifest, BlobId, CatalogPath, Sha256Digest};
+
+use super::{i64_of, id32, labels_match, u64_of, Labels, PushInfo, PushSiteInfo};
+use crate::error::{Error, Result};
+use crate::util::{now, rfc3339};
+
+/// A push to create.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NewPush {
+    /// Paths or prefixes (ending in `/`, or naming a directory).
+    pub(crate) content: Vec<String>,
+    /// Site names.
+    pub(crate) sites: Vec<String>,
+    /// Label selector (every label must match).
+    pub(crate) labels: Option<Labels>,
+    /// Bandwidth limit, bytes/s.
+    pub(crate) max_rate: Option<u64>,
+}
+
+struct Resolved {
+    path: String,
+    blob: Vec<u8>,
+    len: i64,
+    sha256: Vec<u8>,
+    modified: i64,
+}
+
+fn resolve_content(c: &Connection, content: &[String]) -> Result<Vec<Resolved>> {
+    if content.is_empty() {
+        return Err(Error::BadRequest("content must name at least one path or prefix".into()));
+    }
+    let mut out: BTreeMap<String, Resolved> = BTreeMap::new();
+    for entry in content {
+        let mut found = 0usize;
+        if !entry.ends_with('/') {
+            let p = CatalogPath::parse_artifact(entry).map_err(|e| Error::bad_path(entry, e))?;
+            if let Some((blob, len, sha256, modified)) = super::artifacts::resolve(c, p.as_str())? {
+                out.insert(p.to_string(), Resolved { path: p.to_string(), blob, len, sha256, modified });
+                found += 1;
+            }
+        }
+        if found == 0 {
+            let prefix = CatalogPath::parse_prefix(entry).map_err(|e| Error::bad_path(entry, e))?;
+            for a in super::artifacts::list(c, &prefix)? {
+                if let Some((blob, len, sha256, modified)) = super::artifacts::resolve(c, &a.path)? {
+                    out.insert(a.path.clone(), Resolved { path: a.path, blob, len, sha256, modified });
+                    found += 1;
+                }
+            }
+        }
+        if found == 0 {
+            return Err(Error::BadRequest(format!("content {entry:?} matches no artifact")));
+        }
+    }
+    Ok(out.into_values().collect())
+}
+
+fn resolve_sites(c: &Connection, names: &[String], labels: Option<&Labels>) -> Result<Vec<String>> {
+    if names.is_empty() && labels.map_or(true, BTreeMap::is_empty) {
+        return Err(Error::BadRequest("name at least one site or a label selector".into()));
+    }
+    let all = super::sites::labels_all(c)?;
+    let mut out = BTreeSet::new();
+    for n in names {
+        if !all.iter().any(|(s, _)| s == n) {
+            return Err(Error::BadRequest(format!("site {n:?} does not exist")));
+        }
+        out.insert(n.clone());
+    }
+    if let Some(sel) = labels.filter(|l| !l.is_empty()) {
+        for (s, l) in &all {
+            if labels_match(l, sel) {
+                out.insert(s.clone());
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::BadRequest("no site matches the selector".into()));
+    }
+    Ok(out.into_iter().collect())
+}
+
+/// Create a push: resolve content and sites now, set the sites' desired state.
+pub(crate) fn create(c: &mut Connection, p: &NewPush) -> Result<PushInfo> {
+    let tx = c.transaction()?;
+    let arts = resolve_content(&tx, &p.content)?;
+    let sites = resolve_sites(&tx, &p.sites, p.labels.as_ref())?;
+    let content_json = serde_json::to_string(&p.content).map_err(|e| Error::BadRequest(e.to_string()))?;
+    tx.execute(
+        "INSERT INTO pushes (created, content, max_rate) VALUES (?1, ?2, ?3)",
+        params![now(), content_json, p.max_rate.map(i64_of)],
+    )?;
+    let id = tx.last_insert_rowid();
+    let total: i64 = arts.iter().map(|a| a.len).sum();
+    for a in &arts {
+        tx.execute(
+            "INSERT INTO push_artifacts (push, path, blob, len, sha256, modified) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![id, a.path, a.blob, a.len, a.sha256, a.modified],
+        )?;
+    }
+    let mut older = BTreeSet::new();
+    for s in &sites {
+        tx.execute(
+            "INSERT INTO push_sites (push, site, state, bytes_total, updated) VALUES (?1, ?2, 'pending', ?3, ?4)",
+            params![id, s, total, now()],
+        )?;
+        for a in &arts {
+            tx.execute(
+                "INSERT INTO push_site_artifacts (push, site, path, blob, state) VALUES (?1, ?2, ?3, ?4, 'queued')",
+                params![id, s, a.path, a.blob],
+            )?;
+            // An older push's different content for this path at this site is replaced.
+            let mut st = tx.prepare_cached(
+                "SELECT push FROM push_site_artifacts
+                 WHERE site = ?1 AND path = ?2 AND push <> ?3 AND blob <> ?4 AND state NOT IN ('complete', 'superseded', 'removed')",
+            )?;
+            let ids: Vec<i64> = st
+                .query_map(params![s, a.path, id, a.blob], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            tx.execute(
+                "UPDATE push_site_artifacts SET state = 'superseded'
+                 WHERE site = ?1 AND path = ?2 AND push <> ?3 AND blob <> ?4 AND state NOT IN ('complete', 'superseded', 'removed')",
+                params![s, a.path, id, a.blob],
+            )?;
+            older.extend(ids.into_iter().map(|p| (p, s.clone())));
+        }
+    }
+    for (push, site) in older {
+        recompute(&tx, push, &site)?;
+    }
+    super::sites::bump_desired(&tx, &sites)?;
+    let info = get(&tx, id)?.ok_or_else(|| Error::NotFound(format!("push {id} not found")))?;
+    tx.commit()?;
+    Ok(info)
+}
+
+/// Re-derive one push-site's state and bytes_needed from its artifact rows.
+pub(crate) fn recompute(c: &Connection, push: i64, site: &str) -> Result<()> {
+    let mut st = c.prepare_cached(
+        "SELECT path, state, bytes_needed, error FROM push_site_artifacts
+         WHERE push = ?1 AND site = ?2 AND state NOT IN ('superseded', 'removed') ORDER BY path",
+    )?;
+    let rows: Vec<(String, String, Option<i64>, Option<String>)> = st
+        .query_map(params![push, site], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let needed: i64 = rows.iter().filter_map(|r| r.2).sum();
+    let failed = rows.iter().find(|r| r.1 == "failed");
+    let (state, error) = if rows.iter().all(|r| r.1 == "complete") {
+        ("complete", None)
+    } else if let Some(f) = failed {
+        ("failed", Some(format!("{}: {}", f.0, f.3.as_deref().unwrap_or("failed at the edge"))))
+    } else if rows.iter().any(|r| r.1 == "fetching" || r.1 == "complete") {
+        ("transferring", None)
+    } else {
+        ("pending", None)
+    };
+    c.prepare_cached(
+        "UPDATE push_sites SET state = ?3, bytes_needed = ?4, error = ?5, updated = ?6 WHERE push = ?1 AND site = ?2",
+    )?
+    .execute(params![push, site, state, needed, error, now()])?;
+    Ok(())
+}
+
+/// Re-derive every site of a push.
+pub(crate) fn recompute_push(c: &Connection, push: i64) -> Result<()> {
+    let sites: Vec<String> = c
+        .prepare_cached("SELECT site FROM push_sites WHERE push = ?1")?
+        .query_map([push], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for s in sites {
+        recompute(c, push, &s)?;
+    }
+    Ok(())
+}
+
+fn state_name(s: ArtifactState) -> &'static str {
+    match s {
+        ArtifactState::Queued => "queued",
+        ArtifactState::Fetching => "fetching",
+        ArtifactState::Complete => "complete",
+        ArtifactState::Failed => "failed",
+    }
+}
+
+/// Apply an edge's status report to every push of `site` that carries the reported
+/// (path, blob). Returns whether anything changed.
+pub(crate) fn apply_report(c: &mut Connection, site: &str, report: &StatusReport) -> Result<bool> {
+    let tx = c.transaction()?;
+    let mut touched = BTreeSet::new();
+    for a in &report.artifacts {
+        let blob = a.blob.as_bytes().to_vec();
+        let pushes: Vec<i64> = tx
+            .prepare_cached(
+                "SELECT push FROM push_site_artifacts WHERE site = ?1 AND path = ?2 AND blob = ?3
+                 AND state NOT IN ('superseded', 'removed')",
+            )?
+            .query_map(params![site, a.path.as_str(), blob], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        if pushes.is_empty() {
+            continue;
+        }
+        tx.prepare_cached(
+            "UPDATE push_site_artifacts SET state = ?4, error = ?5,
+                 bytes_needed = CASE WHEN bytes_needed IS NULL OR bytes_needed = 0 THEN ?6 ELSE bytes_needed END
+             WHERE site = ?1 AND path = ?2 AND blob = ?3 AND state NOT IN ('superseded', 'removed')",
+        )?
+        .execute(params![
+            site,
+            a.path.as_str(),
+            blob,
+            state_name(a.state),
+            a.error,
+            i64_of(a.bytes_needed)
+        ])?;
+        touched.extend(pushes);
+    }
+    for p in &touched {
+        recompute(&tx, *p, site)?;
+    }
+    tx.commit()?;
+    Ok(!touched.is_empty())
+}
+
+/// Attribute bytes sent to `site` for `blob` to every unfinished push of that site carrying it.
+pub(crate) fn add_sent(c: &Connection, site: &str, blob: &BlobId, payload: u64, framing: u64) -> Result<bool> {
+    let n = c
+        .prepare_cached(
+            "UPDATE push_sites SET payload_bytes = payload_bytes + ?3, framing_bytes = framing_bytes + ?4
+             WHERE site = ?1 AND state <> 'complete'
+               AND push IN (SELECT push FROM push_artifacts WHERE blob = ?2 AND removed = 0)",
+        )?
+        .execute(params![site, blob.as_bytes().to_vec(), i64_of(payload), i64_of(framing)])?;
+    Ok(n > 0)
+}
+
+/// One push with its sites.
+pub(crate) fn get(c: &Connection, id: i64) -> Result<Option<PushInfo>> {
+    let head: Option<(i64, Option<i64>)> = c
+        .query_row("SELECT created, max_rate FROM pushes WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((created, max_rate)) = head else {
+        return Ok(None);
+    };
+    let content: Vec<String> = c
+        .prepare_cached("SELECT path FROM push_artifacts WHERE push = ?1 ORDER BY path")?
+        .query_map([id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let sites: Vec<PushSiteInfo> = c
+        .prepare_cached(
+            "SELECT site, state, bytes_total, bytes_needed, payload_bytes, framing_bytes, error
+             FROM push_sites WHERE push = ?1 ORDER BY site",
+        )?
+        .query_map([id], |r| {
+            let payload = u64_of(r.get(4)?);
+            let framing = u64_of(r.get(5)?);
+            Ok(PushSiteInfo {
+                site: r.get(0)?,
+                state: r.get(1)?,
+                bytes_total: u64_of(r.get(2)?),
+                bytes_needed: u64_of(r.get(3)?),
+                bytes_sent: payload + framing,
+                payload_bytes: payload,
+                framing_bytes: framing,
+                error: r.get(6)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let state = if sites.iter().all(|s| s.state == "complete") {
+        "complete"
+    } else if sites.iter().all(|s| s.state == "complete" || s.state == "failed") {
+        "failed"
+    } else {
+        "in_progress"
+    };
+    Ok(Some(PushInfo {
+        id,
+        created: rfc3339(created),
+        state,
+        content,
+        max_rate: max_rate.map(u64_of),
+        sites,
+    }))
+}
+
+/// Every push, newest first.
+pub(crate) fn list(c: &Connection) -> Result<Vec<PushInfo>> {
+    let ids: Vec<i64> = c
+        .prepare("SELECT id FROM pushes ORDER BY id DESC")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    ids.into_iter().filter_map(|id| get(c, id).transpose()).collect()
+}
+
+/// A site's desired state: the union of the artifacts of every push that targeted it (newest
+/// push wins for a path), minus deleted artifacts. None if the site does not exist.
+pub(crate) fn desired_state(c: &Connection, site: &str) -> Result<Option<(u64, Vec<ArtifactManifest>)>> {
+    let Some((revision, _)) = super::sites::revisions(c, site)? else {
+        return Ok(None);
+    };
+    let mut st = c.prepare_cached(
+        "SELECT pa.path, pa.blob, pa.len, pa.sha256, pa.modified FROM push_artifacts pa
+         JOIN push_sites ps ON ps.push = pa.push
+         WHERE ps.site = ?1 AND pa.removed = 0 ORDER BY pa.push DESC",
+    )?;
+    let rows: Vec<(String, Vec<u8>, i64, Vec<u8>, i64)> = st
+        .query_map([site], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut out: BTreeMap<String, ArtifactManifest> = BTreeMap::new();
+    for (path, blob, len, sha, modified) in rows {
+        if out.contains_key(&path) {
+            continue;
+        }
+        let m = ArtifactManifest {
+            path: CatalogPath::parse(&path).map_err(|e| Error::record("push artifact path", e))?,
+            blob: id32(&blob, "push artifact blob", BlobId::from_bytes)?,
+            len: u64_of(len),
+            sha256: id32(&sha, "push artifact sha256", Sha256Digest::from_bytes)?,
+            modified: u64_of(modified),
+        };
+        out.insert(path, m);
+    }
+    Ok(Some((revision, out.into_values().collect())))
+}
+
+/// Whether `blob` was pushed to `site` (by a push whose artifact was not deleted since).
+pub(crate) fn site_has_blob(c: &Connection, site: &str, blob: &BlobId) -> Result<bool> {
+    Ok(c
+        .prepare_cached(
+            "SELECT 1 FROM push_artifacts pa JOIN push_sites ps ON ps.push = pa.push
+             WHERE ps.site = ?1 AND pa.blob = ?2 AND pa.removed = 0 LIMIT 1",
+        )?
+        .exists(params![site, blob.as_bytes().to_vec()])?)
+}

@@ -1,0 +1,38 @@
+//! sitecast origin: ingest, catalog, sites, pushes, REST API and QUIC server.
+//!
+//! The origin packages uploaded artifacts into content-addressed chunks (FastCDC + BLAKE3),
+//! keeps its catalog in SQLite, and serves edges over QUIC with mutual TLS from its own CA. The
+//! contract with the edge and the CLI is docs/internals.md; the REST API is docs/rest-api.md.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), sitecast_origin::Error> {
+//! use sitecast_origin::{run, OriginConfig};
+//! let cancel = tokio_util::sync::CancellationToken::new();
+//! let (tx, rx) = tokio::sync::oneshot::channel();
+//! let server = tokio::spawn(run(OriginConfig::local("/tmp/origin"), cancel.clone(), tx));
+//! let ready = rx.await.expect("origin started");
+//! println!("api on {}, quic on {}", ready.api, ready.quic);
+//! cancel.cancel();
+//! server.await.expect("joined")?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Errors
+//! One error type, [`Error`], classified by [`Error::is_retryable`] and [`Error::is_no_space`];
+//! see the `error` module docs for the policy.
+
+mod api;
+mod ca;
+mod config;
+mod core;
+mod db;
+mod error;
+mod ingest;
+mod quic;
+mod server;
+mod util;
+
+pub use config::{parse_size, OriginConfig, QuicOptions};
+pub use db::{ArtifactInfo, GrantInfo, NodeInfo, PushInfo, PushSiteInfo, SiteInfo, UserInfo};
+pub use error::{Error, Result};
+pub use server::{run, OriginReady};

@@ -1,0 +1,133 @@
+//! The control stream: `Hello` → `Welcome`, `SiteConfigMsg`, `DesiredState`; afterwards a new
+//! `SiteConfigMsg` / `DesiredState` whenever the site's revisions move, while the edge's
+//! `StatusReport`s update push progress.
+//!
+//! Frames from the edge are read by a separate task and handed over a channel, because reading
+//! a frame is not cancel-safe and the loop also waits for revision changes.
+
+use std::sync::Arc;
+
+use quinn::{RecvStream, SendStream};
+use sitecast_protocol::wire::{DesiredState, ErrorCode, Hello, Message, SiteConfigMsg, Welcome};
+use sitecast_protocol::SOFTWARE_VERSION;
+use sitecast_runtime::framed::{read_frame, write_frame, FrameError};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{reject, Peer};
+use crate::core::Core;
+use crate::db;
+use crate::error::{Error, Result};
+
+pub(super) async fn run(
+    core: &Arc<Core>,
+    peer: &Peer,
+    mut send: SendStream,
+    mut recv: RecvStream,
+    hello: Hello,
+    cancel: CancellationToken,
+) -> Result<()> {
+    tracing::info!(software = %hello.software, config = hello.config_revision, desired = hello.desired_revision, "control stream opened");
+    let welcome = Message::Welcome(Welcome {
+        site: peer.site.to_string(),
+        node: peer.node.to_string(),
+        software: SOFTWARE_VERSION.to_owned(),
+    });
+    write(core, peer, &mut send, &welcome).await?;
+    let mut changes = core.site_changes.subscribe();
+    let mut sent = (0u64, 0u64);
+    if !send_updates(core, peer, &mut send, &mut sent).await? {
+        return Ok(());
+    }
+    let (tx, mut rx) = mpsc::channel::<Result<Option<Message>, FrameError>>(4);
+    let reader = tokio::spawn(async move {
+        loop {
+            let r = read_frame(&mut recv).await;
+            let stop = !matches!(r, Ok(Some(_)));
+            if tx.send(r).await.is_err() || stop {
+                return recv;
+            }
+        }
+    });
+    let outcome = loop {
+        tokio::select! {
+            () = cancel.cancelled() => break Ok(None),
+            c = changes.changed() => {
+                if c.is_err() {
+                    break Ok(None);
+                }
+                if !send_updates(core, peer, &mut send, &mut sent).await? {
+                    break Ok(None);
+                }
+            }
+            frame = rx.recv() => match frame {
+                Some(Ok(Some(Message::StatusReport(r)))) => {
+                    core.flush_accounting().await?;
+                    let site = peer.site.to_string();
+                    let changed = core.db.call(move |c| {
+                        let changed = db::pushes::apply_report(c, &site, &r)?;
+                        Ok(changed)
+                    }).await?;
+                    if changed {
+                        core.pushes_changed();
+                    }
+                    let (site, node) = (peer.site.to_string(), peer.node.to_string());
+                    core.db.call(move |c| db::sites::node_seen(c, &site, &node, None, true)).await?;
+                }
+                Some(Ok(Some(other))) => break Ok(Some(format!("unexpected {} on the control stream", other.name()))),
+                Some(Err(e)) if e.is_malformed() => break Ok(Some(e.to_string())),
+                Some(Ok(None)) | None => break Ok(None),
+                Some(Err(e)) => break Err(Error::from(e)),
+            }
+        }
+    };
+    drop(rx);
+    match outcome {
+        Ok(Some(problem)) => {
+            if let Ok(recv) = reader.await {
+                reject(core, Some(peer), send, recv, ErrorCode::BadRequest, problem).await;
+            }
+            Ok(())
+        }
+        Ok(None) => {
+            reader.abort();
+            let _ = send.finish();
+            Ok(())
+        }
+        Err(e) => {
+            reader.abort();
+            Err(e)
+        }
+    }
+}
+
+async fn write(core: &Core, peer: &Peer, send: &mut SendStream, msg: &Message) -> Result<()> {
+    let n = write_frame(send, msg).await?;
+    core.count_sent(&peer.site, None, 0, n as u64);
+    Ok(())
+}
+
+/// Send config / desired state if their revisions moved past what was sent. False if the site
+/// no longer exists (the stream should end).
+async fn send_updates(core: &Core, peer: &Peer, send: &mut SendStream, sent: &mut (u64, u64)) -> Result<bool> {
+    let site = peer.site.to_string();
+    let Some((desired_rev, config_rev)) = core.db.call(move |c| db::sites::revisions(c, &site)).await? else {
+        return Ok(false);
+    };
+    if config_rev != sent.1 {
+        let site = peer.site.to_string();
+        if let Some(config) = core.db.call(move |c| db::access::site_config(c, &site)).await? {
+            sent.1 = config.revision;
+            write(core, peer, send, &Message::SiteConfig(SiteConfigMsg { config })).await?;
+        }
+    }
+    if desired_rev != sent.0 {
+        let site = peer.site.to_string();
+        if let Some((revision, artifacts)) = core.db.call(move |c| db::pushes::desired_state(c, &site)).await? {
+            sent.0 = revision;
+            tracing::debug!(revision, artifacts = artifacts.len(), "sending desired state");
+            write(core, peer, send, &Message::DesiredState(DesiredState { revision, artifacts })).await?;
+        }
+    }
+    Ok(true)
+}

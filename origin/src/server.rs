@@ -1,0 +1,157 @@
+//! Starting and supervising the origin: open state, bind listeners, announce readiness, run the
+//! API server, the QUIC server and the accounting flusher as named tasks until cancelled.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sitecast_runtime::chunks::{DiskChunkStore, DiskOptions};
+use tokio::sync::oneshot;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::ca::{write_private, Ca};
+use crate::config::OriginConfig;
+use crate::core::Core;
+use crate::db::{self, Db};
+use crate::error::{Error, Result};
+use crate::util::{hash_secret, random_secret};
+
+/// Where a running origin listens; sent once every listener is bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginReady {
+    /// REST API address.
+    pub api: SocketAddr,
+    /// QUIC address.
+    pub quic: SocketAddr,
+    /// The admin token file.
+    pub admin_token_file: PathBuf,
+}
+
+/// Read the admin token from `path`, creating the file with a fresh token if missing.
+fn admin_token(path: &Path) -> Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => {
+            let t = t.trim().to_owned();
+            if t.is_empty() {
+                return Err(Error::Config(format!("admin token file {} is empty", path.display())));
+            }
+            Ok(t)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
+            }
+            let t = random_secret();
+            write_private(path, format!("{t}\n").as_bytes())?;
+            tracing::info!(file = %path.display(), "wrote a new admin token");
+            Ok(t)
+        }
+        Err(e) => Err(Error::io("read", path, e)),
+    }
+}
+
+fn open(cfg: OriginConfig) -> Result<Arc<Core>> {
+    let dir = &cfg.data_dir;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
+    let db = Db::open(&dir.join("origin.db"))?;
+    db.blocking(|c| db::sites::all_offline(c))?;
+    let store = DiskChunkStore::open(
+        dir.join("chunks"),
+        DiskOptions {
+            fsync: cfg.fsync,
+            ..DiskOptions::default()
+        },
+    )?;
+    let ca = Ca::load_or_create(&dir.join("ca"))?;
+    let token = admin_token(&cfg.admin_token_path())?;
+    let hash = hash_secret(&token);
+    db.blocking(|c| db::access::set_named_token(c, "admin", &hash))?;
+    Ok(Core::new(cfg, db, store, ca))
+}
+
+/// Run the origin until `cancel`; `ready` receives the bound addresses once listening.
+///
+/// # Errors
+/// Invalid configuration, unusable data directory, a listener that cannot bind, or a task
+/// that fails while running.
+pub async fn run(cfg: OriginConfig, cancel: CancellationToken, ready: oneshot::Sender<OriginReady>) -> Result<()> {
+    let cfg = cfg.validate()?;
+    let core = tokio::task::spawn_blocking(move || open(cfg)).await??;
+    let api_addr = core.cfg.api_listen;
+    let listener = tokio::net::TcpListener::bind(api_addr)
+        .await
+        .map_err(|source| Error::Bind { addr: api_addr, source })?;
+    let endpoint = crate::quic::endpoint(&core)?;
+    let info = OriginReady {
+        api: listener.local_addr().map_err(|source| Error::Bind { addr: api_addr, source })?,
+        quic: endpoint
+            .local_addr()
+            .map_err(|source| Error::Bind { addr: core.cfg.quic_listen, source })?,
+        admin_token_file: core.cfg.admin_token_path(),
+    };
+    tracing::info!(api = %info.api, quic = %info.quic, data_dir = %core.cfg.data_dir.display(), "origin listening");
+    let _ = ready.send(info);
+
+    let tasks_cancel = cancel.child_token();
+    let mut tasks: JoinSet<(&'static str, Result<()>)> = JoinSet::new();
+    {
+        let app = crate::api::router(Arc::clone(&core));
+        let c = tasks_cancel.clone();
+        tasks.spawn(async move {
+            let r = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { c.cancelled().await })
+                .await
+                .map_err(|e| Error::io("serve", "api", e));
+            ("api", r)
+        });
+    }
+    {
+        let (core, c) = (Arc::clone(&core), tasks_cancel.clone());
+        tasks.spawn(async move { ("quic", crate::quic::serve(core, endpoint, c).await) });
+    }
+    {
+        let (core, c) = (Arc::clone(&core), tasks_cancel.clone());
+        tasks.spawn(async move { ("accounting", flusher(core, c).await) });
+    }
+    let mut result = Ok(());
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok((name, Ok(()))) => {
+                if !tasks_cancel.is_cancelled() {
+                    tracing::error!(task = name, "task stopped unexpectedly; shutting down");
+                    result = result.and(Err(Error::Task(name.to_owned())));
+                }
+            }
+            Ok((name, Err(e))) => {
+                tracing::error!(task = name, error = %e, "task failed; shutting down");
+                result = result.and(Err(e));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "task panicked; shutting down");
+                result = result.and(Err(Error::from(e)));
+            }
+        }
+        tasks_cancel.cancel();
+    }
+    if let Err(e) = core.flush_accounting().await {
+        tracing::warn!(error = %e, "final accounting flush failed");
+    }
+    tracing::info!("origin stopped");
+    result
+}
+
+async fn flusher(core: Arc<Core>, cancel: CancellationToken) -> Result<()> {
+    let mut tick = tokio::time::interval(core.cfg.accounting_flush);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return Ok(()),
+            _ = tick.tick() => {
+                if let Err(e) = core.flush_accounting().await {
+                    tracing::warn!(error = %e, "accounting flush failed; retrying");
+                }
+            }
+        }
+    }
+}
