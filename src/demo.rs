@@ -78,6 +78,14 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         node: NODE.to_owned(),
         http_listen: "127.0.0.1:0".parse()?,
         metrics_listen: "127.0.0.1:0".parse()?,
+        ftp: sitecast_edge::FtpConfig {
+            listen: "127.0.0.1:0".parse()?,
+            ..Default::default()
+        },
+        sftp: sitecast_edge::SftpConfig {
+            listen: "127.0.0.1:0".parse()?,
+            ..Default::default()
+        },
         ..EdgeConfig::default()
     }
     .validate()?;
@@ -97,11 +105,19 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     wait_complete(&client, &id, &cancel).await?;
 
     let http = edge_ready.http.to_string();
+    let ftp = edge_ready.ftp.map(|a| a.to_string()).unwrap_or_default();
+    let sftp = edge_ready.sftp.map(|a| a.to_string()).unwrap_or_default();
+    let sftp_port = edge_ready.sftp.map(|a| a.port()).unwrap_or_default();
+    let ftp_host = edge_ready.ftp.map(|a| a.ip().to_string()).unwrap_or_default();
+    let ftp_port = edge_ready.ftp.map(|a| a.port()).unwrap_or_default();
+    let sample_name = SAMPLE_PATH.rsplit('/').next().unwrap_or("sample-fw.bin");
     let env = [
         ("SITECAST_API", api.clone()),
         ("SITECAST_TOKEN", token.clone()),
         ("SITECAST_SITE", SITE.to_owned()),
         ("SITECAST_EDGE_HTTP", http.clone()),
+        ("SITECAST_EDGE_FTP", ftp.clone()),
+        ("SITECAST_EDGE_SFTP", sftp.clone()),
         ("SITECAST_DEMO_USER", USER.to_owned()),
         ("SITECAST_DEMO_PASSWORD", password.clone()),
         ("SITECAST_SAMPLE_PATH", SAMPLE_PATH.to_owned()),
@@ -118,9 +134,14 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "\nsitecast demo is running (state in {dir}). Ctrl-C to stop.\n\n\
          origin REST API   {api}   (admin token in {tokfile})\n\
          edge HTTP         http://{http}\n\
+         edge FTP          ftp://{ftp}\n\
+         edge SFTP         {sftp}\n\
          edge metrics      http://{metrics}/metrics\n\n\
          Try:\n\
          \x20 curl -u {USER}:{password} -O http://{http}{SAMPLE_PATH}\n\
+         \x20 curl -u {USER}:{password} -O ftp://{ftp}{SAMPLE_PATH}\n\
+         \x20 busybox ftpget -u {USER} -p {password} -P {ftp_port} {ftp_host} {sample_name} {SAMPLE_PATH}\n\
+         \x20 sftp -P {sftp_port} {USER}@127.0.0.1:{SAMPLE_PATH} .   (password: {password})\n\
          \x20 curl -u {USER}:{password} -H 'Accept: application/json' http://{http}/firmware/\n\
          \x20 curl -u {USER}:{password} -r 0-1023 http://{http}{SAMPLE_PATH} | xxd | head\n\
          \x20 export SITECAST_API={api} SITECAST_TOKEN={token}\n\
@@ -231,8 +252,9 @@ fn write_atomic(path: &Path, data: &[u8]) -> anyhow::Result<()> {
 async fn wait_complete(c: &Client, id: &str, cancel: &CancellationToken) -> anyhow::Result<()> {
     let path = format!("/api/v1/pushes/{}", encode_path(id).trim_start_matches('/'));
     loop {
+        let url = format!("{path}?wait_ms=5000");
         let v = tokio::select! {
-            v = c.get(&format!("{path}?wait_ms=5000")) => v?,
+            v = c.get(&url) => v?,
             () = cancel.cancelled() => bail!("interrupted while waiting for the push"),
         };
         match v["state"].as_str() {
