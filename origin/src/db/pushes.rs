@@ -2,8 +2,10 @@
 //!
 //! Per push, site and artifact the edge's last report is kept in `push_site_artifacts`; a
 //! push-site's state is derived from those rows whenever they change ([`recompute`]):
-//! complete when every artifact is complete (or superseded by a newer push, or deleted), failed
-//! when any is failed, transferring when any is fetching or complete, else pending. A later
+//! complete when every artifact is complete (or superseded by a newer push, or deleted); failed
+//! when every artifact is complete or failed and at least one failed; transferring when any has
+//! been started; else pending. While other artifacts are still in progress the error of a
+//! failed one is already shown. A later
 //! report of progress for a failed artifact moves it (and the site) back to transferring.
 //!
 //! `bytes_needed` per artifact is the first non-zero value the edge reports (what it lacked
@@ -161,15 +163,18 @@ pub(crate) fn recompute(c: &Connection, push: i64, site: &str) -> Result<()> {
         .query_map(params![push, site], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
         .collect::<rusqlite::Result<_>>()?;
     let needed: i64 = rows.iter().filter_map(|r| r.2).sum();
-    let failed = rows.iter().find(|r| r.1 == "failed");
-    let (state, error) = if rows.iter().all(|r| r.1 == "complete") {
-        ("complete", None)
-    } else if let Some(f) = failed {
-        ("failed", Some(format!("{}: {}", f.0, f.3.as_deref().unwrap_or("failed at the edge"))))
-    } else if rows.iter().any(|r| r.1 == "fetching" || r.1 == "complete") {
-        ("transferring", None)
+    let error = rows
+        .iter()
+        .find(|r| r.1 == "failed")
+        .map(|f| format!("{}: {}", f.0, f.3.as_deref().unwrap_or("failed at the edge")));
+    let state = if rows.iter().all(|r| r.1 == "complete") {
+        "complete"
+    } else if error.is_some() && rows.iter().all(|r| r.1 == "complete" || r.1 == "failed") {
+        "failed"
+    } else if rows.iter().any(|r| r.1 != "queued") {
+        "transferring"
     } else {
-        ("pending", None)
+        "pending"
     };
     c.prepare_cached(
         "UPDATE push_sites SET state = ?3, bytes_needed = ?4, error = ?5, updated = ?6 WHERE push = ?1 AND site = ?2",
