@@ -36,6 +36,10 @@ pub struct EdgeConfig {
     pub retry_failed: Duration,
     /// HTTP server settings.
     pub http: HttpConfig,
+    /// FTP server settings.
+    pub ftp: FtpConfig,
+    /// SFTP server settings.
+    pub sftp: SftpConfig,
 }
 
 /// QUIC session tuning.
@@ -77,6 +81,139 @@ pub struct HttpConfig {
     pub auth_cache_ttl: Duration,
 }
 
+/// An inclusive TCP port range, written `"30000-30099"` (or one port, `"30000"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PortRange {
+    /// First port.
+    pub start: u16,
+    /// Last port (inclusive).
+    pub end: u16,
+}
+
+impl PortRange {
+    /// Number of ports in the range.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        usize::from(self.end.saturating_sub(self.start)) + 1
+    }
+
+    /// Never true: a range holds at least one port.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+impl TryFrom<String> for PortRange {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let bad = || format!("port range {s:?} is not FIRST-LAST (e.g. 30000-30099)");
+        let (a, b) = s.split_once('-').unwrap_or((s.as_str(), s.as_str()));
+        let start: u16 = a.trim().parse().map_err(|_| bad())?;
+        let end: u16 = b.trim().parse().map_err(|_| bad())?;
+        if start == 0 || end < start {
+            return Err(bad());
+        }
+        Ok(Self { start, end })
+    }
+}
+
+impl From<PortRange> for String {
+    fn from(r: PortRange) -> String {
+        format!("{}-{}", r.start, r.end)
+    }
+}
+
+/// FTP server settings (read-only view of the catalog; see the `ftp` module).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FtpConfig {
+    /// Serve FTP at all. Default `true`.
+    pub enabled: bool,
+    /// Control connection listen address. Default `0.0.0.0:2121`.
+    pub listen: SocketAddr,
+    /// Ports for passive (PASV/EPSV) data connections. Default `30000-30099`. Each running
+    /// transfer holds one port, so this bounds concurrent transfers.
+    pub passive_ports: PortRange,
+    /// Address announced in PASV replies (an IPv4 address or a DNS name), for clients behind
+    /// NAT. Default none: the address the client connected to.
+    pub advertised_address: Option<String>,
+    /// Allow active mode (PORT/EPRT: the server connects back to the client). Default `false`.
+    pub active_mode: bool,
+    /// A control connection idle this long is closed. Default `5min`.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Concurrent control connections from one client address. Default 32.
+    pub max_connections_per_ip: u32,
+    /// Failed logins from one address within `lockout_window` before it is locked out until
+    /// the window ends; every failure also delays the reply a little longer. Default 10.
+    pub login_failures_before_lockout: u32,
+    /// Window for counting failed logins. Default `10min`.
+    #[serde(with = "humantime_serde")]
+    pub lockout_window: Duration,
+    /// PEM certificate chain for explicit FTPS (AUTH TLS). Default none (FTPS off).
+    pub ftps_cert: Option<PathBuf>,
+    /// PEM private key for explicit FTPS; required with `ftps_cert`.
+    pub ftps_key: Option<PathBuf>,
+}
+
+/// SFTP server settings (read-only view of the catalog; see the `sftp` module). The host key is
+/// generated once and kept in `<data_dir>/identity/ssh_host_ed25519_key` (mode 0600).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SftpConfig {
+    /// Serve SFTP at all. Default `true`.
+    pub enabled: bool,
+    /// SSH listen address. Default `0.0.0.0:2222`.
+    pub listen: SocketAddr,
+    /// Concurrent connections from one client address. Default 32.
+    pub max_connections_per_ip: u32,
+    /// A connection idle this long is closed. Default `5min`.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Failed logins from one address within `lockout_window` before it is locked out.
+    /// Default 10.
+    pub login_failures_before_lockout: u32,
+    /// Window for counting failed logins. Default `10min`.
+    #[serde(with = "humantime_serde")]
+    pub lockout_window: Duration,
+}
+
+impl Default for FtpConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([0, 0, 0, 0], 2121)),
+            passive_ports: PortRange {
+                start: 30000,
+                end: 30099,
+            },
+            advertised_address: None,
+            active_mode: false,
+            idle_timeout: Duration::from_secs(300),
+            max_connections_per_ip: 32,
+            login_failures_before_lockout: 10,
+            lockout_window: Duration::from_secs(600),
+            ftps_cert: None,
+            ftps_key: None,
+        }
+    }
+}
+
+impl Default for SftpConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([0, 0, 0, 0], 2222)),
+            max_connections_per_ip: 32,
+            idle_timeout: Duration::from_secs(300),
+            login_failures_before_lockout: 10,
+            lockout_window: Duration::from_secs(600),
+        }
+    }
+}
+
 impl Default for EdgeConfig {
     fn default() -> Self {
         Self {
@@ -89,6 +226,8 @@ impl Default for EdgeConfig {
             quic: QuicConfig::default(),
             retry_failed: Duration::from_secs(10),
             http: HttpConfig::default(),
+            ftp: FtpConfig::default(),
+            sftp: SftpConfig::default(),
         }
     }
 }
@@ -132,6 +271,8 @@ impl std::fmt::Debug for EdgeConfig {
             .field("quic", &self.quic)
             .field("retry_failed", &self.retry_failed)
             .field("http", &self.http)
+            .field("ftp", &self.ftp)
+            .field("sftp", &self.sftp)
             .finish()
     }
 }
@@ -232,6 +373,44 @@ impl EdgeConfig {
         if self.http.auth_failures_before_429 == 0 {
             return bad("http.auth_failures_before_429 must be > 0".into());
         }
+        let f = &self.ftp;
+        if f.max_connections_per_ip == 0 || self.sftp.max_connections_per_ip == 0 {
+            return bad("ftp/sftp max_connections_per_ip must be > 0".into());
+        }
+        if f.login_failures_before_lockout == 0 || self.sftp.login_failures_before_lockout == 0 {
+            return bad("ftp/sftp login_failures_before_lockout must be > 0".into());
+        }
+        if f.idle_timeout < Duration::from_secs(1) || self.sftp.idle_timeout < Duration::from_secs(1)
+        {
+            return bad("ftp/sftp idle_timeout must be at least 1s".into());
+        }
+        if f.lockout_window.is_zero() || self.sftp.lockout_window.is_zero() {
+            return bad("ftp/sftp lockout_window must be > 0".into());
+        }
+        if let Some(a) = &f.advertised_address {
+            let a = a.trim();
+            if a.is_empty() || a.parse::<std::net::Ipv6Addr>().is_ok() || a.contains([' ', '/', ':'])
+            {
+                return bad(format!(
+                    "ftp.advertised_address {a:?} must be an IPv4 address or a DNS name"
+                ));
+            }
+        }
+        if f.ftps_cert.is_some() != f.ftps_key.is_some() {
+            return bad("ftp.ftps_cert and ftp.ftps_key must be set together".into());
+        }
+        for p in [&f.ftps_cert, &f.ftps_key].into_iter().flatten() {
+            if !p.is_file() {
+                return bad(format!("ftp FTPS file {} is not readable", p.display()));
+            }
+        }
+        if f.enabled
+            && self.sftp.enabled
+            && f.listen.port() != 0
+            && f.listen.port() == self.sftp.listen.port()
+        {
+            return bad("ftp.listen and sftp.listen use the same port".into());
+        }
         Ok(self)
     }
 }
@@ -278,5 +457,51 @@ mod tests {
         c.node = "ok".into();
         c.join_token = Some("garbage".into());
         assert!(c.validate().unwrap_err().to_string().contains("join_token"));
+    }
+
+    #[test]
+    fn ftp_and_sftp_defaults_and_validation() {
+        let c = EdgeConfig::from_toml("").unwrap();
+        assert_eq!(c.ftp.listen.to_string(), "0.0.0.0:2121");
+        assert_eq!(c.ftp.passive_ports, PortRange { start: 30000, end: 30099 });
+        assert_eq!(c.ftp.passive_ports.len(), 100);
+        assert!(!c.ftp.active_mode);
+        assert_eq!(c.ftp.idle_timeout, Duration::from_secs(300));
+        assert_eq!(c.ftp.max_connections_per_ip, 32);
+        assert_eq!(c.ftp.login_failures_before_lockout, 10);
+        assert_eq!(c.sftp.listen.to_string(), "0.0.0.0:2222");
+        let c = EdgeConfig::from_toml(
+            "[ftp]\npassive_ports = \"40000-40009\"\nadvertised_address = \"203.0.113.7\"\nidle_timeout = \"30s\"\n[sftp]\nmax_connections_per_ip = 5\n",
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
+        assert_eq!(c.ftp.passive_ports, PortRange { start: 40000, end: 40009 });
+        assert_eq!(c.ftp.idle_timeout, Duration::from_secs(30));
+        assert_eq!(c.sftp.max_connections_per_ip, 5);
+        let text = toml::to_string(&c).unwrap();
+        assert!(text.contains("passive_ports = \"40000-40009\""), "{text}");
+        for bad in [
+            "[ftp]\npassive_ports = \"9-1\"",
+            "[ftp]\npassive_ports = \"a-b\"",
+            "[ftp]\npassive_ports = \"0-10\"",
+        ] {
+            assert!(EdgeConfig::from_toml(bad).is_err(), "{bad}");
+        }
+        let mut c = EdgeConfig::default();
+        c.ftp.ftps_cert = Some("/nonexistent.pem".into());
+        assert!(c.clone().validate().unwrap_err().to_string().contains("ftps"));
+        c.ftp.ftps_key = Some("/nonexistent.key".into());
+        assert!(c.clone().validate().is_err());
+        c.ftp.ftps_cert = None;
+        c.ftp.ftps_key = None;
+        c.ftp.advertised_address = Some("::1".into());
+        assert!(c.clone().validate().is_err());
+        c.ftp.advertised_address = None;
+        c.ftp.max_connections_per_ip = 0;
+        assert!(c.clone().validate().is_err());
+        c.ftp.max_connections_per_ip = 1;
+        c.sftp.listen = c.ftp.listen;
+        assert!(c.validate().is_err());
     }
 }

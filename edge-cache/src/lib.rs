@@ -3,7 +3,7 @@
 //! An edge node keeps a QUIC session to the origin (enrolling once with a join token), applies
 //! the site config and desired state it receives, fetches only the chunks it lacks, verifies
 //! and publishes complete artifacts atomically, and serves its published catalog over HTTP
-//! with access control — also while the origin is unreachable.
+//! with access control over HTTP, FTP and SFTP — also while the origin is unreachable.
 //!
 //! Entry point: [`run`]. Parts other protocols reuse: [`access`] (one decision function for
 //! every protocol) and [`Core`] (catalog, store, site config, authenticator, counters).
@@ -14,6 +14,8 @@
 //! cfg.data_dir = "/tmp/edge".into();
 //! cfg.http_listen = "127.0.0.1:0".parse().unwrap();
 //! cfg.metrics_listen = "127.0.0.1:0".parse().unwrap();
+//! cfg.ftp.listen = "127.0.0.1:0".parse().unwrap();
+//! cfg.sftp.listen = "127.0.0.1:0".parse().unwrap();
 //! let cancel = tokio_util::sync::CancellationToken::new();
 //! let (tx, rx) = tokio::sync::oneshot::channel();
 //! let task = tokio::spawn(sitecast_edge::run(cfg, cancel.clone(), tx));
@@ -33,9 +35,14 @@ mod catalog;
 mod config;
 mod core;
 mod error;
+mod ftp;
 mod http;
+mod limits;
+mod login;
 mod metrics;
 mod session;
+mod sftp;
+mod vfs;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -46,12 +53,14 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::catalog::{Catalog, DirEntry, PublishedMap, RECORD_VERSION};
-pub use crate::config::{EdgeConfig, HttpConfig, QuicConfig};
+pub use crate::config::{EdgeConfig, FtpConfig, HttpConfig, PortRange, QuicConfig, SftpConfig};
 pub use crate::core::Core;
 pub use crate::error::Error;
+pub use crate::ftp::FtpServer;
 pub use crate::http::HttpServer;
 pub use crate::metrics::{Metrics, SessionState};
 pub use crate::session::{PinnedCaVerifier, Session};
+pub use crate::sftp::{host_key_path, SftpServer};
 
 /// Sent once the edge's listeners are bound.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +69,10 @@ pub struct EdgeReady {
     pub http: SocketAddr,
     /// Bound metrics address.
     pub metrics: SocketAddr,
+    /// Bound FTP control address (`None` when `ftp.enabled` is false).
+    pub ftp: Option<SocketAddr>,
+    /// Bound SFTP address (`None` when `sftp.enabled` is false).
+    pub sftp: Option<SocketAddr>,
     /// This node's name.
     pub node: String,
 }
@@ -75,8 +88,8 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), Error> {
 }
 
 /// Run an edge node until `cancel` fires: open `data_dir`, bind the HTTP and metrics
-/// listeners, send `ready`, then supervise the HTTP server, the metrics server and (when an
-/// origin is configured) the origin session. If a task fails, the others are stopped and its
+/// listeners (and the FTP and SFTP ones unless disabled), send `ready`, then supervise the
+/// HTTP, FTP, SFTP and metrics servers and (when an origin is configured) the origin session. If a task fails, the others are stopped and its
 /// error is returned.
 ///
 /// # Errors
@@ -91,11 +104,25 @@ pub async fn run(
     let core = Arc::new(error::blocking("open data dir", move || Core::open(cfg)).await?);
     let (http_l, http_addr) = bind(core.cfg.http_listen).await?;
     let (metrics_l, metrics_addr) = bind(core.cfg.metrics_listen).await?;
-    tracing::info!(http = %http_addr, metrics = %metrics_addr, node = %core.cfg.node,
+    let ftp = if core.cfg.ftp.enabled {
+        Some(bind(core.cfg.ftp.listen).await?)
+    } else {
+        None
+    };
+    let sftp = if core.cfg.sftp.enabled {
+        Some(bind(core.cfg.sftp.listen).await?)
+    } else {
+        None
+    };
+    let ftp_addr = ftp.as_ref().map(|(_, a)| *a);
+    let sftp_addr = sftp.as_ref().map(|(_, a)| *a);
+    tracing::info!(http = %http_addr, metrics = %metrics_addr, ftp = ?ftp_addr, sftp = ?sftp_addr, node = %core.cfg.node,
         data_dir = %data_dir.display(), published = core.catalog.published().len(), "edge listening");
     let _ = ready.send(EdgeReady {
         http: http_addr,
         metrics: metrics_addr,
+        ftp: ftp_addr,
+        sftp: sftp_addr,
         node: core.cfg.node.clone(),
     });
 
@@ -104,6 +131,14 @@ pub async fn run(
     {
         let server = HttpServer::new(core.clone(), stop.clone());
         tasks.spawn(async move { ("http server", server.run(http_l).await) });
+    }
+    if let Some((l, _)) = ftp {
+        let server = FtpServer::new(core.clone(), stop.clone());
+        tasks.spawn(async move { ("ftp server", server.run(l).await) });
+    }
+    if let Some((l, _)) = sftp {
+        let server = SftpServer::new(core.clone(), stop.clone());
+        tasks.spawn(async move { ("sftp server", server.run(l).await) });
     }
     {
         let (core, stop) = (core.clone(), stop.clone());

@@ -63,6 +63,14 @@ pub struct Metrics {
     pub fetch_failures: AtomicU64,
     /// Chunks that failed verification on arrival.
     pub chunks_rejected: AtomicU64,
+    /// FTP control connections accepted.
+    pub ftp_sessions: AtomicU64,
+    /// File bytes sent to FTP clients.
+    pub ftp_bytes_served: AtomicU64,
+    /// SSH connections accepted by the SFTP server.
+    pub sftp_sessions: AtomicU64,
+    /// File bytes sent to SFTP clients.
+    pub sftp_bytes_served: AtomicU64,
     session: AtomicU8,
 }
 
@@ -142,6 +150,26 @@ impl Metrics {
             &[("node", node)],
             get(&self.fetch_failures),
         );
+        let protocols = [
+            ("ftp", &self.ftp_sessions, &self.ftp_bytes_served),
+            ("sftp", &self.sftp_sessions, &self.sftp_bytes_served),
+        ];
+        for (proto, sessions, _) in protocols {
+            p.counter(
+                "sitecast_edge_sessions_total",
+                "FTP control connections and SSH connections accepted, by protocol.",
+                &[("node", node), ("protocol", proto)],
+                get(sessions),
+            );
+        }
+        for (proto, _, bytes) in protocols {
+            p.counter(
+                "sitecast_edge_file_bytes_served_total",
+                "File bytes sent over FTP and SFTP, by protocol.",
+                &[("node", node), ("protocol", proto)],
+                get(bytes),
+            );
+        }
         p.counter(
             "sitecast_edge_password_verifications_total",
             "Argon2 password verifications (logins not answered from the cache).",

@@ -370,6 +370,8 @@ fn edge_config(dir: &std::path::Path, origin: &FakeOrigin) -> EdgeConfig {
     cfg.node = "edge-1".into();
     cfg.http_listen = "127.0.0.1:0".parse().unwrap();
     cfg.metrics_listen = "127.0.0.1:0".parse().unwrap();
+    cfg.ftp.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.sftp.listen = "127.0.0.1:0".parse().unwrap();
     cfg.retry_failed = Duration::from_millis(200);
     cfg.quic.reconnect_min = Duration::from_millis(50);
     cfg.quic.reconnect_max = Duration::from_millis(500);

@@ -1,0 +1,318 @@
+//! The read-only file-system view of the published catalog that FTP and SFTP serve.
+//!
+//! Contracts:
+//! - [`resolve`] turns a client-supplied name, relative to a working directory, into a
+//!   [`CatalogPath`]: `.`, empty segments and `//` are dropped, `..` goes up and stops at the
+//!   root, a leading `~` means the root (every login's home), and the result must pass
+//!   [`CatalogPath::parse`] (backslashes, control characters, NUL and over-long names are
+//!   refused). No encoding of a name can reach anything but the catalog.
+//! - [`stat`] and [`list`] decide access with [`crate::access::decide`] and
+//!   [`crate::access::visible`] exactly as the HTTP server does: a file needs `Read`, a
+//!   directory `List`; a denied path and a missing one are both refused, and what is refused
+//!   is never told apart for a principal without a grant (both are [`VfsError::Denied`] then,
+//!   because `decide` runs before existence is revealed).
+//! - [`Content`] reads an artifact's bytes chunk by chunk from the chunk store (verified by
+//!   the store against the chunk id), never from a copy on disk.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sitecast_protocol::{ArtifactManifest, BlobRecipe, CatalogPath, ChunkId, PathError};
+
+use crate::access::{decide, visible, Action, Decision};
+use crate::catalog::DirEntry;
+use crate::core::Core;
+
+/// A node of the view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Node {
+    /// A published artifact.
+    File(ArtifactManifest),
+    /// A directory (a prefix of published artifacts, or the root).
+    Dir {
+        /// Its path.
+        path: CatalogPath,
+        /// Newest modification below it (seconds since the epoch; 0 for an empty root).
+        modified: u64,
+    },
+}
+
+impl Node {
+    /// The node's path.
+    pub(crate) fn path(&self) -> &CatalogPath {
+        match self {
+            Node::File(m) => &m.path,
+            Node::Dir { path, .. } => path,
+        }
+    }
+
+    /// Seconds since the epoch.
+    pub(crate) fn modified(&self) -> u64 {
+        match self {
+            Node::File(m) => m.modified,
+            Node::Dir { modified, .. } => *modified,
+        }
+    }
+
+    /// Length in bytes (0 for directories).
+    pub(crate) fn len(&self) -> u64 {
+        match self {
+            Node::File(m) => m.len,
+            Node::Dir { .. } => 0,
+        }
+    }
+
+    /// Whether this is a directory.
+    pub(crate) fn is_dir(&self) -> bool {
+        matches!(self, Node::Dir { .. })
+    }
+}
+
+/// Why a view operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum VfsError {
+    /// The name is not a valid catalog path.
+    #[error("bad path: {0}")]
+    BadPath(#[from] PathError),
+    /// The principal may not see this path.
+    #[error("permission denied")]
+    Denied,
+    /// Nothing is published there.
+    #[error("no such file or directory")]
+    NotFound,
+    /// A directory where a file is needed.
+    #[error("is a directory")]
+    IsDir,
+    /// A file where a directory is needed.
+    #[error("not a directory")]
+    NotDir,
+    /// Local trouble (missing recipe, unreadable chunk); logged, never shown in detail.
+    #[error("artifact is unreadable at this edge")]
+    Internal(String),
+}
+
+/// Resolve `name` against the working directory `cwd` (see the module docs).
+///
+/// # Errors
+/// The resulting path is not a valid [`CatalogPath`].
+pub(crate) fn resolve(cwd: &str, name: &str) -> Result<CatalogPath, PathError> {
+    let mut segs: Vec<&str> = Vec::new();
+    let (base, rest) = if let Some(rest) = name.strip_prefix('/') {
+        ("", rest)
+    } else if name == "~" {
+        ("", "")
+    } else if let Some(rest) = name.strip_prefix("~/") {
+        ("", rest)
+    } else {
+        (cwd, name)
+    };
+    for seg in base.split('/').chain(rest.split('/')) {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                segs.pop();
+            }
+            s => segs.push(s),
+        }
+    }
+    CatalogPath::parse(&format!("/{}", segs.join("/")))
+}
+
+/// What is at `path` for `principal`, if it may see it (see the module docs).
+///
+/// # Errors
+/// [`VfsError::Denied`] or [`VfsError::NotFound`].
+pub(crate) fn stat(
+    core: &Core,
+    principal: Option<&str>,
+    path: &CatalogPath,
+) -> Result<Node, VfsError> {
+    let node = if path.is_root() {
+        None
+    } else {
+        core.catalog.lookup(path).map(Node::File)
+    };
+    let node = node.or_else(|| {
+        core.catalog.list_dir(path).map(|entries| Node::Dir {
+            path: path.clone(),
+            modified: entries
+                .iter()
+                .map(|e| match e {
+                    DirEntry::File(m) => m.modified,
+                    DirEntry::Dir { modified, .. } => *modified,
+                })
+                .max()
+                .unwrap_or(0),
+        })
+    });
+    let action = if matches!(node, Some(Node::Dir { .. })) {
+        Action::List
+    } else {
+        Action::Read
+    };
+    if decide(&core.site_config(), principal, path, action) == Decision::Deny {
+        return Err(VfsError::Denied);
+    }
+    node.ok_or(VfsError::NotFound)
+}
+
+/// The entries of directory `dir` that `principal` may see, sorted by name. A file is listed
+/// as itself (as `ls file` does).
+///
+/// # Errors
+/// As [`stat`].
+pub(crate) fn list(
+    core: &Core,
+    principal: Option<&str>,
+    dir: &CatalogPath,
+) -> Result<Vec<Node>, VfsError> {
+    match stat(core, principal, dir)? {
+        f @ Node::File(_) => Ok(vec![f]),
+        Node::Dir { path, .. } => {
+            let site = core.site_config();
+            let entries = core.catalog.list_dir(&path).unwrap_or_default();
+            Ok(entries
+                .into_iter()
+                .map(|e| match e {
+                    DirEntry::File(m) => Node::File(m),
+                    DirEntry::Dir { path, modified } => Node::Dir { path, modified },
+                })
+                .filter(|n| visible(&site, principal, n.path(), n.is_dir()))
+                .collect())
+        }
+    }
+}
+
+/// A file that may be read: `principal` may read `path` and it is an artifact.
+///
+/// # Errors
+/// As [`stat`], or [`VfsError::IsDir`].
+pub(crate) fn file(
+    core: &Core,
+    principal: Option<&str>,
+    path: &CatalogPath,
+) -> Result<ArtifactManifest, VfsError> {
+    match stat(core, principal, path)? {
+        Node::File(m) => Ok(m),
+        Node::Dir { .. } => Err(VfsError::IsDir),
+    }
+}
+
+/// An artifact's content, readable at any offset, chunk by chunk from the store.
+pub(crate) struct Content {
+    core: Arc<Core>,
+    recipe: Arc<BlobRecipe>,
+    /// Start offset of each chunk, plus the total length at the end.
+    starts: Vec<u64>,
+}
+
+impl Content {
+    /// Open `m`'s content (loads its recipe off the async runtime).
+    ///
+    /// # Errors
+    /// [`VfsError::Internal`] when the recipe is missing or does not match the manifest.
+    pub(crate) async fn open(core: &Arc<Core>, m: &ArtifactManifest) -> Result<Self, VfsError> {
+        let catalog = core.catalog.clone();
+        let blob = m.blob;
+        let recipe = tokio::task::spawn_blocking(move || catalog.recipe(&blob))
+            .await
+            .map_err(|e| VfsError::Internal(e.to_string()))?
+            .map_err(|e| VfsError::Internal(e.to_string()))?
+            .ok_or_else(|| VfsError::Internal(format!("recipe of blob {blob} is missing")))?;
+        if recipe.len != m.len {
+            return Err(VfsError::Internal(format!(
+                "recipe length {} differs from manifest length {}",
+                recipe.len, m.len
+            )));
+        }
+        let mut starts = Vec::with_capacity(recipe.chunks.len() + 1);
+        let mut off = 0u64;
+        for c in &recipe.chunks {
+            starts.push(off);
+            off += u64::from(c.len);
+        }
+        starts.push(off);
+        Ok(Self {
+            core: core.clone(),
+            recipe,
+            starts,
+        })
+    }
+
+    /// Total length.
+    pub(crate) fn len(&self) -> u64 {
+        self.recipe.len
+    }
+
+    /// Number of chunks.
+    pub(crate) fn chunks(&self) -> usize {
+        self.recipe.chunks.len()
+    }
+
+    /// The chunk holding byte `offset` (`None` at or past the end).
+    pub(crate) fn chunk_at(&self, offset: u64) -> Option<usize> {
+        if offset >= self.recipe.len {
+            return None;
+        }
+        // starts is sorted; the chunk is the last start <= offset.
+        Some(self.starts.partition_point(|s| *s <= offset) - 1)
+    }
+
+    /// Start offset of chunk `i`.
+    pub(crate) fn chunk_start(&self, i: usize) -> u64 {
+        self.starts.get(i).copied().unwrap_or(self.recipe.len)
+    }
+
+    /// Chunk `i`'s bytes, read (and verified) by the store on a blocking thread.
+    ///
+    /// # Errors
+    /// [`VfsError::Internal`] when the chunk is missing, corrupt or shorter than the recipe.
+    pub(crate) async fn chunk(&self, i: usize) -> Result<Bytes, VfsError> {
+        let Some(c) = self.recipe.chunks.get(i) else {
+            return Err(VfsError::Internal(format!("no chunk {i}")));
+        };
+        let (id, len): (ChunkId, u32) = (c.id, c.len);
+        let store = self.core.store.clone();
+        let data = tokio::task::spawn_blocking(move || store.get(&id))
+            .await
+            .map_err(|e| VfsError::Internal(e.to_string()))?
+            .map_err(|e| {
+                tracing::error!(chunk = %id, error = %e, "chunk unreadable while serving");
+                VfsError::Internal(format!("chunk {id}: {e}"))
+            })?;
+        if data.len() != len as usize {
+            return Err(VfsError::Internal(format!(
+                "chunk {id} is {} bytes, its recipe says {len}",
+                data.len()
+            )));
+        }
+        Ok(Bytes::from(data))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_stays_inside() {
+        let ok = |cwd: &str, name: &str| resolve(cwd, name).unwrap().as_str().to_owned();
+        assert_eq!(ok("/", "a.bin"), "/a.bin");
+        assert_eq!(ok("/fw", "a.bin"), "/fw/a.bin");
+        assert_eq!(ok("/fw", "/pub/x"), "/pub/x");
+        assert_eq!(ok("/fw", ".."), "/");
+        assert_eq!(ok("/fw", "../../../../etc/passwd"), "/etc/passwd");
+        assert_eq!(ok("/fw/a", "./b/../c"), "/fw/a/c");
+        assert_eq!(ok("/fw", "//x//y/"), "/x/y");
+        assert_eq!(ok("/fw", ""), "/fw");
+        assert_eq!(ok("/fw", "."), "/fw");
+        assert_eq!(ok("/fw", "~"), "/");
+        assert_eq!(ok("/fw", "~/pub"), "/pub");
+        assert_eq!(ok("/fw", "a~b"), "/fw/a~b");
+        assert_eq!(ok("/", "%2e%2e"), "/%2e%2e");
+        assert!(resolve("/", "..\\..\\etc").is_err());
+        assert!(resolve("/", "a\0b").is_err());
+        assert!(resolve("/", "a\nb").is_err());
+        assert!(resolve("/", &"x".repeat(300)).is_err());
+    }
+}
