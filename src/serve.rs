@@ -54,6 +54,12 @@ pub(crate) struct EdgeArgs {
     /// Listen address for /metrics and /healthz.
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
+    /// FTP control listen address for devices.
+    #[arg(long)]
+    ftp_listen: Option<SocketAddr>,
+    /// SFTP (SSH) listen address for devices.
+    #[arg(long)]
+    sftp_listen: Option<SocketAddr>,
     /// Print the effective configuration as TOML and exit (the join token is left out).
     #[arg(long)]
     print_config: bool,
@@ -129,6 +135,12 @@ pub(crate) async fn edge(args: EdgeArgs) -> anyhow::Result<ExitCode> {
     if let Some(a) = args.metrics_listen {
         cfg.metrics_listen = a;
     }
+    if let Some(a) = args.ftp_listen {
+        cfg.ftp.listen = a;
+    }
+    if let Some(a) = args.sftp_listen {
+        cfg.sftp.listen = a;
+    }
     let cfg = cfg.validate().context("invalid edge configuration")?;
     if args.print_config {
         let mut shown = cfg.clone();
@@ -141,12 +153,19 @@ pub(crate) async fn edge(args: EdgeArgs) -> anyhow::Result<ExitCode> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let server = tokio::spawn(sitecast_edge::run(cfg, cancel.clone(), tx));
     if let Ok(r) = rx.await {
-        print_ready(&serde_json::json!({
+        let mut line = serde_json::json!({
             "event": "ready",
             "http": r.http.to_string(),
             "metrics": r.metrics.to_string(),
             "node": r.node,
-        }));
+        });
+        if let Some(a) = r.ftp {
+            line["ftp"] = a.to_string().into();
+        }
+        if let Some(a) = r.sftp {
+            line["sftp"] = a.to_string().into();
+        }
+        print_ready(&line);
     }
     server.await.context("edge task panicked")??;
     Ok(ExitCode::SUCCESS)
