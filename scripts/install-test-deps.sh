@@ -2,6 +2,8 @@
 # Install what the test suite needs on a fresh Debian 12 machine, only when missing:
 #   curl, sha256sum (coreutils), python3 (for ../shared/tools/make-testdata.py),
 #   mount/umount (util-linux, for the disk-full test when run as root), kill (procps),
+#   real FTP/SFTP clients for the edge's protocol tests (busybox ftpget, lftp, OpenSSH's
+#   sftp/ssh-keygen, sshpass for password logins in batch mode),
 #   and cargo-nextest (the test runner).
 # Idempotent: a second run installs nothing.
 set -euo pipefail
@@ -16,6 +18,11 @@ need python3 python3
 need mount mount
 need umount mount
 need kill procps
+need busybox busybox
+need lftp lftp
+need sftp openssh-client
+need ssh-keygen openssh-client
+need sshpass sshpass
 
 if ((${#missing[@]})); then
     # Deduplicate package names.
