@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use sitecast_runtime::tls::{cert_fingerprint, JoinToken, ALPN, ORIGIN_SERVER_NAME};
@@ -53,27 +53,45 @@ impl Ca {
             let key = KeyPair::generate().map_err(|e| tls_err("generate CA key", e))?;
             let mut params = CertificateParams::default();
             params.distinguished_name = DistinguishedName::new();
-            params.distinguished_name.push(DnType::CommonName, "sitecast origin CA");
+            params
+                .distinguished_name
+                .push(DnType::CommonName, "sitecast origin CA");
             params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+            params.key_usages = vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+                KeyUsagePurpose::DigitalSignature,
+            ];
             validity(&mut params, 30);
-            let cert = params.self_signed(&key).map_err(|e| tls_err("self-sign CA", e))?;
+            let cert = params
+                .self_signed(&key)
+                .map_err(|e| tls_err("self-sign CA", e))?;
             write_private(&key_path, key.serialize_pem().as_bytes())?;
             write_atomic(&pem_path, cert.pem().as_bytes())?;
             tracing::info!(dir = %dir.display(), "created origin CA");
         }
-        let key_pem = std::fs::read_to_string(&key_path).map_err(|e| Error::io("read", &key_path, e))?;
-        let pem = std::fs::read_to_string(&pem_path).map_err(|e| Error::io("read", &pem_path, e))?;
+        let key_pem =
+            std::fs::read_to_string(&key_path).map_err(|e| Error::io("read", &key_path, e))?;
+        let pem =
+            std::fs::read_to_string(&pem_path).map_err(|e| Error::io("read", &pem_path, e))?;
         let key = KeyPair::from_pem(&key_pem).map_err(|e| tls_err("parse ca.key", e))?;
         let der = rustls_pemfile::certs(&mut pem.as_bytes())
             .next()
             .ok_or_else(|| Error::Tls("ca.pem holds no certificate".into()))?
             .map_err(|e| tls_err("parse ca.pem", e))?;
-        let params = CertificateParams::from_ca_cert_pem(&pem).map_err(|e| tls_err("parse ca.pem", e))?;
+        let params =
+            CertificateParams::from_ca_cert_pem(&pem).map_err(|e| tls_err("parse ca.pem", e))?;
         // Re-signing the parsed params gives an issuer handle with the CA's name and key; the
         // stored ca.pem stays the certificate everyone pins.
-        let cert = params.self_signed(&key).map_err(|e| tls_err("load CA", e))?;
-        Ok(Self { cert, key, pem, der })
+        let cert = params
+            .self_signed(&key)
+            .map_err(|e| tls_err("load CA", e))?;
+        Ok(Self {
+            cert,
+            key,
+            pem,
+            der,
+        })
     }
 
     /// SHA-256 of the CA certificate's DER (pinned in join tokens).
@@ -91,11 +109,18 @@ impl Ca {
     }
 
     /// Issue a node certificate from a CSR (PEM); returns (cert PEM, cert DER fingerprint).
-    pub(crate) fn sign_csr(&self, csr_pem: &str, site: &str, node: &str) -> Result<(String, [u8; 32])> {
-        let mut csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| Error::BadRequest(format!("invalid CSR: {e}")))?;
+    pub(crate) fn sign_csr(
+        &self,
+        csr_pem: &str,
+        site: &str,
+        node: &str,
+    ) -> Result<(String, [u8; 32])> {
+        let mut csr = CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|e| Error::BadRequest(format!("invalid CSR: {e}")))?;
         let p = &mut csr.params;
         p.distinguished_name = DistinguishedName::new();
-        p.distinguished_name.push(DnType::CommonName, format!("{site}/{node}"));
+        p.distinguished_name
+            .push(DnType::CommonName, format!("{site}/{node}"));
         p.subject_alt_names = Vec::new();
         p.is_ca = IsCa::ExplicitNoCa;
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -103,7 +128,9 @@ impl Ca {
         p.custom_extensions = Vec::new();
         p.use_authority_key_identifier_extension = true;
         validity(p, 10);
-        let cert = csr.signed_by(&self.cert, &self.key).map_err(|e| tls_err("sign node certificate", e))?;
+        let cert = csr
+            .signed_by(&self.cert, &self.key)
+            .map_err(|e| tls_err("sign node certificate", e))?;
         Ok((cert.pem(), cert_fingerprint(cert.der())))
     }
 
@@ -111,12 +138,16 @@ impl Ca {
     /// optional but, when present, verified against this CA.
     pub(crate) fn server_tls(&self) -> Result<rustls::ServerConfig> {
         let key = KeyPair::generate().map_err(|e| tls_err("generate server key", e))?;
-        let mut params =
-            CertificateParams::new(vec![ORIGIN_SERVER_NAME.to_owned()]).map_err(|e| tls_err("server params", e))?;
+        let mut params = CertificateParams::new(vec![ORIGIN_SERVER_NAME.to_owned()])
+            .map_err(|e| tls_err("server params", e))?;
         params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, ORIGIN_SERVER_NAME);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, ORIGIN_SERVER_NAME);
         params.subject_alt_names = vec![SanType::DnsName(
-            ORIGIN_SERVER_NAME.try_into().map_err(|e| tls_err("server name", e))?,
+            ORIGIN_SERVER_NAME
+                .try_into()
+                .map_err(|e| tls_err("server name", e))?,
         )];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -127,11 +158,16 @@ impl Ca {
             .map_err(|e| tls_err("sign server certificate", e))?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.der.clone()).map_err(|e| tls_err("CA root", e))?;
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
-            .allow_unauthenticated()
-            .build()
-            .map_err(|e| tls_err("client verifier", e))?;
+        roots
+            .add(self.der.clone())
+            .map_err(|e| tls_err("CA root", e))?;
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::clone(&provider),
+        )
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| tls_err("client verifier", e))?;
         let mut tls = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| tls_err("tls versions", e))?
@@ -184,13 +220,22 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            let mode = std::fs::metadata(dir.path().join("ca.key")).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join("ca.key"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         let key = KeyPair::generate().unwrap();
-        let csr = CertificateParams::new(vec!["x".into()]).unwrap().serialize_request(&key).unwrap();
+        let csr = CertificateParams::new(vec!["x".into()])
+            .unwrap()
+            .serialize_request(&key)
+            .unwrap();
         let (pem, fp) = b.sign_csr(&csr.pem().unwrap(), "s1", "n1").unwrap();
-        let der = rustls_pemfile::certs(&mut pem.as_bytes()).next().unwrap().unwrap();
+        let der = rustls_pemfile::certs(&mut pem.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap();
         assert_eq!(cert_fingerprint(&der), fp);
         assert!(b.sign_csr("garbage", "s1", "n1").is_err());
         b.server_tls().unwrap();

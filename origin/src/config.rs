@@ -116,16 +116,22 @@ impl OriginConfig {
             return Err(Error::Config("max_json_body must be at least 1 KiB".into()));
         }
         if self.quic.idle_timeout < Duration::from_secs(2) {
-            return Err(Error::Config("quic.idle_timeout must be at least 2s".into()));
+            return Err(Error::Config(
+                "quic.idle_timeout must be at least 2s".into(),
+            ));
         }
         if !(64 * 1024..=4 * MIB).contains(&self.quic.send_window) {
-            return Err(Error::Config("quic.send_window must be between 64 KiB and 4 MiB".into()));
+            return Err(Error::Config(
+                "quic.send_window must be between 64 KiB and 4 MiB".into(),
+            ));
         }
         if self.quic.max_streams == 0 {
             return Err(Error::Config("quic.max_streams must be more than 0".into()));
         }
         if self.accounting_flush.is_zero() || self.accounting_flush > Duration::from_secs(60) {
-            return Err(Error::Config("accounting_flush must be between 1ms and 60s".into()));
+            return Err(Error::Config(
+                "accounting_flush must be between 1ms and 60s".into(),
+            ));
         }
         Ok(self)
     }
@@ -161,7 +167,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "tib" | "t" => 1024 * GIB,
         other => return Err(format!("unknown size unit {other:?} in {s:?}")),
     };
-    n.checked_mul(mult).ok_or_else(|| format!("size {s:?} is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))
 }
 
 fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {

@@ -30,11 +30,14 @@ pub(crate) struct Core {
     pub(crate) site_changes: watch::Sender<u64>,
     /// Bumped whenever anything about any push changes.
     pub(crate) push_changes: watch::Sender<u64>,
-    acct: Mutex<HashMap<(String, Option<BlobId>), (u64, u64)>>,
+    acct: Mutex<Counters>,
     pub(crate) buckets: Buckets,
     /// Open connections per (site, node).
     pub(crate) online: Mutex<HashMap<(String, String), usize>>,
 }
+
+/// Unflushed (payload, framing) bytes by site and blob.
+type Counters = HashMap<(String, Option<BlobId>), (u64, u64)>;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -96,7 +99,10 @@ impl Core {
             if pins.contains_key(id) {
                 continue;
             }
-            if self.db.blocking(|c| db::artifacts::chunk_referenced(c, id))? {
+            if self
+                .db
+                .blocking(|c| db::artifacts::chunk_referenced(c, id))?
+            {
                 continue;
             }
             self.store.remove(id)?;
@@ -156,7 +162,13 @@ impl Core {
     }
 
     /// Record that a node connected (`+1`) or disconnected (`-1`).
-    pub(crate) async fn node_presence(&self, site: &str, node: &str, address: Option<String>, up: bool) -> Result<()> {
+    pub(crate) async fn node_presence(
+        &self,
+        site: &str,
+        node: &str,
+        address: Option<String>,
+        up: bool,
+    ) -> Result<()> {
         let online = {
             let mut m = lock(&self.online);
             let key = (site.to_owned(), node.to_owned());

@@ -34,7 +34,10 @@ fn admin_token(path: &Path) -> Result<String> {
         Ok(t) => {
             let t = t.trim().to_owned();
             if t.is_empty() {
-                return Err(Error::Config(format!("admin token file {} is empty", path.display())));
+                return Err(Error::Config(format!(
+                    "admin token file {} is empty",
+                    path.display()
+                )));
             }
             Ok(t)
         }
@@ -75,19 +78,30 @@ fn open(cfg: OriginConfig) -> Result<Arc<Core>> {
 /// # Errors
 /// Invalid configuration, unusable data directory, a listener that cannot bind, or a task
 /// that fails while running.
-pub async fn run(cfg: OriginConfig, cancel: CancellationToken, ready: oneshot::Sender<OriginReady>) -> Result<()> {
+pub async fn run(
+    cfg: OriginConfig,
+    cancel: CancellationToken,
+    ready: oneshot::Sender<OriginReady>,
+) -> Result<()> {
     let cfg = cfg.validate()?;
     let core = tokio::task::spawn_blocking(move || open(cfg)).await??;
     let api_addr = core.cfg.api_listen;
     let listener = tokio::net::TcpListener::bind(api_addr)
         .await
-        .map_err(|source| Error::Bind { addr: api_addr, source })?;
+        .map_err(|source| Error::Bind {
+            addr: api_addr,
+            source,
+        })?;
     let endpoint = crate::quic::endpoint(&core)?;
     let info = OriginReady {
-        api: listener.local_addr().map_err(|source| Error::Bind { addr: api_addr, source })?,
-        quic: endpoint
-            .local_addr()
-            .map_err(|source| Error::Bind { addr: core.cfg.quic_listen, source })?,
+        api: listener.local_addr().map_err(|source| Error::Bind {
+            addr: api_addr,
+            source,
+        })?,
+        quic: endpoint.local_addr().map_err(|source| Error::Bind {
+            addr: core.cfg.quic_listen,
+            source,
+        })?,
         admin_token_file: core.cfg.admin_token_path(),
     };
     tracing::info!(api = %info.api, quic = %info.quic, data_dir = %core.cfg.data_dir.display(), "origin listening");

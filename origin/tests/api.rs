@@ -116,7 +116,9 @@ async fn streamed_upload_dedup_replace_push_and_delete() {
             }
             hex::encode(h.finalize())
         };
-        let stream = futures::stream::iter((0..total / piece).map(move |i| Ok::<_, std::io::Error>(bytes(i as u64, piece))));
+        let stream = futures::stream::iter(
+            (0..total / piece).map(move |i| Ok::<_, std::io::Error>(bytes(i as u64, piece))),
+        );
         let r = o
             .req(Method::PUT, "/api/v1/artifacts/fw/big.bin")
             .body(reqwest::Body::wrap_stream(stream))
@@ -132,18 +134,36 @@ async fn streamed_upload_dedup_replace_push_and_delete() {
         // Same content: 200; new content: 201 and the old blob's chunks are collected.
         let small = bytes(7, 500_000);
         let (s, _) = {
-            let r = o.req(Method::PUT, "/api/v1/artifacts/fw/a.bin").body(small.clone()).send().await.unwrap();
+            let r = o
+                .req(Method::PUT, "/api/v1/artifacts/fw/a.bin")
+                .body(small.clone())
+                .send()
+                .await
+                .unwrap();
             (r.status().as_u16(), ())
         };
         assert_eq!(s, 201);
-        let r = o.req(Method::PUT, "/api/v1/artifacts/fw/a.bin").body(small.clone()).send().await.unwrap();
+        let r = o
+            .req(Method::PUT, "/api/v1/artifacts/fw/a.bin")
+            .body(small.clone())
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         let chunk_files = || walk(&o.dir.path().join("chunks"));
         let before = chunk_files();
-        let r = o.req(Method::PUT, "/api/v1/artifacts/fw/big.bin").body(bytes(9, 100_000)).send().await.unwrap();
+        let r = o
+            .req(Method::PUT, "/api/v1/artifacts/fw/big.bin")
+            .body(bytes(9, 100_000))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 201);
         let after = chunk_files();
-        assert!(after < before / 10, "replaced blob's chunks collected: {before} -> {after}");
+        assert!(
+            after < before / 10,
+            "replaced blob's chunks collected: {before} -> {after}"
+        );
 
         // Over the limit: 413, nothing published.
         let r = o
@@ -153,16 +173,29 @@ async fn streamed_upload_dedup_replace_push_and_delete() {
             .await
             .unwrap();
         assert_eq!(r.status(), 413);
-        let (s, _) = o.json(Method::GET, "/api/v1/artifacts/fw/huge.bin", None).await;
+        let (s, _) = o
+            .json(Method::GET, "/api/v1/artifacts/fw/huge.bin", None)
+            .await;
         assert_eq!(s, 404);
 
-        let (_, v) = o.json(Method::GET, "/api/v1/artifacts?prefix=/fw", None).await;
+        let (_, v) = o
+            .json(Method::GET, "/api/v1/artifacts?prefix=/fw", None)
+            .await;
         assert_eq!(v["artifacts"].as_array().unwrap().len(), 2);
 
         // A push, its long poll, and delete.
-        o.json(Method::POST, "/api/v1/sites", Some(json!({"name":"s1","labels":{"p":"g"}}))).await;
+        o.json(
+            Method::POST,
+            "/api/v1/sites",
+            Some(json!({"name":"s1","labels":{"p":"g"}})),
+        )
+        .await;
         let (s, push) = o
-            .json(Method::POST, "/api/v1/pushes", Some(json!({"content":["/fw/"],"labels":{"p":"g"},"max_rate":1000000})))
+            .json(
+                Method::POST,
+                "/api/v1/pushes",
+                Some(json!({"content":["/fw/"],"labels":{"p":"g"},"max_rate":1000000})),
+            )
             .await;
         assert_eq!(s, 201, "{push}");
         assert_eq!(push["state"], "in_progress");
@@ -170,16 +203,37 @@ async fn streamed_upload_dedup_replace_push_and_delete() {
         assert_eq!(push["sites"][0]["bytes_total"], 600_000);
         let id = push["id"].as_i64().unwrap();
         let t = std::time::Instant::now();
-        let (s, same) = o.json(Method::GET, &format!("/api/v1/pushes/{id}?wait_ms=300"), None).await;
+        let (s, same) = o
+            .json(
+                Method::GET,
+                &format!("/api/v1/pushes/{id}?wait_ms=300"),
+                None,
+            )
+            .await;
         assert_eq!(s, 200);
         assert!(t.elapsed() >= Duration::from_millis(290));
         assert_eq!(same, push);
-        let (s, _) = o.json(Method::DELETE, "/api/v1/artifacts/fw/a.bin", None).await;
+        let (s, _) = o
+            .json(Method::DELETE, "/api/v1/artifacts/fw/a.bin", None)
+            .await;
         assert_eq!(s, 204);
-        let (s, _) = o.json(Method::GET, "/api/v1/artifacts/fw/a.bin", None).await;
+        let (s, _) = o
+            .json(Method::GET, "/api/v1/artifacts/fw/a.bin", None)
+            .await;
         assert_eq!(s, 404);
-        let metrics = o.http.get(o.url("/metrics")).send().await.unwrap().text().await.unwrap();
-        assert!(metrics.contains("sitecast_origin_sent_bytes_total{site=\"s1\",kind=\"payload\"} 0"), "{metrics}");
+        let metrics = o
+            .http
+            .get(o.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains("sitecast_origin_sent_bytes_total{site=\"s1\",kind=\"payload\"} 0"),
+            "{metrics}"
+        );
         o.stop().await;
     })
     .await
@@ -190,7 +244,13 @@ fn walk(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir)
         .map(|rd| {
             rd.flatten()
-                .map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 })
+                .map(|e| {
+                    if e.path().is_dir() {
+                        walk(&e.path())
+                    } else {
+                        1
+                    }
+                })
                 .sum()
         })
         .unwrap_or(0)

@@ -42,13 +42,21 @@ pub(super) async fn create_user(State(core): State<AppState>, body: Body) -> Api
     let req: NewUser = json_body(&core, body).await?;
     db::sites::check_name("user", &req.name)?;
     if req.password.is_none() && req.ssh_keys.is_empty() {
-        return Err(ApiError::bad_request("a user needs a password or at least one ssh key"));
+        return Err(ApiError::bad_request(
+            "a user needs a password or at least one ssh key",
+        ));
     }
     if req.password.as_deref().is_some_and(str::is_empty) {
         return Err(ApiError::bad_request("password must not be empty"));
     }
-    if let Some(k) = req.ssh_keys.iter().find(|k| !k.starts_with("ssh-") && !k.starts_with("ecdsa-")) {
-        return Err(ApiError::bad_request(format!("not an OpenSSH public key: {k:?}")));
+    if let Some(k) = req
+        .ssh_keys
+        .iter()
+        .find(|k| !k.starts_with("ssh-") && !k.starts_with("ecdsa-"))
+    {
+        return Err(ApiError::bad_request(format!(
+            "not an OpenSSH public key: {k:?}"
+        )));
     }
     let hash = match req.password {
         Some(p) => Some(hash_password(p).await?),
@@ -68,9 +76,16 @@ pub(super) async fn list_users(State(core): State<AppState>) -> ApiResult<Respon
     Ok(Json(serde_json::json!({ "users": users })).into_response())
 }
 
-pub(super) async fn delete_user(State(core): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
+pub(super) async fn delete_user(
+    State(core): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
     let n = name.clone();
-    if !core.db.call(move |c| db::access::delete_user(c, &n)).await? {
+    if !core
+        .db
+        .call(move |c| db::access::delete_user(c, &n))
+        .await?
+    {
         return Err(ApiError::not_found(format!("user {name:?} not found")));
     }
     core.sites_changed();
@@ -102,7 +117,9 @@ pub(super) async fn create_grant(State(core): State<AppState>, body: Body) -> Ap
     let prefix = CatalogPath::parse_prefix(&req.path).map_err(|e| Error::bad_path(&req.path, e))?;
     let labels = req.labels.filter(|l| !l.is_empty());
     if req.site.is_some() && labels.is_some() {
-        return Err(ApiError::bad_request("a grant selects sites by name or by labels, not both"));
+        return Err(ApiError::bad_request(
+            "a grant selects sites by name or by labels, not both",
+        ));
     }
     if !req.read && !req.list {
         return Err(ApiError::bad_request("a grant must allow read or list"));
@@ -115,7 +132,10 @@ pub(super) async fn create_grant(State(core): State<AppState>, body: Body) -> Ap
         read: req.read,
         list: req.list,
     };
-    let grant = core.db.call(move |c| db::access::create_grant(c, &g)).await?;
+    let grant = core
+        .db
+        .call(move |c| db::access::create_grant(c, &g))
+        .await?;
     core.sites_changed();
     Ok((StatusCode::CREATED, Json(grant)).into_response())
 }
@@ -125,9 +145,18 @@ pub(super) async fn list_grants(State(core): State<AppState>) -> ApiResult<Respo
     Ok(Json(serde_json::json!({ "grants": grants })).into_response())
 }
 
-pub(super) async fn delete_grant(State(core): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
-    let id: i64 = id.parse().map_err(|_| ApiError::bad_request(format!("invalid grant id {id:?}")))?;
-    if !core.db.call(move |c| db::access::delete_grant(c, id)).await? {
+pub(super) async fn delete_grant(
+    State(core): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("invalid grant id {id:?}")))?;
+    if !core
+        .db
+        .call(move |c| db::access::delete_grant(c, id))
+        .await?
+    {
         return Err(ApiError::not_found(format!("grant {id} not found")));
     }
     core.sites_changed();
@@ -144,12 +173,20 @@ pub(super) async fn create_token(State(core): State<AppState>, body: Body) -> Ap
     let req: TokenReq = json_body(&core, body).await?;
     db::sites::check_name("token", &req.name)?;
     if req.name == "admin" {
-        return Err(ApiError::bad_request("the name \"admin\" is reserved for the admin token file"));
+        return Err(ApiError::bad_request(
+            "the name \"admin\" is reserved for the admin token file",
+        ));
     }
     let token = random_secret();
     let hash = hash_secret(&token);
     let name = req.name.clone();
-    core.db.call(move |c| db::access::add_token(c, &name, &hash)).await?;
+    core.db
+        .call(move |c| db::access::add_token(c, &name, &hash))
+        .await?;
     tracing::info!(name = %req.name, "api token created");
-    Ok((StatusCode::CREATED, Json(serde_json::json!({"name": req.name, "token": token}))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({"name": req.name, "token": token})),
+    )
+        .into_response())
 }

@@ -18,14 +18,22 @@ fn artifact_path(raw: &str) -> ApiResult<CatalogPath> {
     CatalogPath::parse_artifact(&full).map_err(|e| Error::bad_path(&full, e).into())
 }
 
-pub(super) async fn upload(State(core): State<AppState>, Path(raw): Path<String>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+pub(super) async fn upload(
+    State(core): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
     let path = artifact_path(&raw)?;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > core.cfg.max_upload) {
-        return Err(Error::TooLarge { limit: core.cfg.max_upload }.into());
+        return Err(Error::TooLarge {
+            limit: core.cfg.max_upload,
+        }
+        .into());
     }
     let published = ingest::ingest(&core, path, body).await?;
     if published.changed {
@@ -36,7 +44,10 @@ pub(super) async fn upload(State(core): State<AppState>, Path(raw): Path<String>
     }
 }
 
-pub(super) async fn show(State(core): State<AppState>, Path(raw): Path<String>) -> ApiResult<Response> {
+pub(super) async fn show(
+    State(core): State<AppState>,
+    Path(raw): Path<String>,
+) -> ApiResult<Response> {
     let path = artifact_path(&raw)?;
     let p = path.clone();
     match core.db.call(move |c| db::artifacts::get(c, &p)).await? {
@@ -50,16 +61,25 @@ pub(super) struct ListQuery {
     prefix: Option<String>,
 }
 
-pub(super) async fn list(State(core): State<AppState>, Query(q): Query<ListQuery>) -> ApiResult<Response> {
+pub(super) async fn list(
+    State(core): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Response> {
     let prefix = match q.prefix.as_deref() {
         None | Some("") => CatalogPath::root(),
         Some(p) => CatalogPath::parse_prefix(p).map_err(|e| Error::bad_path(p, e))?,
     };
-    let artifacts = core.db.call(move |c| db::artifacts::list(c, &prefix)).await?;
+    let artifacts = core
+        .db
+        .call(move |c| db::artifacts::list(c, &prefix))
+        .await?;
     Ok(Json(serde_json::json!({ "artifacts": artifacts })).into_response())
 }
 
-pub(super) async fn remove(State(core): State<AppState>, Path(raw): Path<String>) -> ApiResult<Response> {
+pub(super) async fn remove(
+    State(core): State<AppState>,
+    Path(raw): Path<String>,
+) -> ApiResult<Response> {
     let path = artifact_path(&raw)?;
     let p = path.clone();
     let Some(deleted) = core.db.call(move |c| db::artifacts::delete(c, &p)).await? else {

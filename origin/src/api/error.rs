@@ -46,9 +46,11 @@ impl From<Error> for ApiError {
             );
         }
         match e {
-            Error::BadPath { path, source } => {
-                Self::new(StatusCode::BAD_REQUEST, "bad_path", format!("invalid path {path:?}: {source}"))
-            }
+            Error::BadPath { path, source } => Self::new(
+                StatusCode::BAD_REQUEST,
+                "bad_path",
+                format!("invalid path {path:?}: {source}"),
+            ),
             Error::BadRequest(m) => Self::bad_request(m),
             Error::NotFound(m) => Self::not_found(m),
             Error::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
@@ -59,7 +61,11 @@ impl From<Error> for ApiError {
             ),
             e => {
                 tracing::error!(error = %e, "request failed");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the origin's log")
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; see the origin's log",
+                )
             }
         }
     }
@@ -70,8 +76,10 @@ impl IntoResponse for ApiError {
         let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
         let mut r = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            r.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"sitecast\""));
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"sitecast\""),
+            );
         }
         r
     }

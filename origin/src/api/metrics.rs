@@ -30,11 +30,36 @@ pub(super) async fn metrics(State(core): State<AppState>) -> ApiResult<Response>
         );
     }
     for (site, _, _, online, total) in &sites {
-        p.gauge("sitecast_origin_nodes_online", "Nodes of a site connected now.", &[("site", site)], *online as f64);
-        p.gauge("sitecast_origin_nodes", "Nodes enrolled in a site.", &[("site", site)], *total as f64);
+        p.gauge(
+            "sitecast_origin_nodes_online",
+            "Nodes of a site connected now.",
+            &[("site", site)],
+            *online as f64,
+        );
+        p.gauge(
+            "sitecast_origin_nodes",
+            "Nodes enrolled in a site.",
+            &[("site", site)],
+            *total as f64,
+        );
     }
-    p.gauge("sitecast_origin_artifacts", "Published artifacts.", &[], totals.0 as f64);
-    p.gauge("sitecast_origin_blobs", "Stored blobs.", &[], totals.1 as f64);
-    p.gauge("sitecast_origin_blob_bytes", "Total length of stored blobs.", &[], totals.2 as f64);
+    p.gauge(
+        "sitecast_origin_artifacts",
+        "Published artifacts.",
+        &[],
+        totals.0 as f64,
+    );
+    p.gauge(
+        "sitecast_origin_blobs",
+        "Stored blobs.",
+        &[],
+        totals.1 as f64,
+    );
+    p.gauge(
+        "sitecast_origin_blob_bytes",
+        "Total length of stored blobs.",
+        &[],
+        totals.2 as f64,
+    );
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], p.finish()).into_response())
 }

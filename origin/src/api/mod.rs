@@ -38,14 +38,19 @@ pub(crate) fn router(core: Arc<Core>) -> Router {
         .route("/artifacts", get(artifacts::list))
         .route(
             "/artifacts/{*path}",
-            get(artifacts::show).put(artifacts::upload).delete(artifacts::remove),
+            get(artifacts::show)
+                .put(artifacts::upload)
+                .delete(artifacts::remove),
         )
         .route("/sites", get(sites::list).post(sites::create))
         .route("/sites/{name}", get(sites::show).delete(sites::remove))
         .route("/sites/{name}/join-token", post(sites::join_token))
         .route("/users", get(access::list_users).post(access::create_user))
         .route("/users/{name}", delete(access::delete_user))
-        .route("/grants", get(access::list_grants).post(access::create_grant))
+        .route(
+            "/grants",
+            get(access::list_grants).post(access::create_grant),
+        )
         .route("/grants/{id}", delete(access::delete_grant))
         .route("/tokens", post(access::create_token))
         .route("/pushes", get(pushes::list).post(pushes::create))
@@ -65,14 +70,22 @@ async fn auth(State(core): State<AppState>, req: Request, next: Next) -> Respons
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .filter(|t| !t.is_empty());
     let Some(token) = token else {
-        return ApiError::unauthorized("missing bearer token (Authorization: Bearer <token>)").into_response();
+        return ApiError::unauthorized("missing bearer token (Authorization: Bearer <token>)")
+            .into_response();
     };
     let hash = hash_secret(token);
-    match core.db.call(move |c| db::access::token_name(c, &hash)).await {
+    match core
+        .db
+        .call(move |c| db::access::token_name(c, &hash))
+        .await
+    {
         Ok(Some(name)) => {
             tracing::Span::current().record("token", name.as_str());
             next.run(req).await
@@ -92,7 +105,11 @@ async fn log_request(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
     let _g = span.enter();
-    tracing::info!(status = resp.status().as_u16(), ms = start.elapsed().as_millis() as u64, "request");
+    tracing::info!(
+        status = resp.status().as_u16(),
+        ms = start.elapsed().as_millis() as u64,
+        "request"
+    );
     resp
 }
 
@@ -106,5 +123,6 @@ pub(crate) async fn json_body<T: DeserializeOwned>(core: &Core, body: Body) -> A
             format!("JSON body exceeds {limit} bytes"),
         )
     })?;
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }

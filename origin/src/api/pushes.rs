@@ -30,7 +30,9 @@ struct PushReq {
 pub(super) async fn create(State(core): State<AppState>, body: Body) -> ApiResult<Response> {
     let req: PushReq = json_body(&core, body).await?;
     if req.max_rate == Some(0) {
-        return Err(ApiError::bad_request("max_rate must be more than 0 bytes/s, or null for no limit"));
+        return Err(ApiError::bad_request(
+            "max_rate must be more than 0 bytes/s, or null for no limit",
+        ));
     }
     let p = NewPush {
         content: req.content,
@@ -39,7 +41,12 @@ pub(super) async fn create(State(core): State<AppState>, body: Body) -> ApiResul
         max_rate: req.max_rate,
     };
     let push = core.db.call(move |c| db::pushes::create(c, &p)).await?;
-    tracing::info!(push = push.id, artifacts = push.content.len(), sites = push.sites.len(), "push created");
+    tracing::info!(
+        push = push.id,
+        artifacts = push.content.len(),
+        sites = push.sites.len(),
+        "push created"
+    );
     core.sites_changed();
     core.pushes_changed();
     Ok((StatusCode::CREATED, Json(push)).into_response())
@@ -55,8 +62,14 @@ pub(super) struct ShowQuery {
     wait_ms: Option<u64>,
 }
 
-pub(super) async fn show(State(core): State<AppState>, Path(id): Path<String>, Query(q): Query<ShowQuery>) -> ApiResult<Response> {
-    let id: i64 = id.parse().map_err(|_| ApiError::bad_request(format!("invalid push id {id:?}")))?;
+pub(super) async fn show(
+    State(core): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<ShowQuery>,
+) -> ApiResult<Response> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("invalid push id {id:?}")))?;
     let mut changes = core.push_changes.subscribe();
     let first = core
         .db

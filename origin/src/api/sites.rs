@@ -25,11 +25,15 @@ pub(super) async fn create(State(core): State<AppState>, body: Body) -> ApiResul
     let req: NewSite = json_body(&core, body).await?;
     db::sites::check_name("site", &req.name)?;
     if req.max_rate == Some(0) {
-        return Err(ApiError::bad_request("max_rate must be more than 0 bytes/s, or null for no limit"));
+        return Err(ApiError::bad_request(
+            "max_rate must be more than 0 bytes/s, or null for no limit",
+        ));
     }
     for (k, v) in &req.labels {
         if k.is_empty() || k.len() > 63 || v.len() > 255 {
-            return Err(ApiError::bad_request(format!("invalid label {k:?}={v:?}: keys 1-63 bytes, values at most 255")));
+            return Err(ApiError::bad_request(format!(
+                "invalid label {k:?}={v:?}: keys 1-63 bytes, values at most 255"
+            )));
         }
     }
     let secret = random_secret();
@@ -40,7 +44,11 @@ pub(super) async fn create(State(core): State<AppState>, body: Body) -> ApiResul
         .await?;
     tracing::info!(site = %site.name, "site created");
     let token = core.ca.join_token(&secret);
-    Ok((StatusCode::CREATED, Json(serde_json::json!({"site": site, "join_token": token}))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({"site": site, "join_token": token})),
+    )
+        .into_response())
 }
 
 pub(super) async fn list(State(core): State<AppState>) -> ApiResult<Response> {
@@ -48,7 +56,10 @@ pub(super) async fn list(State(core): State<AppState>) -> ApiResult<Response> {
     Ok(Json(serde_json::json!({ "sites": sites })).into_response())
 }
 
-pub(super) async fn show(State(core): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
+pub(super) async fn show(
+    State(core): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
     let n = name.clone();
     match core.db.call(move |c| db::sites::get(c, &n)).await? {
         Some(s) => Ok(Json(s).into_response()),
@@ -56,7 +67,10 @@ pub(super) async fn show(State(core): State<AppState>, Path(name): Path<String>)
     }
 }
 
-pub(super) async fn remove(State(core): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
+pub(super) async fn remove(
+    State(core): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
     let n = name.clone();
     if !core.db.call(move |c| db::sites::delete(c, &n)).await? {
         return Err(ApiError::not_found(format!("site {name:?} not found")));
@@ -67,11 +81,18 @@ pub(super) async fn remove(State(core): State<AppState>, Path(name): Path<String
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub(super) async fn join_token(State(core): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
+pub(super) async fn join_token(
+    State(core): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
     let secret = random_secret();
     let hash = hash_secret(&secret);
     let n = name.clone();
-    if !core.db.call(move |c| db::sites::set_join_token(c, &n, &hash)).await? {
+    if !core
+        .db
+        .call(move |c| db::sites::set_join_token(c, &n, &hash))
+        .await?
+    {
         return Err(ApiError::not_found(format!("site {name:?} not found")));
     }
     tracing::info!(site = %name, "join token rotated");

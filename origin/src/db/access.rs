@@ -8,7 +8,12 @@ use crate::error::{Error, Result};
 use crate::util::{now, rfc3339};
 
 /// Create a user (password already hashed). Conflict if the name exists.
-pub(crate) fn create_user(c: &Connection, name: &str, password_hash: Option<&str>, ssh_keys: &[String]) -> Result<UserInfo> {
+pub(crate) fn create_user(
+    c: &Connection,
+    name: &str,
+    password_hash: Option<&str>,
+    ssh_keys: &[String],
+) -> Result<UserInfo> {
     let keys = serde_json::to_string(ssh_keys).map_err(|e| Error::BadRequest(e.to_string()))?;
     let n = c.execute(
         "INSERT OR IGNORE INTO users (name, password_hash, ssh_keys, created) VALUES (?1, ?2, ?3, ?4)",
@@ -24,14 +29,19 @@ pub(crate) fn create_user(c: &Connection, name: &str, password_hash: Option<&str
         .ok_or_else(|| Error::NotFound(format!("user {name:?} not found")))
 }
 
-fn user_rows(c: &Connection) -> Result<Vec<(String, Option<String>, Vec<String>, i64)>> {
-    let mut st = c.prepare("SELECT name, password_hash, ssh_keys, created FROM users ORDER BY name")?;
+/// (name, password hash, ssh keys, created).
+type UserRow = (String, Option<String>, Vec<String>, i64);
+
+fn user_rows(c: &Connection) -> Result<Vec<UserRow>> {
+    let mut st =
+        c.prepare("SELECT name, password_hash, ssh_keys, created FROM users ORDER BY name")?;
     let rows: Vec<(String, Option<String>, String, i64)> = st
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
         .collect::<rusqlite::Result<_>>()?;
     rows.into_iter()
         .map(|(n, h, k, t)| {
-            let keys: Vec<String> = serde_json::from_str(&k).map_err(|e| Error::record("ssh_keys", e))?;
+            let keys: Vec<String> =
+                serde_json::from_str(&k).map_err(|e| Error::record("ssh_keys", e))?;
             Ok((n, h, keys, t))
         })
         .collect()
@@ -73,12 +83,18 @@ pub(crate) struct NewGrant {
 /// Create a grant; the user and the site must exist.
 pub(crate) fn create_grant(c: &Connection, g: &NewGrant) -> Result<GrantInfo> {
     if let Some(u) = &g.user {
-        if !c.prepare("SELECT 1 FROM users WHERE name = ?1")?.exists([u])? {
+        if !c
+            .prepare("SELECT 1 FROM users WHERE name = ?1")?
+            .exists([u])?
+        {
             return Err(Error::NotFound(format!("user {u:?} not found")));
         }
     }
     if let Some(s) = &g.site {
-        if !c.prepare("SELECT 1 FROM sites WHERE name = ?1")?.exists([s])? {
+        if !c
+            .prepare("SELECT 1 FROM sites WHERE name = ?1")?
+            .exists([s])?
+        {
             return Err(Error::NotFound(format!("site {s:?} not found")));
         }
     }
@@ -104,11 +120,31 @@ pub(crate) fn create_grant(c: &Connection, g: &NewGrant) -> Result<GrantInfo> {
 
 /// Every grant, by id.
 pub(crate) fn list_grants(c: &Connection) -> Result<Vec<GrantInfo>> {
-    let mut st = c.prepare("SELECT id, user, prefix, site, labels, read, list, created FROM grants ORDER BY id")?;
+    let mut st = c.prepare(
+        "SELECT id, user, prefix, site, labels, read, list, created FROM grants ORDER BY id",
+    )?;
     #[allow(clippy::type_complexity)]
-    let rows: Vec<(i64, Option<String>, String, Option<String>, Option<String>, i64, i64, i64)> = st
+    let rows: Vec<(
+        i64,
+        Option<String>,
+        String,
+        Option<String>,
+        Option<String>,
+        i64,
+        i64,
+        i64,
+    )> = st
         .query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+            ))
         })?
         .collect::<rusqlite::Result<_>>()?;
     rows.into_iter()
@@ -157,10 +193,11 @@ pub(crate) fn set_named_token(c: &mut Connection, name: &str, token_hash: &[u8])
 
 /// The name of the API token with this hash.
 pub(crate) fn token_name(c: &Connection, token_hash: &[u8]) -> Result<Option<String>> {
-    Ok(c
-        .prepare_cached("SELECT name FROM api_tokens WHERE token_hash = ?1")?
-        .query_row([token_hash], |r| r.get(0))
-        .optional()?)
+    Ok(
+        c.prepare_cached("SELECT name FROM api_tokens WHERE token_hash = ?1")?
+            .query_row([token_hash], |r| r.get(0))
+            .optional()?,
+    )
 }
 
 /// The configuration an edge of `site` enforces: every user (with password hash and keys) and
@@ -170,7 +207,9 @@ pub(crate) fn site_config(c: &Connection, site: &str) -> Result<Option<SiteConfi
         return Ok(None);
     };
     let labels: Labels = {
-        let l: String = c.query_row("SELECT labels FROM sites WHERE name = ?1", [site], |r| r.get(0))?;
+        let l: String = c.query_row("SELECT labels FROM sites WHERE name = ?1", [site], |r| {
+            r.get(0)
+        })?;
         labels_from_json(&l)?
     };
     let users = user_rows(c)?

@@ -25,7 +25,9 @@ pub(crate) fn encode_recipe(r: &BlobRecipe) -> Vec<u8> {
 /// Decode a stored recipe.
 pub(crate) fn decode_recipe(b: &[u8]) -> Result<BlobRecipe> {
     match b.split_first() {
-        Some((&RECIPE_VERSION, rest)) => postcard::from_bytes(rest).map_err(|e| Error::record("recipe", e)),
+        Some((&RECIPE_VERSION, rest)) => {
+            postcard::from_bytes(rest).map_err(|e| Error::record("recipe", e))
+        }
         Some((v, _)) => Err(Error::record("recipe", format!("unknown version {v}"))),
         None => Err(Error::record("recipe", "empty")),
     }
@@ -43,7 +45,12 @@ pub(crate) struct Published {
 }
 
 /// Publish `path` → the blob described by `recipe` (whose chunks are all stored).
-pub(crate) fn publish(c: &mut Connection, path: &CatalogPath, recipe: &BlobRecipe, modified: i64) -> Result<Published> {
+pub(crate) fn publish(
+    c: &mut Connection,
+    path: &CatalogPath,
+    recipe: &BlobRecipe,
+    modified: i64,
+) -> Result<Published> {
     let tx = c.transaction()?;
     let blob = recipe.blake3.as_bytes().to_vec();
     let exists: bool = tx
@@ -61,13 +68,18 @@ pub(crate) fn publish(c: &mut Connection, path: &CatalogPath, recipe: &BlobRecip
                 encode_recipe(recipe)
             ],
         )?;
-        let mut ins = tx.prepare("INSERT OR IGNORE INTO chunk_refs (chunk, blob) VALUES (?1, ?2)")?;
+        let mut ins =
+            tx.prepare("INSERT OR IGNORE INTO chunk_refs (chunk, blob) VALUES (?1, ?2)")?;
         for ch in &recipe.chunks {
             ins.execute(params![ch.id.as_bytes().to_vec(), blob])?;
         }
     }
     let old: Option<Vec<u8>> = tx
-        .query_row("SELECT blob FROM artifacts WHERE path = ?1", [path.as_str()], |r| r.get(0))
+        .query_row(
+            "SELECT blob FROM artifacts WHERE path = ?1",
+            [path.as_str()],
+            |r| r.get(0),
+        )
         .optional()?;
     let (changed, replaced) = match old {
         Some(o) if o == blob => (false, None),
@@ -83,7 +95,11 @@ pub(crate) fn publish(c: &mut Connection, path: &CatalogPath, recipe: &BlobRecip
     }
     let info = get_tx(&tx, path.as_str())?.ok_or_else(|| Error::NotFound(path.to_string()))?;
     tx.commit()?;
-    Ok(Published { info, changed, replaced })
+    Ok(Published {
+        info,
+        changed,
+        replaced,
+    })
 }
 
 const SELECT: &str = "SELECT a.path, b.len, b.sha256, b.blake3, b.chunks, a.modified
@@ -103,9 +119,10 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ArtifactInfo> {
 }
 
 fn get_tx(c: &Connection, path: &str) -> Result<Option<ArtifactInfo>> {
-    Ok(c
-        .query_row(&format!("{SELECT} WHERE a.path = ?1"), [path], row)
-        .optional()?)
+    Ok(
+        c.query_row(&format!("{SELECT} WHERE a.path = ?1"), [path], row)
+            .optional()?,
+    )
 }
 
 /// One artifact.
@@ -127,8 +144,11 @@ pub(crate) fn list(c: &Connection, prefix: &CatalogPath) -> Result<Vec<ArtifactI
     Ok(out)
 }
 
-/// The manifest fields of a published artifact: (blob, len, sha256, modified).
-pub(crate) fn resolve(c: &Connection, path: &str) -> Result<Option<(Vec<u8>, i64, Vec<u8>, i64)>> {
+/// (blob, len, sha256, modified) of a published artifact.
+pub(crate) type ManifestRow = (Vec<u8>, i64, Vec<u8>, i64);
+
+/// The manifest fields of a published artifact.
+pub(crate) fn resolve(c: &Connection, path: &str) -> Result<Option<ManifestRow>> {
     Ok(c
         .query_row(
             "SELECT a.blob, b.len, b.sha256, a.modified FROM artifacts a JOIN blobs b ON b.blake3 = a.blob WHERE a.path = ?1",
@@ -152,7 +172,11 @@ pub(crate) struct Deleted {
 pub(crate) fn delete(c: &mut Connection, path: &CatalogPath) -> Result<Option<Deleted>> {
     let tx = c.transaction()?;
     let blob: Option<Vec<u8>> = tx
-        .query_row("SELECT blob FROM artifacts WHERE path = ?1", [path.as_str()], |r| r.get(0))
+        .query_row(
+            "SELECT blob FROM artifacts WHERE path = ?1",
+            [path.as_str()],
+            |r| r.get(0),
+        )
         .optional()?;
     let Some(blob) = blob else {
         return Ok(None);
@@ -167,11 +191,15 @@ pub(crate) fn delete(c: &mut Connection, path: &CatalogPath) -> Result<Option<De
         rows.collect::<rusqlite::Result<_>>()?
     };
     let pushes: Vec<i64> = {
-        let mut st = tx.prepare("SELECT push FROM push_artifacts WHERE path = ?1 AND removed = 0")?;
+        let mut st =
+            tx.prepare("SELECT push FROM push_artifacts WHERE path = ?1 AND removed = 0")?;
         let rows = st.query_map([path.as_str()], |r| r.get(0))?;
         rows.collect::<rusqlite::Result<_>>()?
     };
-    tx.execute("UPDATE push_artifacts SET removed = 1 WHERE path = ?1", [path.as_str()])?;
+    tx.execute(
+        "UPDATE push_artifacts SET removed = 1 WHERE path = ?1",
+        [path.as_str()],
+    )?;
     tx.execute(
         "UPDATE push_site_artifacts SET state = 'removed' WHERE path = ?1 AND state <> 'complete'",
         [path.as_str()],
@@ -190,7 +218,11 @@ pub(crate) fn delete(c: &mut Connection, path: &CatalogPath) -> Result<Option<De
 /// A blob's recipe.
 pub(crate) fn recipe(c: &Connection, blob: &BlobId) -> Result<Option<BlobRecipe>> {
     let b: Option<Vec<u8>> = c
-        .query_row("SELECT recipe FROM blobs WHERE blake3 = ?1", [blob.as_bytes().to_vec()], |r| r.get(0))
+        .query_row(
+            "SELECT recipe FROM blobs WHERE blake3 = ?1",
+            [blob.as_bytes().to_vec()],
+            |r| r.get(0),
+        )
         .optional()?;
     b.map(|b| decode_recipe(&b)).transpose()
 }
@@ -236,9 +268,10 @@ pub(crate) fn delete_blob(c: &mut Connection, blob: &BlobId) -> Result<Vec<Chunk
 
 /// Whether any blob uses this chunk.
 pub(crate) fn chunk_referenced(c: &Connection, chunk: &ChunkId) -> Result<bool> {
-    Ok(c
-        .prepare_cached("SELECT 1 FROM chunk_refs WHERE chunk = ?1 LIMIT 1")?
-        .exists([chunk.as_bytes().to_vec()])?)
+    Ok(
+        c.prepare_cached("SELECT 1 FROM chunk_refs WHERE chunk = ?1 LIMIT 1")?
+            .exists([chunk.as_bytes().to_vec()])?,
+    )
 }
 
 /// Totals for metrics: (artifacts, blobs, blob bytes).

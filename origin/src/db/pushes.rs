@@ -46,7 +46,9 @@ struct Resolved {
 
 fn resolve_content(c: &Connection, content: &[String]) -> Result<Vec<Resolved>> {
     if content.is_empty() {
-        return Err(Error::BadRequest("content must name at least one path or prefix".into()));
+        return Err(Error::BadRequest(
+            "content must name at least one path or prefix".into(),
+        ));
     }
     let mut out: BTreeMap<String, Resolved> = BTreeMap::new();
     for entry in content {
@@ -54,29 +56,56 @@ fn resolve_content(c: &Connection, content: &[String]) -> Result<Vec<Resolved>> 
         if !entry.ends_with('/') {
             let p = CatalogPath::parse_artifact(entry).map_err(|e| Error::bad_path(entry, e))?;
             if let Some((blob, len, sha256, modified)) = super::artifacts::resolve(c, p.as_str())? {
-                out.insert(p.to_string(), Resolved { path: p.to_string(), blob, len, sha256, modified });
+                out.insert(
+                    p.to_string(),
+                    Resolved {
+                        path: p.to_string(),
+                        blob,
+                        len,
+                        sha256,
+                        modified,
+                    },
+                );
                 found += 1;
             }
         }
         if found == 0 {
             let prefix = CatalogPath::parse_prefix(entry).map_err(|e| Error::bad_path(entry, e))?;
             for a in super::artifacts::list(c, &prefix)? {
-                if let Some((blob, len, sha256, modified)) = super::artifacts::resolve(c, &a.path)? {
-                    out.insert(a.path.clone(), Resolved { path: a.path, blob, len, sha256, modified });
+                if let Some((blob, len, sha256, modified)) = super::artifacts::resolve(c, &a.path)?
+                {
+                    out.insert(
+                        a.path.clone(),
+                        Resolved {
+                            path: a.path,
+                            blob,
+                            len,
+                            sha256,
+                            modified,
+                        },
+                    );
                     found += 1;
                 }
             }
         }
         if found == 0 {
-            return Err(Error::BadRequest(format!("content {entry:?} matches no artifact")));
+            return Err(Error::BadRequest(format!(
+                "content {entry:?} matches no artifact"
+            )));
         }
     }
     Ok(out.into_values().collect())
 }
 
 fn resolve_sites(c: &Connection, names: &[String], labels: Option<&Labels>) -> Result<Vec<String>> {
-    if names.is_empty() && labels.map_or(true, BTreeMap::is_empty) {
-        return Err(Error::BadRequest("name at least one site or a label selector".into()));
+    let no_labels = match labels {
+        Some(l) => l.is_empty(),
+        None => true,
+    };
+    if names.is_empty() && no_labels {
+        return Err(Error::BadRequest(
+            "name at least one site or a label selector".into(),
+        ));
     }
     let all = super::sites::labels_all(c)?;
     let mut out = BTreeSet::new();
@@ -104,7 +133,8 @@ pub(crate) fn create(c: &mut Connection, p: &NewPush) -> Result<PushInfo> {
     let tx = c.transaction()?;
     let arts = resolve_content(&tx, &p.content)?;
     let sites = resolve_sites(&tx, &p.sites, p.labels.as_ref())?;
-    let content_json = serde_json::to_string(&p.content).map_err(|e| Error::BadRequest(e.to_string()))?;
+    let content_json =
+        serde_json::to_string(&p.content).map_err(|e| Error::BadRequest(e.to_string()))?;
     tx.execute(
         "INSERT INTO pushes (created, content, max_rate) VALUES (?1, ?2, ?3)",
         params![now(), content_json, p.max_rate.map(i64_of)],
@@ -160,13 +190,18 @@ pub(crate) fn recompute(c: &Connection, push: i64, site: &str) -> Result<()> {
          WHERE push = ?1 AND site = ?2 AND state NOT IN ('superseded', 'removed') ORDER BY path",
     )?;
     let rows: Vec<(String, String, Option<i64>, Option<String>)> = st
-        .query_map(params![push, site], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .query_map(params![push, site], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
         .collect::<rusqlite::Result<_>>()?;
     let needed: i64 = rows.iter().filter_map(|r| r.2).sum();
-    let error = rows
-        .iter()
-        .find(|r| r.1 == "failed")
-        .map(|f| format!("{}: {}", f.0, f.3.as_deref().unwrap_or("failed at the edge")));
+    let error = rows.iter().find(|r| r.1 == "failed").map(|f| {
+        format!(
+            "{}: {}",
+            f.0,
+            f.3.as_deref().unwrap_or("failed at the edge")
+        )
+    });
     let state = if rows.iter().all(|r| r.1 == "complete") {
         "complete"
     } else if error.is_some() && rows.iter().all(|r| r.1 == "complete" || r.1 == "failed") {
@@ -244,7 +279,13 @@ pub(crate) fn apply_report(c: &mut Connection, site: &str, report: &StatusReport
 }
 
 /// Attribute bytes sent to `site` for `blob` to every unfinished push of that site carrying it.
-pub(crate) fn add_sent(c: &Connection, site: &str, blob: &BlobId, payload: u64, framing: u64) -> Result<bool> {
+pub(crate) fn add_sent(
+    c: &Connection,
+    site: &str,
+    blob: &BlobId,
+    payload: u64,
+    framing: u64,
+) -> Result<bool> {
     let n = c
         .prepare_cached(
             "UPDATE push_sites SET payload_bytes = payload_bytes + ?3, framing_bytes = framing_bytes + ?4
@@ -258,7 +299,11 @@ pub(crate) fn add_sent(c: &Connection, site: &str, blob: &BlobId, payload: u64, 
 /// One push with its sites.
 pub(crate) fn get(c: &Connection, id: i64) -> Result<Option<PushInfo>> {
     let head: Option<(i64, Option<i64>)> = c
-        .query_row("SELECT created, max_rate FROM pushes WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(
+            "SELECT created, max_rate FROM pushes WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .optional()?;
     let Some((created, max_rate)) = head else {
         return Ok(None);
@@ -289,7 +334,10 @@ pub(crate) fn get(c: &Connection, id: i64) -> Result<Option<PushInfo>> {
         .collect::<rusqlite::Result<_>>()?;
     let state = if sites.iter().all(|s| s.state == "complete") {
         "complete"
-    } else if sites.iter().all(|s| s.state == "complete" || s.state == "failed") {
+    } else if sites
+        .iter()
+        .all(|s| s.state == "complete" || s.state == "failed")
+    {
         "failed"
     } else {
         "in_progress"
@@ -310,12 +358,17 @@ pub(crate) fn list(c: &Connection) -> Result<Vec<PushInfo>> {
         .prepare("SELECT id FROM pushes ORDER BY id DESC")?
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    ids.into_iter().filter_map(|id| get(c, id).transpose()).collect()
+    ids.into_iter()
+        .filter_map(|id| get(c, id).transpose())
+        .collect()
 }
 
 /// A site's desired state: the union of the artifacts of every push that targeted it (newest
 /// push wins for a path), minus deleted artifacts. None if the site does not exist.
-pub(crate) fn desired_state(c: &Connection, site: &str) -> Result<Option<(u64, Vec<ArtifactManifest>)>> {
+pub(crate) fn desired_state(
+    c: &Connection,
+    site: &str,
+) -> Result<Option<(u64, Vec<ArtifactManifest>)>> {
     let Some((revision, _)) = super::sites::revisions(c, site)? else {
         return Ok(None);
     };
@@ -324,11 +377,13 @@ pub(crate) fn desired_state(c: &Connection, site: &str) -> Result<Option<(u64, V
          JOIN push_sites ps ON ps.push = pa.push
          WHERE ps.site = ?1 AND pa.removed = 0 ORDER BY pa.push DESC",
     )?;
-    let rows: Vec<(String, Vec<u8>, i64, Vec<u8>, i64)> = st
-        .query_map([site], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+    let rows: Vec<(String, super::artifacts::ManifestRow)> = st
+        .query_map([site], |r| {
+            Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        })?
         .collect::<rusqlite::Result<_>>()?;
     let mut out: BTreeMap<String, ArtifactManifest> = BTreeMap::new();
-    for (path, blob, len, sha, modified) in rows {
+    for (path, (blob, len, sha, modified)) in rows {
         if out.contains_key(&path) {
             continue;
         }
@@ -346,10 +401,9 @@ pub(crate) fn desired_state(c: &Connection, site: &str) -> Result<Option<(u64, V
 
 /// Whether `blob` was pushed to `site` (by a push whose artifact was not deleted since).
 pub(crate) fn site_has_blob(c: &Connection, site: &str, blob: &BlobId) -> Result<bool> {
-    Ok(c
-        .prepare_cached(
-            "SELECT 1 FROM push_artifacts pa JOIN push_sites ps ON ps.push = pa.push
+    Ok(c.prepare_cached(
+        "SELECT 1 FROM push_artifacts pa JOIN push_sites ps ON ps.push = pa.push
              WHERE ps.site = ?1 AND pa.blob = ?2 AND pa.removed = 0 LIMIT 1",
-        )?
-        .exists(params![site, blob.as_bytes().to_vec()])?)
+    )?
+    .exists(params![site, blob.as_bytes().to_vec()])?)
 }

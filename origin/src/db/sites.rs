@@ -11,7 +11,9 @@ pub(crate) fn check_name(kind: &str, name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 63
         && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if ok {
         Ok(())
     } else {
@@ -22,7 +24,13 @@ pub(crate) fn check_name(kind: &str, name: &str) -> Result<()> {
 }
 
 /// Create a site holding the hash of its first join token.
-pub(crate) fn create(c: &Connection, name: &str, labels: &Labels, max_rate: Option<u64>, token_hash: &[u8]) -> Result<SiteInfo> {
+pub(crate) fn create(
+    c: &Connection,
+    name: &str,
+    labels: &Labels,
+    max_rate: Option<u64>,
+    token_hash: &[u8],
+) -> Result<SiteInfo> {
     let n = c.execute(
         "INSERT OR IGNORE INTO sites (name, labels, max_rate, join_token_hash, created) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![name, labels_json(labels), max_rate.map(i64_of), token_hash, now()],
@@ -34,11 +42,17 @@ pub(crate) fn create(c: &Connection, name: &str, labels: &Labels, max_rate: Opti
 }
 
 fn nodes(c: &Connection, site: &str) -> Result<Vec<NodeInfo>> {
-    let mut st = c.prepare_cached("SELECT name, online, last_seen, address FROM nodes WHERE site = ?1 ORDER BY name")?;
+    let mut st = c.prepare_cached(
+        "SELECT name, online, last_seen, address FROM nodes WHERE site = ?1 ORDER BY name",
+    )?;
     let rows = st.query_map([site], |r| {
         Ok(NodeInfo {
             name: r.get(0)?,
-            state: if r.get::<_, i64>(1)? != 0 { "online" } else { "offline" },
+            state: if r.get::<_, i64>(1)? != 0 {
+                "online"
+            } else {
+                "offline"
+            },
             last_seen: r.get::<_, Option<i64>>(2)?.map(rfc3339),
             address: r.get(3)?,
         })
@@ -50,7 +64,10 @@ fn site_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, Option<i
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
 }
 
-fn info(c: &Connection, (name, labels, max_rate, created): (String, String, Option<i64>, i64)) -> Result<SiteInfo> {
+fn info(
+    c: &Connection,
+    (name, labels, max_rate, created): (String, String, Option<i64>, i64),
+) -> Result<SiteInfo> {
     Ok(SiteInfo {
         nodes: nodes(c, &name)?,
         labels: labels_from_json(&labels)?,
@@ -63,7 +80,11 @@ fn info(c: &Connection, (name, labels, max_rate, created): (String, String, Opti
 /// One site with its nodes.
 pub(crate) fn get(c: &Connection, name: &str) -> Result<Option<SiteInfo>> {
     let r = c
-        .query_row("SELECT name, labels, max_rate, created FROM sites WHERE name = ?1", [name], site_row)
+        .query_row(
+            "SELECT name, labels, max_rate, created FROM sites WHERE name = ?1",
+            [name],
+            site_row,
+        )
         .optional()?;
     r.map(|r| info(c, r)).transpose()
 }
@@ -71,7 +92,9 @@ pub(crate) fn get(c: &Connection, name: &str) -> Result<Option<SiteInfo>> {
 /// Every site, by name.
 pub(crate) fn list(c: &Connection) -> Result<Vec<SiteInfo>> {
     let mut st = c.prepare("SELECT name, labels, max_rate, created FROM sites ORDER BY name")?;
-    let rows: Vec<_> = st.query_map([], site_row)?.collect::<rusqlite::Result<_>>()?;
+    let rows: Vec<_> = st
+        .query_map([], site_row)?
+        .collect::<rusqlite::Result<_>>()?;
     rows.into_iter().map(|r| info(c, r)).collect()
 }
 
@@ -81,7 +104,9 @@ pub(crate) fn labels_all(c: &Connection) -> Result<Vec<(String, Labels)>> {
     let rows: Vec<(String, String)> = st
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
-    rows.into_iter().map(|(n, l)| Ok((n, labels_from_json(&l)?))).collect()
+    rows.into_iter()
+        .map(|(n, l)| Ok((n, labels_from_json(&l)?)))
+        .collect()
 }
 
 /// Delete a site (its nodes are revoked, its push entries dropped). False if unknown.
@@ -95,25 +120,42 @@ pub(crate) fn delete(c: &mut Connection, name: &str) -> Result<bool> {
 
 /// Replace the site's join token hash (invalidating any unused token). False if unknown.
 pub(crate) fn set_join_token(c: &Connection, name: &str, token_hash: &[u8]) -> Result<bool> {
-    Ok(c.execute("UPDATE sites SET join_token_hash = ?2 WHERE name = ?1", params![name, token_hash])? > 0)
+    Ok(c.execute(
+        "UPDATE sites SET join_token_hash = ?2 WHERE name = ?1",
+        params![name, token_hash],
+    )? > 0)
 }
 
 /// The site whose unused join token has this hash.
 pub(crate) fn site_for_token(c: &Connection, token_hash: &[u8]) -> Result<Option<String>> {
-    Ok(c
-        .query_row("SELECT name FROM sites WHERE join_token_hash = ?1", [token_hash], |r| r.get(0))
-        .optional()?)
+    Ok(c.query_row(
+        "SELECT name FROM sites WHERE join_token_hash = ?1",
+        [token_hash],
+        |r| r.get(0),
+    )
+    .optional()?)
 }
 
 /// Consume the join token and record the node (replacing a node of the same name, whose old
 /// certificate stops working). None if the token is no longer valid.
-pub(crate) fn enroll(c: &mut Connection, token_hash: &[u8], node: &str, cert_sha256: &[u8]) -> Result<Option<String>> {
+pub(crate) fn enroll(
+    c: &mut Connection,
+    token_hash: &[u8],
+    node: &str,
+    cert_sha256: &[u8],
+) -> Result<Option<String>> {
     let tx = c.transaction()?;
     let Some(site) = site_for_token(&tx, token_hash)? else {
         return Ok(None);
     };
-    tx.execute("UPDATE sites SET join_token_hash = NULL WHERE name = ?1", [&site])?;
-    tx.execute("DELETE FROM nodes WHERE site = ?1 AND name = ?2", [&site, node])?;
+    tx.execute(
+        "UPDATE sites SET join_token_hash = NULL WHERE name = ?1",
+        [&site],
+    )?;
+    tx.execute(
+        "DELETE FROM nodes WHERE site = ?1 AND name = ?2",
+        [&site, node],
+    )?;
     tx.execute(
         "INSERT INTO nodes (site, name, cert_sha256, enrolled) VALUES (?1, ?2, ?3, ?4)",
         params![site, node, cert_sha256, now()],
@@ -124,15 +166,22 @@ pub(crate) fn enroll(c: &mut Connection, token_hash: &[u8], node: &str, cert_sha
 
 /// The (site, node) holding the certificate with this fingerprint.
 pub(crate) fn node_by_cert(c: &Connection, cert_sha256: &[u8]) -> Result<Option<(String, String)>> {
-    Ok(c
-        .query_row("SELECT site, name FROM nodes WHERE cert_sha256 = ?1", [cert_sha256], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?)
+    Ok(c.query_row(
+        "SELECT site, name FROM nodes WHERE cert_sha256 = ?1",
+        [cert_sha256],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()?)
 }
 
 /// Record contact with a node.
-pub(crate) fn node_seen(c: &Connection, site: &str, node: &str, address: Option<&str>, online: bool) -> Result<()> {
+pub(crate) fn node_seen(
+    c: &Connection,
+    site: &str,
+    node: &str,
+    address: Option<&str>,
+    online: bool,
+) -> Result<()> {
     c.execute(
         "UPDATE nodes SET last_seen = ?3, address = COALESCE(?4, address), online = ?5 WHERE site = ?1 AND name = ?2",
         params![site, node, now(), address, i64::from(online)],
@@ -148,16 +197,19 @@ pub(crate) fn all_offline(c: &Connection) -> Result<()> {
 
 /// (desired revision, config revision) of a site.
 pub(crate) fn revisions(c: &Connection, site: &str) -> Result<Option<(u64, u64)>> {
-    Ok(c
-        .query_row("SELECT desired_revision, config_revision FROM sites WHERE name = ?1", [site], |r| {
-            Ok((u64_of(r.get(0)?), u64_of(r.get(1)?)))
-        })
-        .optional()?)
+    Ok(c.query_row(
+        "SELECT desired_revision, config_revision FROM sites WHERE name = ?1",
+        [site],
+        |r| Ok((u64_of(r.get(0)?), u64_of(r.get(1)?))),
+    )
+    .optional()?)
 }
 
 /// Bump the desired-state revision of these sites.
 pub(crate) fn bump_desired(c: &Connection, sites: &[String]) -> Result<()> {
-    let mut st = c.prepare_cached("UPDATE sites SET desired_revision = desired_revision + 1 WHERE name = ?1")?;
+    let mut st = c.prepare_cached(
+        "UPDATE sites SET desired_revision = desired_revision + 1 WHERE name = ?1",
+    )?;
     for s in sites {
         st.execute([s])?;
     }
@@ -192,8 +244,11 @@ pub(crate) fn add_sent(c: &Connection, site: &str, payload: u64, framing: u64) -
     Ok(())
 }
 
-/// Per-site metrics: (name, payload sent, framing sent, nodes online, nodes total).
-pub(crate) fn metrics(c: &Connection) -> Result<Vec<(String, u64, u64, u64, u64)>> {
+/// (site, payload sent, framing sent, nodes online, nodes total).
+pub(crate) type SiteMetrics = (String, u64, u64, u64, u64);
+
+/// Per-site metrics.
+pub(crate) fn metrics(c: &Connection) -> Result<Vec<SiteMetrics>> {
     let mut st = c.prepare(
         "SELECT s.name, s.sent_payload, s.sent_framing,
                 (SELECT COUNT(*) FROM nodes n WHERE n.site = s.name AND n.online = 1),
@@ -201,7 +256,13 @@ pub(crate) fn metrics(c: &Connection) -> Result<Vec<(String, u64, u64, u64, u64)
          FROM sites s ORDER BY s.name",
     )?;
     let rows = st.query_map([], |r| {
-        Ok((r.get(0)?, u64_of(r.get(1)?), u64_of(r.get(2)?), u64_of(r.get(3)?), u64_of(r.get(4)?)))
+        Ok((
+            r.get(0)?,
+            u64_of(r.get(1)?),
+            u64_of(r.get(2)?),
+            u64_of(r.get(3)?),
+            u64_of(r.get(4)?),
+        ))
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

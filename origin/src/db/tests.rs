@@ -13,7 +13,9 @@ fn db() -> (tempfile::TempDir, Db) {
 }
 
 fn recipe(seed: u8, len: usize) -> BlobRecipe {
-    let data: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 9) as u8).collect();
+    let data: Vec<u8> = (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 9) as u8)
+        .collect();
     chunk_all(&data).1
 }
 
@@ -22,10 +24,18 @@ fn p(s: &str) -> CatalogPath {
 }
 
 fn labels(kv: &[(&str, &str)]) -> Labels {
-    kv.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    kv.iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
-fn status(path: &str, r: &BlobRecipe, state: ArtifactState, needed: u64, error: Option<&str>) -> StatusReport {
+fn status(
+    path: &str,
+    r: &BlobRecipe,
+    state: ArtifactState,
+    needed: u64,
+    error: Option<&str>,
+) -> StatusReport {
     StatusReport {
         desired_revision: 0,
         artifacts: vec![ArtifactStatus {
@@ -68,7 +78,10 @@ fn publish_replace_list_and_delete_with_gc_candidates() {
         let rep = artifacts::publish(c, &p("/fw/a.bin"), &r2, 300)?;
         assert_eq!(rep.replaced, Some(r1.blake3));
         artifacts::publish(c, &p("/fwx/b.bin"), &r1, 300)?;
-        let under: Vec<_> = artifacts::list(c, &p("/fw"))?.into_iter().map(|a| a.path).collect();
+        let under: Vec<_> = artifacts::list(c, &p("/fw"))?
+            .into_iter()
+            .map(|a| a.path)
+            .collect();
         assert_eq!(under, vec!["/fw/a.bin"]);
         assert_eq!(artifacts::list(c, &CatalogPath::root())?.len(), 2);
         // r1 is still used by /fwx/b.bin.
@@ -77,10 +90,17 @@ fn publish_replace_list_and_delete_with_gc_candidates() {
         let del = artifacts::delete(c, &p("/fwx/b.bin"))?.unwrap();
         assert_eq!(del.blob, r1.blake3);
         let freed = artifacts::delete_blob(c, &r1.blake3)?;
-        let only_r1: std::collections::BTreeSet<_> =
-            r1.chunks.iter().map(|x| x.id).filter(|id| r2.chunks.iter().all(|y| y.id != *id)).collect();
+        let only_r1: std::collections::BTreeSet<_> = r1
+            .chunks
+            .iter()
+            .map(|x| x.id)
+            .filter(|id| r2.chunks.iter().all(|y| y.id != *id))
+            .collect();
         assert!(!only_r1.is_empty());
-        assert_eq!(freed.into_iter().collect::<std::collections::BTreeSet<_>>(), only_r1);
+        assert_eq!(
+            freed.into_iter().collect::<std::collections::BTreeSet<_>>(),
+            only_r1
+        );
         assert!(artifacts::recipe(c, &r1.blake3)?.is_none());
         assert!(artifacts::delete(c, &p("/fwx/b.bin"))?.is_none());
         assert!(artifacts::chunk_referenced(c, &r2.chunks[0].id)?);
@@ -93,18 +113,36 @@ fn publish_replace_list_and_delete_with_gc_candidates() {
 fn sites_tokens_and_nodes() {
     let (_d, db) = db();
     db.blocking(|c| {
-        let s = sites::create(c, "s1", &labels(&[("province", "gansu")]), Some(1000), b"h1")?;
+        let s = sites::create(
+            c,
+            "s1",
+            &labels(&[("province", "gansu")]),
+            Some(1000),
+            b"h1",
+        )?;
         assert_eq!(s.labels.get("province").map(String::as_str), Some("gansu"));
-        assert!(matches!(sites::create(c, "s1", &Labels::new(), None, b"h2"), Err(Error::Conflict(_))));
+        assert!(matches!(
+            sites::create(c, "s1", &Labels::new(), None, b"h2"),
+            Err(Error::Conflict(_))
+        ));
         assert!(sites::check_name("site", "bad name").is_err());
         assert!(sites::check_name("site", "-x").is_err());
         assert_eq!(sites::site_for_token(c, b"h1")?.as_deref(), Some("s1"));
-        assert_eq!(sites::enroll(c, b"h1", "n1", b"fp1")?.as_deref(), Some("s1"));
-        assert!(sites::enroll(c, b"h1", "n2", b"fp2")?.is_none(), "tokens are one-time");
+        assert_eq!(
+            sites::enroll(c, b"h1", "n1", b"fp1")?.as_deref(),
+            Some("s1")
+        );
+        assert!(
+            sites::enroll(c, b"h1", "n2", b"fp2")?.is_none(),
+            "tokens are one-time"
+        );
         assert!(sites::set_join_token(c, "s1", b"h3")?);
         assert!(!sites::set_join_token(c, "nope", b"h3")?);
         sites::enroll(c, b"h3", "n2", b"fp2")?;
-        assert_eq!(sites::node_by_cert(c, b"fp2")?, Some(("s1".into(), "n2".into())));
+        assert_eq!(
+            sites::node_by_cert(c, b"fp2")?,
+            Some(("s1".into(), "n2".into()))
+        );
         sites::node_seen(c, "s1", "n1", Some("127.0.0.1:9"), true)?;
         let s = sites::get(c, "s1")?.unwrap();
         assert_eq!(s.nodes.len(), 2);
@@ -112,7 +150,10 @@ fn sites_tokens_and_nodes() {
         assert_eq!(s.nodes[0].address.as_deref(), Some("127.0.0.1:9"));
         assert_eq!(s.nodes[1].state, "offline");
         assert!(sites::delete(c, "s1")?);
-        assert!(sites::node_by_cert(c, b"fp1")?.is_none(), "deleting a site revokes its nodes");
+        assert!(
+            sites::node_by_cert(c, b"fp1")?.is_none(),
+            "deleting a site revokes its nodes"
+        );
         assert!(!sites::delete(c, "s1")?);
         Ok(())
     })
@@ -127,28 +168,49 @@ fn site_config_selects_grants_by_site_labels_and_all() {
         sites::create(c, "b", &Labels::new(), None, b"2")?;
         let rev0 = sites::revisions(c, "a")?.unwrap().1;
         access::create_user(c, "u", Some("$argon2id$x"), &[])?;
-        assert!(matches!(access::create_user(c, "u", None, &[]), Err(Error::Conflict(_))));
-        let g = |user: Option<&str>, prefix: &str, site: Option<&str>, l: Option<Labels>| access::NewGrant {
-            user: user.map(str::to_owned),
-            prefix: p(prefix),
-            site: site.map(str::to_owned),
-            labels: l,
-            read: true,
-            list: false,
+        assert!(matches!(
+            access::create_user(c, "u", None, &[]),
+            Err(Error::Conflict(_))
+        ));
+        let g = |user: Option<&str>, prefix: &str, site: Option<&str>, l: Option<Labels>| {
+            access::NewGrant {
+                user: user.map(str::to_owned),
+                prefix: p(prefix),
+                site: site.map(str::to_owned),
+                labels: l,
+                read: true,
+                list: false,
+            }
         };
         access::create_grant(c, &g(Some("u"), "/a-only", Some("a"), None))?;
-        access::create_grant(c, &g(Some("u"), "/farms", None, Some(labels(&[("tier", "farm")]))))?;
+        access::create_grant(
+            c,
+            &g(Some("u"), "/farms", None, Some(labels(&[("tier", "farm")]))),
+        )?;
         access::create_grant(c, &g(None, "/pub", None, None))?;
-        assert!(matches!(access::create_grant(c, &g(Some("ghost"), "/", None, None)), Err(Error::NotFound(_))));
+        assert!(matches!(
+            access::create_grant(c, &g(Some("ghost"), "/", None, None)),
+            Err(Error::NotFound(_))
+        ));
         let ca = access::site_config(c, "a")?.unwrap();
         let cb = access::site_config(c, "b")?.unwrap();
-        assert!(ca.revision > rev0, "config revision moves with users and grants");
+        assert!(
+            ca.revision > rev0,
+            "config revision moves with users and grants"
+        );
         assert_eq!(ca.grants.len(), 3);
         assert_eq!(cb.grants.len(), 1);
-        assert_eq!(cb.grants[0].principal, sitecast_protocol::Principal::Anonymous);
+        assert_eq!(
+            cb.grants[0].principal,
+            sitecast_protocol::Principal::Anonymous
+        );
         assert_eq!(ca.users[0].password_hash.as_deref(), Some("$argon2id$x"));
         assert!(access::delete_user(c, "u")?);
-        assert_eq!(access::site_config(c, "a")?.unwrap().grants.len(), 1, "a user's grants go with them");
+        assert_eq!(
+            access::site_config(c, "a")?.unwrap().grants.len(),
+            1,
+            "a user's grants go with them"
+        );
         Ok(())
     })
     .unwrap();
@@ -180,23 +242,61 @@ fn push_lifecycle_from_reports() {
         sites::create(c, "s3", &Labels::new(), None, b"3")?;
         artifacts::publish(c, &p("/fw/a.bin"), &r1, 1)?;
         artifacts::publish(c, &p("/fw/b.bin"), &r2, 1)?;
-        let mut bad = |np: NewPush| pushes::create(c, &np).unwrap_err();
-        assert!(matches!(bad(NewPush { content: vec!["/nothing".into()], sites: vec!["s1".into()], ..NewPush::default() }), Error::BadRequest(_)));
-        assert!(matches!(bad(NewPush { content: vec!["/fw/".into()], sites: vec![], ..NewPush::default() }), Error::BadRequest(_)));
-        assert!(matches!(bad(NewPush { content: vec!["/fw/".into()], sites: vec!["zz".into()], ..NewPush::default() }), Error::BadRequest(_)));
-        assert!(matches!(bad(NewPush { content: vec!["/a/../b".into()], sites: vec!["s1".into()], ..NewPush::default() }), Error::BadPath { .. }));
-        drop(bad);
+        {
+            let mut bad = |np: NewPush| pushes::create(c, &np).unwrap_err();
+            assert!(matches!(
+                bad(NewPush {
+                    content: vec!["/nothing".into()],
+                    sites: vec!["s1".into()],
+                    ..NewPush::default()
+                }),
+                Error::BadRequest(_)
+            ));
+            assert!(matches!(
+                bad(NewPush {
+                    content: vec!["/fw/".into()],
+                    sites: vec![],
+                    ..NewPush::default()
+                }),
+                Error::BadRequest(_)
+            ));
+            assert!(matches!(
+                bad(NewPush {
+                    content: vec!["/fw/".into()],
+                    sites: vec!["zz".into()],
+                    ..NewPush::default()
+                }),
+                Error::BadRequest(_)
+            ));
+            assert!(matches!(
+                bad(NewPush {
+                    content: vec!["/a/../b".into()],
+                    sites: vec!["s1".into()],
+                    ..NewPush::default()
+                }),
+                Error::BadPath { .. }
+            ));
+        }
         let rev_before = sites::revisions(c, "s1")?.unwrap().0;
         let push = pushes::create(
             c,
-            &NewPush { content: vec!["/fw".into()], labels: Some(labels(&[("p", "g")])), max_rate: Some(1000), ..NewPush::default() },
+            &NewPush {
+                content: vec!["/fw".into()],
+                labels: Some(labels(&[("p", "g")])),
+                max_rate: Some(1000),
+                ..NewPush::default()
+            },
         )?;
         assert_eq!(push.content, vec!["/fw/a.bin", "/fw/b.bin"]);
         assert_eq!(push.sites.len(), 2);
         assert_eq!(push.sites[0].bytes_total, 400_000);
         assert_eq!(push.state, "in_progress");
         assert!(sites::revisions(c, "s1")?.unwrap().0 > rev_before);
-        assert_eq!(sites::revisions(c, "s3")?.unwrap().0, rev_before, "untargeted site unchanged");
+        assert_eq!(
+            sites::revisions(c, "s3")?.unwrap().0,
+            rev_before,
+            "untargeted site unchanged"
+        );
         assert_eq!(sites::effective_rate(c, "s1")?, Some(1000));
         assert_eq!(sites::effective_rate(c, "s3")?, None);
         let (_, desired) = pushes::desired_state(c, "s1")?.unwrap();
@@ -205,42 +305,115 @@ fn push_lifecycle_from_reports() {
         assert!(!pushes::site_has_blob(c, "s3", &r1.blake3)?);
 
         // s1: a fetching, then failed, then progress again, then complete.
-        assert!(pushes::apply_report(c, "s1", &status("/fw/a.bin", &r1, ArtifactState::Fetching, 250_000, None))?);
-        let st = |c: &Connection, site: &str| pushes::get(c, push.id).unwrap().unwrap().sites.into_iter().find(|s| s.site == site).unwrap();
+        assert!(pushes::apply_report(
+            c,
+            "s1",
+            &status("/fw/a.bin", &r1, ArtifactState::Fetching, 250_000, None)
+        )?);
+        let st = |c: &Connection, site: &str| {
+            pushes::get(c, push.id)
+                .unwrap()
+                .unwrap()
+                .sites
+                .into_iter()
+                .find(|s| s.site == site)
+                .unwrap()
+        };
         assert_eq!(st(c, "s1").state, "transferring");
         assert_eq!(st(c, "s1").bytes_needed, 250_000);
-        pushes::apply_report(c, "s1", &status("/fw/b.bin", &r2, ArtifactState::Complete, 0, None))?;
-        pushes::apply_report(c, "s1", &status("/fw/a.bin", &r1, ArtifactState::Failed, 100, Some("disk full")))?;
+        pushes::apply_report(
+            c,
+            "s1",
+            &status("/fw/b.bin", &r2, ArtifactState::Complete, 0, None),
+        )?;
+        pushes::apply_report(
+            c,
+            "s1",
+            &status(
+                "/fw/a.bin",
+                &r1,
+                ArtifactState::Failed,
+                100,
+                Some("disk full"),
+            ),
+        )?;
         let s = st(c, "s1");
         assert_eq!(s.state, "failed");
         assert!(s.error.as_deref().unwrap().contains("disk full"));
-        assert_eq!(s.bytes_needed, 250_000, "bytes_needed freezes at the first non-zero report");
-        pushes::apply_report(c, "s1", &status("/fw/a.bin", &r1, ArtifactState::Fetching, 100, None))?;
+        assert_eq!(
+            s.bytes_needed, 250_000,
+            "bytes_needed freezes at the first non-zero report"
+        );
+        pushes::apply_report(
+            c,
+            "s1",
+            &status("/fw/a.bin", &r1, ArtifactState::Fetching, 100, None),
+        )?;
         assert_eq!(st(c, "s1").state, "transferring");
         pushes::add_sent(c, "s1", &r1.blake3, 1000, 42)?;
-        pushes::apply_report(c, "s1", &status("/fw/a.bin", &r1, ArtifactState::Complete, 0, None))?;
+        pushes::apply_report(
+            c,
+            "s1",
+            &status("/fw/a.bin", &r1, ArtifactState::Complete, 0, None),
+        )?;
         let s = st(c, "s1");
-        assert_eq!((s.state.as_str(), s.payload_bytes, s.framing_bytes, s.bytes_sent), ("complete", 1000, 42, 1042));
-        assert!(!pushes::apply_report(c, "s1", &status("/other", &r2, ArtifactState::Complete, 0, None))?);
+        assert_eq!(
+            (
+                s.state.as_str(),
+                s.payload_bytes,
+                s.framing_bytes,
+                s.bytes_sent
+            ),
+            ("complete", 1000, 42, 1042)
+        );
+        assert!(!pushes::apply_report(
+            c,
+            "s1",
+            &status("/other", &r2, ArtifactState::Complete, 0, None)
+        )?);
 
         // s2 fails: the push is failed once every site is done.
-        pushes::apply_report(c, "s2", &status("/fw/b.bin", &r2, ArtifactState::Failed, 5, Some("boom")))?;
+        pushes::apply_report(
+            c,
+            "s2",
+            &status("/fw/b.bin", &r2, ArtifactState::Failed, 5, Some("boom")),
+        )?;
         assert_eq!(pushes::get(c, push.id)?.unwrap().state, "in_progress");
         let s = st(c, "s2");
         assert_eq!(s.state, "transferring", "other artifacts still pending");
-        assert!(s.error.as_deref().unwrap().contains("boom"), "the error shows meanwhile");
-        pushes::apply_report(c, "s2", &status("/fw/a.bin", &r1, ArtifactState::Complete, 0, None))?;
+        assert!(
+            s.error.as_deref().unwrap().contains("boom"),
+            "the error shows meanwhile"
+        );
+        pushes::apply_report(
+            c,
+            "s2",
+            &status("/fw/a.bin", &r1, ArtifactState::Complete, 0, None),
+        )?;
         assert_eq!(pushes::get(c, push.id)?.unwrap().state, "failed");
 
         // A newer push of other content for the same path supersedes s2's pending b.bin.
         let r3 = recipe(3, 50_000);
         artifacts::publish(c, &p("/fw/b.bin"), &r3, 2)?;
-        let push2 = pushes::create(c, &NewPush { content: vec!["/fw/b.bin".into()], sites: vec!["s2".into()], ..NewPush::default() })?;
+        let push2 = pushes::create(
+            c,
+            &NewPush {
+                content: vec!["/fw/b.bin".into()],
+                sites: vec!["s2".into()],
+                ..NewPush::default()
+            },
+        )?;
         assert_eq!(pushes::get(c, push.id)?.unwrap().state, "complete");
         let (_, desired) = pushes::desired_state(c, "s2")?.unwrap();
-        let b = desired.iter().find(|m| m.path.as_str() == "/fw/b.bin").unwrap();
+        let b = desired
+            .iter()
+            .find(|m| m.path.as_str() == "/fw/b.bin")
+            .unwrap();
         assert_eq!(b.blob, r3.blake3, "newest push wins for a path");
-        assert!(artifacts::blob_referenced(c, &r2.blake3)?, "still in s1's desired state");
+        assert!(
+            artifacts::blob_referenced(c, &r2.blake3)?,
+            "still in s1's desired state"
+        );
 
         // Deleting the artifact removes it from desired states and completes waiting pushes.
         let del = artifacts::delete(c, &p("/fw/b.bin"))?.unwrap();

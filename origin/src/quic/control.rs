@@ -109,24 +109,60 @@ async fn write(core: &Core, peer: &Peer, send: &mut SendStream, msg: &Message) -
 
 /// Send config / desired state if their revisions moved past what was sent. False if the site
 /// no longer exists (the stream should end).
-async fn send_updates(core: &Core, peer: &Peer, send: &mut SendStream, sent: &mut (u64, u64)) -> Result<bool> {
+async fn send_updates(
+    core: &Core,
+    peer: &Peer,
+    send: &mut SendStream,
+    sent: &mut (u64, u64),
+) -> Result<bool> {
     let site = peer.site.to_string();
-    let Some((desired_rev, config_rev)) = core.db.call(move |c| db::sites::revisions(c, &site)).await? else {
+    let Some((desired_rev, config_rev)) = core
+        .db
+        .call(move |c| db::sites::revisions(c, &site))
+        .await?
+    else {
         return Ok(false);
     };
     if config_rev != sent.1 {
         let site = peer.site.to_string();
-        if let Some(config) = core.db.call(move |c| db::access::site_config(c, &site)).await? {
+        if let Some(config) = core
+            .db
+            .call(move |c| db::access::site_config(c, &site))
+            .await?
+        {
             sent.1 = config.revision;
-            write(core, peer, send, &Message::SiteConfig(SiteConfigMsg { config })).await?;
+            write(
+                core,
+                peer,
+                send,
+                &Message::SiteConfig(SiteConfigMsg { config }),
+            )
+            .await?;
         }
     }
     if desired_rev != sent.0 {
         let site = peer.site.to_string();
-        if let Some((revision, artifacts)) = core.db.call(move |c| db::pushes::desired_state(c, &site)).await? {
+        if let Some((revision, artifacts)) = core
+            .db
+            .call(move |c| db::pushes::desired_state(c, &site))
+            .await?
+        {
             sent.0 = revision;
-            tracing::debug!(revision, artifacts = artifacts.len(), "sending desired state");
-            write(core, peer, send, &Message::DesiredState(DesiredState { revision, artifacts })).await?;
+            tracing::debug!(
+                revision,
+                artifacts = artifacts.len(),
+                "sending desired state"
+            );
+            write(
+                core,
+                peer,
+                send,
+                &Message::DesiredState(DesiredState {
+                    revision,
+                    artifacts,
+                }),
+            )
+            .await?;
         }
     }
     Ok(true)

@@ -7,7 +7,9 @@
 use std::sync::Arc;
 
 use quinn::{RecvStream, SendStream};
-use sitecast_protocol::wire::{ChunkRequest, ErrorCode, Message, RecipeRequest, RecipeResponse, MAX_CHUNKS_PER_REQUEST};
+use sitecast_protocol::wire::{
+    ChunkRequest, ErrorCode, Message, RecipeRequest, RecipeResponse, MAX_CHUNKS_PER_REQUEST,
+};
 use sitecast_protocol::{BlobId, ChunkId};
 use sitecast_runtime::chunks::{ChunkStore, StoreError};
 use sitecast_runtime::framed::{write_chunk, write_frame};
@@ -19,13 +21,23 @@ use crate::error::{Error, Result};
 
 async fn allowed(core: &Core, peer: &Peer, blob: BlobId) -> Result<bool> {
     let site = peer.site.to_string();
-    core.db.call(move |c| db::pushes::site_has_blob(c, &site, &blob)).await
+    core.db
+        .call(move |c| db::pushes::site_has_blob(c, &site, &blob))
+        .await
 }
 
-pub(super) async fn recipe(core: &Arc<Core>, peer: &Peer, mut send: SendStream, recv: RecvStream, r: RecipeRequest) -> Result<()> {
+pub(super) async fn recipe(
+    core: &Arc<Core>,
+    peer: &Peer,
+    mut send: SendStream,
+    recv: RecvStream,
+    r: RecipeRequest,
+) -> Result<()> {
     let blob = r.blob;
     let recipe = if allowed(core, peer, blob).await? {
-        core.db.call(move |c| db::artifacts::recipe(c, &blob)).await?
+        core.db
+            .call(move |c| db::artifacts::recipe(c, &blob))
+            .await?
     } else {
         None
     };
@@ -34,26 +46,44 @@ pub(super) async fn recipe(core: &Arc<Core>, peer: &Peer, mut send: SendStream, 
         reject(core, Some(peer), send, recv, ErrorCode::NotFound, msg).await;
         return Ok(());
     };
-    let n = write_frame(&mut send, &Message::RecipeResponse(RecipeResponse { recipe })).await?;
+    let n = write_frame(
+        &mut send,
+        &Message::RecipeResponse(RecipeResponse { recipe }),
+    )
+    .await?;
     core.count_sent(&peer.site, Some(blob), 0, n as u64);
     let _ = send.finish();
     Ok(())
 }
 
-fn read_chunk(core: &Arc<Core>, id: ChunkId) -> tokio::task::JoinHandle<Result<Vec<u8>, StoreError>> {
+fn read_chunk(
+    core: &Arc<Core>,
+    id: ChunkId,
+) -> tokio::task::JoinHandle<Result<Vec<u8>, StoreError>> {
     let core = Arc::clone(core);
     tokio::task::spawn_blocking(move || core.store.get(&id))
 }
 
-pub(super) async fn chunks(core: &Arc<Core>, peer: &Peer, mut send: SendStream, recv: RecvStream, r: ChunkRequest) -> Result<()> {
+pub(super) async fn chunks(
+    core: &Arc<Core>,
+    peer: &Peer,
+    mut send: SendStream,
+    recv: RecvStream,
+    r: ChunkRequest,
+) -> Result<()> {
     if r.chunks.len() > MAX_CHUNKS_PER_REQUEST {
-        let msg = format!("ChunkRequest names {} chunks, at most {MAX_CHUNKS_PER_REQUEST} allowed", r.chunks.len());
+        let msg = format!(
+            "ChunkRequest names {} chunks, at most {MAX_CHUNKS_PER_REQUEST} allowed",
+            r.chunks.len()
+        );
         reject(core, Some(peer), send, recv, ErrorCode::BadRequest, msg).await;
         return Ok(());
     }
     let blob = r.blob;
     let recipe = if allowed(core, peer, blob).await? {
-        core.db.call(move |c| db::artifacts::recipe(c, &blob)).await?
+        core.db
+            .call(move |c| db::artifacts::recipe(c, &blob))
+            .await?
     } else {
         None
     };
@@ -69,7 +99,10 @@ pub(super) async fn chunks(core: &Arc<Core>, peer: &Peer, mut send: SendStream, 
         return Ok(());
     }
     let site = peer.site.to_string();
-    let rate = core.db.call(move |c| db::sites::effective_rate(c, &site)).await?;
+    let rate = core
+        .db
+        .call(move |c| db::sites::effective_rate(c, &site))
+        .await?;
     let bucket = core.buckets.get(&peer.site, rate);
     let mut next = r.chunks.first().map(|id| read_chunk(core, *id));
     for (i, id) in r.chunks.iter().enumerate() {
@@ -78,10 +111,16 @@ pub(super) async fn chunks(core: &Arc<Core>, peer: &Peer, mut send: SendStream, 
             Ok(d) => d,
             Err(e) => {
                 let (code, msg) = match e {
-                    StoreError::NotFound(_) | StoreError::Corrupt(_) => (ErrorCode::NotFound, format!("chunk {id} is not available at the origin")),
+                    StoreError::NotFound(_) | StoreError::Corrupt(_) => (
+                        ErrorCode::NotFound,
+                        format!("chunk {id} is not available at the origin"),
+                    ),
                     e => {
                         tracing::error!(error = %e, "reading chunk failed");
-                        (ErrorCode::Internal, format!("origin could not read chunk {id}; retry later"))
+                        (
+                            ErrorCode::Internal,
+                            format!("origin could not read chunk {id}; retry later"),
+                        )
                     }
                 };
                 reject(core, Some(peer), send, recv, code, msg).await;
@@ -91,7 +130,12 @@ pub(super) async fn chunks(core: &Arc<Core>, peer: &Peer, mut send: SendStream, 
         next = r.chunks.get(i + 1).map(|id| read_chunk(core, *id));
         bucket.acquire(data.len() as u64).await;
         let n = write_chunk(&mut send, id, &data).await?;
-        core.count_sent(&peer.site, Some(blob), data.len() as u64, (n - data.len()) as u64);
+        core.count_sent(
+            &peer.site,
+            Some(blob),
+            data.len() as u64,
+            (n - data.len()) as u64,
+        );
     }
     let _ = send.finish();
     Ok(())

@@ -32,7 +32,17 @@ pub(super) async fn connection(core: Arc<Core>, conn: Connection) {
                 reject(&core, None, send, recv, ErrorCode::Unauthorized, msg).await;
             }
             Ok(None) => {}
-            Err(e) if e.is_malformed() => reject(&core, None, send, recv, ErrorCode::BadRequest, e.to_string()).await,
+            Err(e) if e.is_malformed() => {
+                reject(
+                    &core,
+                    None,
+                    send,
+                    recv,
+                    ErrorCode::BadRequest,
+                    e.to_string(),
+                )
+                .await
+            }
             Err(_) => return,
         }
     }
@@ -43,7 +53,10 @@ async fn enroll(core: &Arc<Core>, mut send: SendStream, recv: RecvStream, e: Enr
     match issue(core, &e).await {
         Ok(msg) => {
             let site = msg.site.clone();
-            if write_frame(&mut send, &Message::Enrolled(msg)).await.is_ok() {
+            if write_frame(&mut send, &Message::Enrolled(msg))
+                .await
+                .is_ok()
+            {
                 let _ = send.finish();
                 tracing::info!(%site, node = %e.node, "node enrolled");
             }
@@ -54,15 +67,24 @@ async fn enroll(core: &Arc<Core>, mut send: SendStream, recv: RecvStream, e: Enr
 
 async fn issue(core: &Arc<Core>, e: &Enroll) -> Result<Enrolled, (ErrorCode, String)> {
     let bad = |m: &str| (ErrorCode::BadToken, m.to_owned());
-    let token: JoinToken = e.token.parse().map_err(|err: sitecast_runtime::tls::JoinTokenError| (ErrorCode::BadToken, err.to_string()))?;
+    let token: JoinToken =
+        e.token
+            .parse()
+            .map_err(|err: sitecast_runtime::tls::JoinTokenError| {
+                (ErrorCode::BadToken, err.to_string())
+            })?;
     if token.ca_sha256 != core.ca.fingerprint() {
         return Err(bad("join token was issued by a different origin CA"));
     }
-    db::sites::check_name("node", &e.node).map_err(|err| (ErrorCode::BadRequest, err.to_string()))?;
+    db::sites::check_name("node", &e.node)
+        .map_err(|err| (ErrorCode::BadRequest, err.to_string()))?;
     let hash = hash_secret(&token.secret);
     let internal = |err: Error| {
         tracing::error!(error = %err, "enrollment failed");
-        (ErrorCode::Internal, "origin failed to record the enrollment; retry later".to_owned())
+        (
+            ErrorCode::Internal,
+            "origin failed to record the enrollment; retry later".to_owned(),
+        )
     };
     let h = hash.clone();
     let site = core

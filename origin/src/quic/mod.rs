@@ -36,12 +36,15 @@ pub(crate) const CLOSE_SHUTDOWN: u32 = 1;
 /// Build the QUIC endpoint bound to `cfg.quic_listen`.
 pub(crate) fn endpoint(core: &Core) -> Result<quinn::Endpoint> {
     let tls = core.ca.server_tls()?;
-    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| Error::Tls(e.to_string()))?;
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+        .map_err(|e| Error::Tls(e.to_string()))?;
     let mut sc = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let q = &core.cfg.quic;
     let mut t = quinn::TransportConfig::default();
     t.max_idle_timeout(Some(
-        q.idle_timeout.try_into().map_err(|_| Error::Config("quic.idle_timeout too large".into()))?,
+        q.idle_timeout
+            .try_into()
+            .map_err(|_| Error::Config("quic.idle_timeout too large".into()))?,
     ));
     t.send_window(q.send_window);
     t.max_concurrent_bidi_streams(VarInt::from_u32(q.max_streams));
@@ -52,7 +55,11 @@ pub(crate) fn endpoint(core: &Core) -> Result<quinn::Endpoint> {
 }
 
 /// Accept connections until `cancel`, then close the endpoint.
-pub(crate) async fn serve(core: Arc<Core>, endpoint: quinn::Endpoint, cancel: CancellationToken) -> Result<()> {
+pub(crate) async fn serve(
+    core: Arc<Core>,
+    endpoint: quinn::Endpoint,
+    cancel: CancellationToken,
+) -> Result<()> {
     loop {
         let incoming = tokio::select! {
             () = cancel.cancelled() => break,
@@ -107,7 +114,13 @@ async fn connection(core: Arc<Core>, incoming: Incoming, cancel: CancellationTok
     }
 }
 
-async fn node_connection(core: Arc<Core>, conn: Connection, site: String, node: String, cancel: CancellationToken) {
+async fn node_connection(
+    core: Arc<Core>,
+    conn: Connection,
+    site: String,
+    node: String,
+    cancel: CancellationToken,
+) {
     let span = tracing::Span::current();
     span.record("site", site.as_str());
     span.record("node", node.as_str());
@@ -131,7 +144,10 @@ async fn node_connection(core: Arc<Core>, conn: Connection, site: String, node: 
         match stream {
             Ok((send, recv)) => {
                 let (core, peer, cancel) = (Arc::clone(&core), peer.clone(), cancel.clone());
-                tokio::spawn(async move { stream_task(core, peer, send, recv, cancel).await }.in_current_span());
+                tokio::spawn(
+                    async move { stream_task(core, peer, send, recv, cancel).await }
+                        .in_current_span(),
+                );
             }
             Err(e) => {
                 tracing::info!(reason = %e, "node disconnected");
@@ -151,12 +167,26 @@ pub(crate) struct Peer {
     pub(crate) node: Arc<str>,
 }
 
-async fn stream_task(core: Arc<Core>, peer: Peer, send: SendStream, mut recv: RecvStream, cancel: CancellationToken) {
+async fn stream_task(
+    core: Arc<Core>,
+    peer: Peer,
+    send: SendStream,
+    mut recv: RecvStream,
+    cancel: CancellationToken,
+) {
     let first = match read_frame(&mut recv).await {
         Ok(Some(m)) => m,
         Ok(None) => return,
         Err(e) if e.is_malformed() => {
-            reject(&core, Some(&peer), send, recv, ErrorCode::BadRequest, e.to_string()).await;
+            reject(
+                &core,
+                Some(&peer),
+                send,
+                recv,
+                ErrorCode::BadRequest,
+                e.to_string(),
+            )
+            .await;
             return;
         }
         Err(e) => {
@@ -169,7 +199,9 @@ async fn stream_task(core: Arc<Core>, peer: Peer, send: SendStream, mut recv: Re
         Message::RecipeRequest(r) => data::recipe(&core, &peer, send, recv, r).await,
         Message::ChunkRequest(r) => data::chunks(&core, &peer, send, recv, r).await,
         Message::Enroll(_) => {
-            let msg = "this connection is already authenticated; enroll without a client certificate".to_owned();
+            let msg =
+                "this connection is already authenticated; enroll without a client certificate"
+                    .to_owned();
             reject(&core, Some(&peer), send, recv, ErrorCode::BadRequest, msg).await;
             Ok(())
         }
@@ -181,14 +213,23 @@ async fn stream_task(core: Arc<Core>, peer: Peer, send: SendStream, mut recv: Re
     };
     if let Err(e) = res {
         match e {
-            Error::Frame(FrameError::Read(_) | FrameError::Write(_)) => tracing::debug!(error = %e, "stream ended"),
+            Error::Frame(FrameError::Read(_) | FrameError::Write(_)) => {
+                tracing::debug!(error = %e, "stream ended")
+            }
             e => tracing::warn!(error = %e, "stream failed"),
         }
     }
 }
 
 /// Answer a stream with an error and close it (finish our side, stop theirs).
-pub(crate) async fn reject(core: &Core, peer: Option<&Peer>, mut send: SendStream, mut recv: RecvStream, code: ErrorCode, message: String) {
+pub(crate) async fn reject(
+    core: &Core,
+    peer: Option<&Peer>,
+    mut send: SendStream,
+    mut recv: RecvStream,
+    code: ErrorCode,
+    message: String,
+) {
     tracing::info!(?code, %message, "rejecting stream");
     let msg = Message::Error(ErrorMsg { code, message });
     if let Ok(n) = write_frame(&mut send, &msg).await {

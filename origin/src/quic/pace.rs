@@ -18,8 +18,14 @@ impl Buckets {
     /// The site's bucket, set to `rate` bytes/s (None = unlimited).
     pub(crate) fn get(&self, site: &str, rate: Option<u64>) -> Arc<Bucket> {
         let b = {
-            let mut m = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            Arc::clone(m.entry(site.to_owned()).or_insert_with(|| Arc::new(Bucket::new())))
+            let mut m = self
+                .map
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            Arc::clone(
+                m.entry(site.to_owned())
+                    .or_insert_with(|| Arc::new(Bucket::new())),
+            )
         };
         b.set_rate(rate);
         b
@@ -49,7 +55,10 @@ impl Bucket {
     }
 
     fn set_rate(&self, rate: Option<u64>) {
-        let mut s = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut s = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if s.rate != rate {
             s.rate = rate;
             s.tokens = s.tokens.min(0.0);
@@ -60,7 +69,10 @@ impl Bucket {
     /// Wait until `n` bytes may be sent.
     pub(crate) async fn acquire(&self, n: u64) {
         let wait = {
-            let mut s = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut s = self
+                .state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let Some(rate) = s.rate.filter(|r| *r > 0) else {
                 return;
             };
@@ -104,6 +116,9 @@ mod tests {
             slow.acquire(64 * 1024).await;
         }
         let e = t.elapsed();
-        assert!(e >= Duration::from_millis(400) && e < Duration::from_millis(1500), "{e:?}");
+        assert!(
+            e >= Duration::from_millis(400) && e < Duration::from_millis(1500),
+            "{e:?}"
+        );
     }
 }

@@ -30,7 +30,10 @@ impl Origin {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(run(cfg, cancel.clone(), tx));
         let ready = rx.await.expect("origin ready");
-        let token = std::fs::read_to_string(&ready.admin_token_file).unwrap().trim().to_owned();
+        let token = std::fs::read_to_string(&ready.admin_token_file)
+            .unwrap()
+            .trim()
+            .to_owned();
         Self {
             ready,
             token,
@@ -46,10 +49,17 @@ impl Origin {
     }
 
     pub fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http.request(method, self.url(path)).bearer_auth(&self.token)
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(&self.token)
     }
 
-    pub async fn json(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
+    pub async fn json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
         let mut r = self.req(method, path);
         if let Some(b) = body {
             r = r.json(&b);
@@ -57,7 +67,10 @@ impl Origin {
         let resp = r.send().await.unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
     }
 
     pub async fn stop(self) {
