@@ -613,6 +613,10 @@ fn parse_addr(ready: &Value, key: &str) -> SocketAddr {
         .unwrap_or_else(|| panic!("ready line has no usable {key:?}: {ready}"))
 }
 
+fn opt_addr(ready: &Value, key: &str) -> Option<SocketAddr> {
+    ready[key].as_str().and_then(|s| s.parse().ok())
+}
+
 /// An id value as text (ids may be JSON numbers or strings).
 pub fn id_text(v: &Value) -> String {
     match v {
@@ -636,6 +640,10 @@ pub struct Edge {
     pub metrics: SocketAddr,
     /// Node name.
     pub node: String,
+    /// FTP address, when the edge serves FTP.
+    pub ftp: Option<SocketAddr>,
+    /// SFTP address, when the edge serves SFTP.
+    pub sftp: Option<SocketAddr>,
     args: Vec<OsString>,
     name: String,
     proc: Option<Proc>,
@@ -662,6 +670,11 @@ impl Edge {
             "127.0.0.1:0".into(),
             "--metrics-listen".into(),
             "127.0.0.1:0".into(),
+            // FTP and SFTP default to fixed ports; parallel tests must not share them.
+            "--ftp-listen".into(),
+            "127.0.0.1:0".into(),
+            "--sftp-listen".into(),
+            "127.0.0.1:0".into(),
         ];
         if let Some(t) = join_token {
             args.push("--join-token".into());
@@ -686,6 +699,8 @@ impl Edge {
             http: parse_addr(&ready, "http"),
             metrics: parse_addr(&ready, "metrics"),
             node: ready["node"].as_str().unwrap_or_default().to_owned(),
+            ftp: opt_addr(&ready, "ftp"),
+            sftp: opt_addr(&ready, "sftp"),
             args,
             name,
             proc: Some(proc),
@@ -718,6 +733,8 @@ impl Edge {
         let (proc, ready) = Proc::start(env, &self.name, &self.args, &self.log);
         self.http = parse_addr(&ready, "http");
         self.metrics = parse_addr(&ready, "metrics");
+        self.ftp = opt_addr(&ready, "ftp");
+        self.sftp = opt_addr(&ready, "sftp");
         self.proc = Some(proc);
     }
 
