@@ -380,7 +380,8 @@ impl EdgeConfig {
         if f.login_failures_before_lockout == 0 || self.sftp.login_failures_before_lockout == 0 {
             return bad("ftp/sftp login_failures_before_lockout must be > 0".into());
         }
-        if f.idle_timeout < Duration::from_secs(1) || self.sftp.idle_timeout < Duration::from_secs(1)
+        if f.idle_timeout < Duration::from_secs(1)
+            || self.sftp.idle_timeout < Duration::from_secs(1)
         {
             return bad("ftp/sftp idle_timeout must be at least 1s".into());
         }
@@ -389,7 +390,9 @@ impl EdgeConfig {
         }
         if let Some(a) = &f.advertised_address {
             let a = a.trim();
-            if a.is_empty() || a.parse::<std::net::Ipv6Addr>().is_ok() || a.contains([' ', '/', ':'])
+            if a.is_empty()
+                || a.parse::<std::net::Ipv6Addr>().is_ok()
+                || a.contains([' ', '/', ':'])
             {
                 return bad(format!(
                     "ftp.advertised_address {a:?} must be an IPv4 address or a DNS name"
@@ -463,7 +466,13 @@ mod tests {
     fn ftp_and_sftp_defaults_and_validation() {
         let c = EdgeConfig::from_toml("").unwrap();
         assert_eq!(c.ftp.listen.to_string(), "0.0.0.0:2121");
-        assert_eq!(c.ftp.passive_ports, PortRange { start: 30000, end: 30099 });
+        assert_eq!(
+            c.ftp.passive_ports,
+            PortRange {
+                start: 30000,
+                end: 30099
+            }
+        );
         assert_eq!(c.ftp.passive_ports.len(), 100);
         assert!(!c.ftp.active_mode);
         assert_eq!(c.ftp.idle_timeout, Duration::from_secs(300));
@@ -476,7 +485,13 @@ mod tests {
         .unwrap()
         .validate()
         .unwrap();
-        assert_eq!(c.ftp.passive_ports, PortRange { start: 40000, end: 40009 });
+        assert_eq!(
+            c.ftp.passive_ports,
+            PortRange {
+                start: 40000,
+                end: 40009
+            }
+        );
         assert_eq!(c.ftp.idle_timeout, Duration::from_secs(30));
         assert_eq!(c.sftp.max_connections_per_ip, 5);
         let text = toml::to_string(&c).unwrap();
@@ -490,7 +505,12 @@ mod tests {
         }
         let mut c = EdgeConfig::default();
         c.ftp.ftps_cert = Some("/nonexistent.pem".into());
-        assert!(c.clone().validate().unwrap_err().to_string().contains("ftps"));
+        assert!(c
+            .clone()
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("ftps"));
         c.ftp.ftps_key = Some("/nonexistent.key".into());
         assert!(c.clone().validate().is_err());
         c.ftp.ftps_cert = None;

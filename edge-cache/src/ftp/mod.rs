@@ -143,20 +143,21 @@ async fn serve(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
 fn build(shared: &Shared) -> Result<libunftp::Server<CatalogFs, FtpUser>, Error> {
     let cfg = &shared.core.cfg.ftp;
     let core = shared.core.clone();
-    let mut b = libunftp::ServerBuilder::<CatalogFs, FtpUser>::with_user_detail_provider::<FtpUser>(
-        Box::new(move || CatalogFs { core: core.clone() }),
-        Arc::new(FtpUsers),
-    )
-    .authenticator(shared.auth.clone())
-    .greeting(GREETING)
-    .passive_ports(cfg.passive_ports.start..=cfg.passive_ports.end)
-    .idle_session_timeout(cfg.idle_timeout.as_secs().max(1))
-    .active_passive_mode(if cfg.active_mode {
-        ActivePassiveMode::ActiveAndPassive
-    } else {
-        ActivePassiveMode::PassiveOnly
-    })
-    .logger(slog::Logger::root(slog::Discard, slog::o!()));
+    let mut b =
+        libunftp::ServerBuilder::<CatalogFs, FtpUser>::with_user_detail_provider::<FtpUser>(
+            Box::new(move || CatalogFs { core: core.clone() }),
+            Arc::new(FtpUsers),
+        )
+        .authenticator(shared.auth.clone())
+        .greeting(GREETING)
+        .passive_ports(cfg.passive_ports.start..=cfg.passive_ports.end)
+        .idle_session_timeout(cfg.idle_timeout.as_secs().max(1))
+        .active_passive_mode(if cfg.active_mode {
+            ActivePassiveMode::ActiveAndPassive
+        } else {
+            ActivePassiveMode::PassiveOnly
+        })
+        .logger(slog::Logger::root(slog::Discard, slog::o!()));
     if let Some(addr) = &cfg.advertised_address {
         b = b.passive_host(PassiveHost::from(addr.trim()));
     }

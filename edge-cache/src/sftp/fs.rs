@@ -160,8 +160,7 @@ impl russh_sftp::server::Handler for SftpFs {
             return Err(read_only());
         }
         let p = self.resolve(&filename)?;
-        let m =
-            vfs::file(&self.core, self.principal.as_deref(), &p).map_err(|e| status(&e))?;
+        let m = vfs::file(&self.core, self.principal.as_deref(), &p).map_err(|e| status(&e))?;
         let content = Content::open(&self.core, &m)
             .await
             .map_err(|e| status(&e))?;
@@ -202,7 +201,9 @@ impl russh_sftp::server::Handler for SftpFs {
         let mut out = Vec::with_capacity(usize::try_from(end - offset).unwrap_or(0));
         let mut pos = offset;
         while pos < end {
-            let Some(i) = content.chunk_at(pos) else { break };
+            let Some(i) = content.chunk_at(pos) else {
+                break;
+            };
             let data = match cached {
                 Some((ci, d)) if *ci == i => d.clone(),
                 _ => {
@@ -212,8 +213,12 @@ impl russh_sftp::server::Handler for SftpFs {
                 }
             };
             let start = content.chunk_start(i);
-            let from = usize::try_from(pos - start).unwrap_or(usize::MAX).min(data.len());
-            let to = usize::try_from(end - start).unwrap_or(usize::MAX).min(data.len());
+            let from = usize::try_from(pos - start)
+                .unwrap_or(usize::MAX)
+                .min(data.len());
+            let to = usize::try_from(end - start)
+                .unwrap_or(usize::MAX)
+                .min(data.len());
             if from >= to {
                 break;
             }

@@ -54,8 +54,8 @@ impl SftpServer {
     /// The host key cannot be read or created.
     pub async fn run(self, listener: TcpListener) -> Result<(), Error> {
         let dir = self.core.cfg.data_dir.clone();
-        let key = crate::error::blocking("sftp host key", move || hostkey::load_or_create(&dir))
-            .await?;
+        let key =
+            crate::error::blocking("sftp host key", move || hostkey::load_or_create(&dir)).await?;
         let cfg = &self.core.cfg.sftp;
         let mut methods = MethodSet::empty();
         methods.push(MethodKind::None);
@@ -101,7 +101,10 @@ impl SftpServer {
                 drop(stream);
                 continue;
             };
-            self.core.metrics.sftp_sessions.fetch_add(1, Ordering::Relaxed);
+            self.core
+                .metrics
+                .sftp_sessions
+                .fetch_add(1, Ordering::Relaxed);
             let _ = stream.set_nodelay(true);
             let handler = SshSession {
                 core: self.core.clone(),
@@ -211,7 +214,10 @@ impl russh::server::Handler for SshSession {
                 Ok(reject())
             }
             Login::LockedOut(wait) => {
-                tracing::warn!(retry_after_secs = wait.as_secs(), "sftp login refused: too many failures");
+                tracing::warn!(
+                    retry_after_secs = wait.as_secs(),
+                    "sftp login refused: too many failures"
+                );
                 Ok(reject())
             }
         }
@@ -361,4 +367,3 @@ impl russh::server::Handler for SshSession {
         Ok(())
     }
 }
-
