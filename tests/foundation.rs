@@ -713,12 +713,6 @@ fn rest_api_rejects_bad_input_with_json_errors() {
     let out = origin.ctl(&env, &["push", "show", "999999"]);
     assert_eq!(out.code, Some(1), "{out:?}");
     assert!(out.stderr.contains("not_found"), "{out:?}");
-    let out = origin.ctl(
-        &env,
-        &["artifact", "upload", f.to_str().unwrap(), "/fw/../x"],
-    );
-    assert_eq!(out.code, Some(1), "{out:?}");
-    assert!(out.stderr.contains("bad_path"), "{out:?}");
     let out = origin.ctl(&env, &["push", "create", "--site", "s1"]);
     assert_eq!(
         out.code,
@@ -742,4 +736,34 @@ fn rest_api_rejects_bad_input_with_json_errors() {
     origin.restart(&env);
     let v = origin.ctl_json(&env, &["artifact", "show", "/fw/ok.bin"]);
     assert_eq!(v["size"], 4096, "{v}");
+}
+
+/// `ctl artifact upload` with a bad path must fail with `bad_path`, never store the file
+/// somewhere else (an HTTP client normalizing `..` away would upload `/fw/../x` as `/x`).
+#[test]
+fn ctl_upload_rejects_bad_paths_instead_of_normalizing_them() {
+    let env = TestEnv::new("ctlpath", Duration::from_secs(60));
+    let origin = Origin::start(&env);
+    let f = env.path("small.bin");
+    write_random(&f, 10, 1000);
+    let file = f.to_str().unwrap();
+    for bad in [
+        "/fw/../x.bin",
+        "/fw/./y.bin",
+        "/fw//z.bin",
+        "fw/relative.bin",
+    ] {
+        let out = origin.ctl(&env, &["artifact", "upload", file, bad]);
+        assert_eq!(out.code, Some(1), "upload to {bad:?}: {out:?}");
+        assert!(
+            out.stderr.contains("bad_path"),
+            "upload to {bad:?}: {out:?}"
+        );
+    }
+    let listed = origin.ctl_json(&env, &["artifact", "list"]);
+    assert_eq!(
+        listed["artifacts"].as_array().map(Vec::len),
+        Some(0),
+        "bad uploads stored something: {listed}"
+    );
 }
