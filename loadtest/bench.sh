@@ -32,7 +32,9 @@ BIG=${BIG:-fw/fw-512MiB.bin} SMALL=${SMALL:-fw/fw-1MiB.bin}
 CAMPAIGN=${CAMPAIGN:-$ROOT/loadtest/wan/scenarios/campaign-small.toml}
 OUTDIR=${OUTDIR:-$ROOT/target/bench}
 OUT=$OUTDIR/bench.jsonl
-SC=$ROOT/target/release/sitecast LT=$ROOT/target/release/sitecast-loadtest
+BIN_DIR=${BIN_DIR:-$ROOT/target/release}
+SC=$BIN_DIR/sitecast LT=$BIN_DIR/sitecast-loadtest
+REPORT_MD=${REPORT_MD:-$ROOT/BENCHMARKS.md}
 PIDS=()
 cleanup() {
   local p
@@ -203,7 +205,7 @@ kill "$(cat "$STATE/rsyncd.pid")" 2>/dev/null || true
 # --- campaign -----------------------------------------------------------------------------------
 cleanup; PIDS=()
 if [ "$CAMPAIGN" != none ]; then
-  BIN_DIR=$ROOT/target/release "$ROOT/loadtest/wan/campaign.sh" "$CAMPAIGN" both | tee -a "$OUT"
+  BIN_DIR=$BIN_DIR "$ROOT/loadtest/wan/campaign.sh" "$CAMPAIGN" both | tee -a "$OUT"
 fi
-python3 "$ROOT/loadtest/bench-report.py" "$OUT" "$ROOT/BENCHMARKS.md"
+python3 "$ROOT/loadtest/bench-report.py" "$OUT" "$REPORT_MD"
 log "done: $OUT, BENCHMARKS.md rewritten"
