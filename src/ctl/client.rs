@@ -23,13 +23,16 @@ pub(crate) enum ApiError {
     /// The API could not be reached or answered something that is not JSON.
     #[error("{0}")]
     Transport(String),
+    /// Refused before sending: the argument is invalid (e.g. a hostile path).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl ApiError {
     pub(crate) fn status(&self) -> Option<StatusCode> {
         match self {
             ApiError::Api { status, .. } => Some(*status),
-            ApiError::Transport(_) => None,
+            ApiError::Transport(_) | ApiError::Invalid(_) => None,
         }
     }
 }
@@ -136,7 +139,10 @@ impl Client {
             r
         });
         let rb = self
-            .request(Method::PUT, &format!("/api/v1/artifacts{}", encode_path(path)))
+            .request(
+                Method::PUT,
+                &format!("/api/v1/artifacts{}", encode_path(path)),
+            )
             .header(reqwest::header::CONTENT_LENGTH, len)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .body(reqwest::Body::wrap_stream(stream));

@@ -19,7 +19,12 @@ pub(crate) use output::id_text as output_id;
 #[derive(Args)]
 pub(crate) struct CtlArgs {
     /// Origin REST API base URL.
-    #[arg(long, env = "SITECAST_API", default_value = "http://127.0.0.1:8440", global = true)]
+    #[arg(
+        long,
+        env = "SITECAST_API",
+        default_value = "http://127.0.0.1:8440",
+        global = true
+    )]
     api: String,
     /// Admin bearer token.
     #[arg(long, env = "SITECAST_TOKEN", hide_env_values = true, global = true)]
@@ -117,7 +122,11 @@ enum GrantCmd {
     /// Grant read and list access below a path prefix.
     Create {
         /// The user (or --anonymous).
-        #[arg(long, required_unless_present = "anonymous", conflicts_with = "anonymous")]
+        #[arg(
+            long,
+            required_unless_present = "anonymous",
+            conflicts_with = "anonymous"
+        )]
         user: Option<String>,
         /// Anyone, without credentials.
         #[arg(long)]
@@ -205,20 +214,30 @@ pub(crate) async fn run(args: CtlArgs) -> anyhow::Result<ExitCode> {
 async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, ApiError> {
     let v = match cmd {
         CtlCommand::Artifact(a) => match a {
-            ArtifactCmd::Upload { file, path } => upload(c, out, &file, &path).await?,
+            ArtifactCmd::Upload { file, path } => {
+                upload(c, out, &file, &artifact_path(&path)?).await?
+            }
             ArtifactCmd::List { prefix } => {
                 let q = prefix.map_or(String::new(), |p| format!("?prefix={}", encode_path(&p)));
                 c.get(&format!("/api/v1/artifacts{q}")).await?
             }
             ArtifactCmd::Show { path } => {
-                c.get(&format!("/api/v1/artifacts{}", encode_path(&path))).await?
+                let path = artifact_path(&path)?;
+                c.get(&format!("/api/v1/artifacts{}", encode_path(&path)))
+                    .await?
             }
             ArtifactCmd::Delete { path } => {
-                c.delete(&format!("/api/v1/artifacts{}", encode_path(&path))).await?
+                let path = artifact_path(&path)?;
+                c.delete(&format!("/api/v1/artifacts{}", encode_path(&path)))
+                    .await?
             }
         },
         CtlCommand::Site(s) => match s {
-            SiteCmd::Create { name, labels, max_rate } => {
+            SiteCmd::Create {
+                name,
+                labels,
+                max_rate,
+            } => {
                 let v = c
                     .post(
                         "/api/v1/sites",
@@ -237,7 +256,10 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
             SiteCmd::Delete { name } => c.delete(&format!("/api/v1/sites/{}", seg(&name))).await?,
             SiteCmd::JoinToken { name } => {
                 let v = c
-                    .post(&format!("/api/v1/sites/{}/join-token", seg(&name)), &json!({}))
+                    .post(
+                        &format!("/api/v1/sites/{}/join-token", seg(&name)),
+                        &json!({}),
+                    )
                     .await?;
                 if out == Output::Text {
                     println!("{}", v["join_token"].as_str().unwrap_or(""));
@@ -248,8 +270,11 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
         },
         CtlCommand::User(u) => match u {
             UserCmd::Create { name, password } => {
-                c.post("/api/v1/users", &json!({"name": name, "password": password}))
-                    .await?
+                c.post(
+                    "/api/v1/users",
+                    &json!({"name": name, "password": password}),
+                )
+                .await?
             }
             UserCmd::List => c.get("/api/v1/users").await?,
             UserCmd::Delete { name } => c.delete(&format!("/api/v1/users/{}", seg(&name))).await?,
@@ -265,8 +290,20 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
             }
         },
         CtlCommand::Grant(g) => match g {
-            GrantCmd::Create { user, anonymous: _, path, site, labels, no_read, no_list } => {
-                let labels = if labels.is_empty() { Value::Null } else { labels_json(&labels) };
+            GrantCmd::Create {
+                user,
+                anonymous: _,
+                path,
+                site,
+                labels,
+                no_read,
+                no_list,
+            } => {
+                let labels = if labels.is_empty() {
+                    Value::Null
+                } else {
+                    labels_json(&labels)
+                };
                 c.post(
                     "/api/v1/grants",
                     &json!({"user": user, "path": path, "site": site, "labels": labels,
@@ -286,8 +323,17 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
             v
         }
         CtlCommand::Push(p) => match p {
-            PushCmd::Create { content, sites, labels, max_rate } => {
-                let labels = if labels.is_empty() { Value::Null } else { labels_json(&labels) };
+            PushCmd::Create {
+                content,
+                sites,
+                labels,
+                max_rate,
+            } => {
+                let labels = if labels.is_empty() {
+                    Value::Null
+                } else {
+                    labels_json(&labels)
+                };
                 let v = c
                     .post(
                         "/api/v1/pushes",
@@ -311,12 +357,30 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
     Ok(ExitCode::SUCCESS)
 }
 
+/// Validate an artifact path locally: an HTTP client would otherwise normalise `..` away and
+/// the origin would store `/fw/../x.bin` as `/x.bin`.
+fn artifact_path(p: &str) -> Result<String, ApiError> {
+    let with_slash = if p.starts_with('/') {
+        p.to_owned()
+    } else {
+        format!("/{p}")
+    };
+    sitecast_protocol::CatalogPath::parse_artifact(&with_slash)
+        .map(|c| c.as_str().to_owned())
+        .map_err(|e| ApiError::Invalid(format!("bad_path: invalid path {p:?}: {e}")))
+}
+
 /// Encode one URL path segment.
 fn seg(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
-async fn upload(c: &Client, out: Output, file: &std::path::Path, path: &str) -> Result<Value, ApiError> {
+async fn upload(
+    c: &Client,
+    out: Output,
+    file: &std::path::Path,
+    path: &str,
+) -> Result<Value, ApiError> {
     let len = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
     let bar = progress_bar(len, "uploading");
     let b = bar.clone();
@@ -354,7 +418,12 @@ fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
 /// Push totals: (bytes needed, bytes sent) summed over sites.
 fn push_progress(v: &Value) -> (u64, u64) {
     let sites = v["sites"].as_array().map(Vec::as_slice).unwrap_or_default();
-    let sum = |k: &str| sites.iter().map(|s| s[k].as_u64().unwrap_or(0)).sum::<u64>();
+    let sum = |k: &str| {
+        sites
+            .iter()
+            .map(|s| s[k].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
     (sum("bytes_needed"), sum("payload_bytes"))
 }
 
@@ -390,7 +459,10 @@ async fn wait_push(
         if left == Some(Duration::ZERO) {
             bar.finish_and_clear();
             output::print(out, &v);
-            eprintln!("error: push {id} not complete after {}s", timeout.unwrap_or_default().as_secs());
+            eprintln!(
+                "error: push {id} not complete after {}s",
+                timeout.unwrap_or_default().as_secs()
+            );
             return Ok(ExitCode::FAILURE);
         }
         let wait_ms = left.map_or(5000, |l| l.as_millis().min(5000));

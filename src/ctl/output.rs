@@ -56,8 +56,10 @@ fn text(v: &Value, indent: usize, out: &mut String) {
                         out.push_str(&format!("{pad}{k}: {}\n", parts.join(", ")));
                     }
                     Value::Object(inner) => {
-                        let parts: Vec<String> =
-                            inner.iter().map(|(a, b)| format!("{a}={}", scalar(b))).collect();
+                        let parts: Vec<String> = inner
+                            .iter()
+                            .map(|(a, b)| format!("{a}={}", scalar(b)))
+                            .collect();
                         out.push_str(&format!("{pad}{k}: {}\n", parts.join(",")));
                     }
                     other => out.push_str(&format!("{pad}{k}: {}\n", scalar(other))),
