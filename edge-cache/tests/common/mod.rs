@@ -1,6 +1,10 @@
 //! Shared fixture for the FTP/SFTP tests: an edge core over a temporary data directory with a
 //! catalog populated directly (no origin), serving HTTP, FTP and SFTP on 127.0.0.1:0.
-#![allow(dead_code, clippy::missing_panics_doc)]
+#![allow(
+    dead_code,
+    clippy::missing_panics_doc,
+    clippy::field_reassign_with_default
+)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
