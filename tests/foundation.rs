@@ -767,3 +767,77 @@ fn ctl_upload_rejects_bad_paths_instead_of_normalizing_them() {
         "bad uploads stored something: {listed}"
     );
 }
+
+/// Pushes by label reach only the matching sites, and a grant scoped to one site does not
+/// apply at another.
+#[test]
+fn push_by_label_and_site_scoped_grants() {
+    let env = TestEnv::new("labels", Duration::from_secs(180));
+    let origin = Origin::start(&env);
+    let fw = env.path("fw.bin");
+    write_random(&fw, 21, 2 * MIB);
+    let note = env.path("note.txt");
+    std::fs::write(&note, b"for gansu only\n").unwrap();
+    origin.upload(&env, &fw, "/fw/a.bin");
+    origin.upload(&env, &note, "/pub/note.txt");
+    let t1 = origin.create_site(&env, "s1", &["--label", "province=gansu"]);
+    let t2 = origin.create_site(&env, "s2", &["--label", "province=yunnan"]);
+    users_and_grants(&env, &origin, "s1");
+    let e1 = Edge::start(
+        &env,
+        origin.quic,
+        Some(&t1),
+        &env.path("edge1"),
+        &["--node", "n1"],
+    );
+    let e2 = Edge::start(
+        &env,
+        origin.quic,
+        Some(&t2),
+        &env.path("edge2"),
+        &["--node", "n2"],
+    );
+
+    // Both sites get /fw/a.bin; only gansu gets /pub/note.txt.
+    let all = origin.push(&env, &["--content", "/fw/", "--site", "s1", "s2"]);
+    origin.push_wait_ok(&env, &all, 120);
+    let gansu = origin.push(
+        &env,
+        &["--content", "/pub/note.txt", "--label", "province=gansu"],
+    );
+    let p = origin.push_wait_ok(&env, &gansu, 120);
+    let sites: Vec<&str> = p["sites"]
+        .as_array()
+        .expect("sites")
+        .iter()
+        .filter_map(|s| s["site"].as_str())
+        .collect();
+    assert_eq!(sites, ["s1"], "label push targeted {sites:?}");
+
+    assert_eq!(status(&env, &e1, "/pub/note.txt", None), 200);
+    assert_eq!(
+        status(&env, &e2, "/pub/note.txt", None),
+        404,
+        "yunnan got gansu's note"
+    );
+    // alice's grant is for site s1 only.
+    assert_eq!(status(&env, &e1, "/fw/a.bin", Some(ALICE)), 200);
+    assert_eq!(
+        status(&env, &e2, "/fw/a.bin", Some(ALICE)),
+        403,
+        "site-scoped grant applied at s2"
+    );
+    let got = env.path("got.bin");
+    assert_eq!(fetch(&env, &e1, "/fw/a.bin", Some(ALICE), &got).status, 200);
+    assert_eq!(sha256sum(&env, &got), sha256sum(&env, &fw));
+
+    // Each site lists its own node.
+    for (site, node) in [("s1", "n1"), ("s2", "n2")] {
+        let v = origin.ctl_json(&env, &["site", "show", site]);
+        let names: Vec<&str> = v["nodes"]
+            .as_array()
+            .map(|n| n.iter().filter_map(|n| n["name"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(names, [node], "nodes of {site}: {v:#}");
+    }
+}
