@@ -52,22 +52,25 @@ def main():
     def errs(test, proto, label):
         return sum(run[label]["failed"] for run in by[(test, proto)].values() if label in run)
 
-    out.append("### Single stream (one client, the big file)")
-    out.append("")
-    out.append("| protocol | peer | peer MB/s | sitecast MB/s | ratio | failures (peer / sitecast) |")
-    out.append("|---|---|---:|---:|---:|---|")
+    has = lambda test: any(k[0] == test for k in by)
+    if has("single_stream"):
+        out.append("### Single stream (one client, the big file)")
+        out.append("")
+        out.append("| protocol | peer | peer MB/s | sitecast MB/s | ratio | failures (peer / sitecast) |")
+        out.append("|---|---|---:|---:|---:|---|")
     for proto in ("http", "ftp", "sftp"):
         if (("single_stream", proto)) in by:
             out.append(f"| {proto} | {PEER[proto]} | {f(col('single_stream', proto, 'peers', 'throughput_mb_s'))} | "
                        f"{f(col('single_stream', proto, 'sitecast', 'throughput_mb_s'))} | "
                        f"{f(ratio('single_stream', proto, 'throughput_mb_s'), '{:.2f}')} | "
                        f"{errs('single_stream', proto, 'peers')} / {errs('single_stream', proto, 'sitecast')} |")
-    out.append("")
-    out.append(f"### Device fleet ({env.get('conc', '?')} concurrent devices, {env.get('n', '?')} downloads of the "
-               "1 MiB file, a new connection and login per download)")
-    out.append("")
-    out.append("| protocol | peer | peer downloads/s | sitecast downloads/s | ratio | p50 / p99 ms peer | p50 / p99 ms sitecast | failures (peer / sitecast) |")
-    out.append("|---|---|---:|---:|---:|---|---|---|")
+    if has("fleet"):
+        out.append("")
+        out.append(f"### Device fleet ({env.get('conc', '?')} concurrent devices, {env.get('n', '?')} downloads of the "
+                   "1 MiB file, a new connection and login per download)")
+        out.append("")
+        out.append("| protocol | peer | peer downloads/s | sitecast downloads/s | ratio | p50 / p99 ms peer | p50 / p99 ms sitecast | failures (peer / sitecast) |")
+        out.append("|---|---|---:|---:|---:|---|---|---|")
     for proto in ("http", "ftp", "sftp"):
         if ("fleet", proto) in by:
             lat = lambda lab: (f"{f(med([r[lab]['latency_ms']['p50'] for r in by[('fleet', proto)].values() if lab in r]))} / "
