@@ -38,6 +38,8 @@ REPORT_MD=${REPORT_MD:-$ROOT/BENCHMARKS.md}
 PIDS=()
 cleanup() {
   local p
+  [ -f "$STATE/pids.bench" ] && mapfile -t -O "${#PIDS[@]}" PIDS < "$STATE/pids.bench"
+  rm -f "$STATE/pids.bench"
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   [ -f "$STATE/rsyncd.pid" ] && kill "$(cat "$STATE/rsyncd.pid")" 2>/dev/null || true
@@ -69,8 +71,9 @@ emit "$(printf '{"test":"env","host":"%s","cpus":%s,"kernel":"%s","date":"%s","c
 rm -rf "$STATE/origin" "$STATE/edge"
 start() {  # start NAME ARGS...: background sitecast process; prints its ready line
   local name=$1; shift
-  "$SC" "$@" > "$STATE/$name.out" 2> "$STATE/$name.log" & PIDS+=($!)
+  "$SC" "$@" > "$STATE/$name.out" 2> "$STATE/$name.log" &
   local pid=$! line=""
+  echo "$pid" >> "$STATE/pids.bench"   # callers run start in $(...): PIDS+= would be lost
   for _ in $(seq 600); do
     line=$(head -n1 "$STATE/$name.out" 2>/dev/null || true)
     [ -z "$line" ] || { echo "$line"; return 0; }

@@ -41,11 +41,13 @@ SIZE=$(stat -c %s "$FILE")
 rm -rf "$WORK"; mkdir -p "$WORK"; chmod 755 "$WORK"
 
 PIDS=()
-stop_all() {
+stop_all() {  # PIDS of this shell, plus long-running servers recorded in $WORK/pids by start_bg
   local p
+  [ -f "$WORK/pids" ] && mapfile -t -O "${#PIDS[@]}" PIDS < "$WORK/pids"
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  PIDS=()
+  for p in "${PIDS[@]}"; do while kill -0 "$p" 2>/dev/null; do sleep 0.1; done; done
+  PIDS=(); rm -f "$WORK/pids"
 }
 cleanup() { stop_all; wan_down; }
 trap cleanup EXIT
@@ -62,7 +64,7 @@ devices_of() { echo $(( $(site_var "$1" FTP) + $(site_var "$1" HTTP) + $(site_va
 fleet() {
   local i=$1 proto=$2 url=$3 count=$4 label=$5; shift 5
   [ "$count" -gt 0 ] || return 0
-  in_site "$i" "$LT" run --proto "$proto" --url "$url" --path "$SCN_CONTENT" \
+  ip netns exec "$WAN_PREFIX-$i" "$LT" run --proto "$proto" --url "$url" --path "$SCN_CONTENT" \
     --manifest "$DATA/manifest.json" --clients "$count" --requests "$count" --fresh \
     --timeout "${TIMEOUT}s" --label "$label" --json "$@" \
     > "$WORK/fleet-$label.json" 2> "$WORK/fleet-$label.err" &
@@ -104,7 +106,7 @@ http { access_log off; sendfile on; tcp_nopush on; keepalive_requests 100000;
   uwsgi_temp_path $WORK/nginx/u; scgi_temp_path $WORK/nginx/s;
   server { listen 18080; root $DATA; location / { limit_except GET { deny all; } } } }
 EOF
-  in_origin nginx -p "$WORK/nginx" -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log" &
+  ip netns exec "$WAN_PREFIX-o" nginx -p "$WORK/nginx" -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log" &
   local ngx=$!; PIDS+=($ngx)
   for _ in $(seq 100); do in_origin bash -c 'exec 3<>/dev/tcp/127.0.0.1/18080' 2>/dev/null && break; sleep 0.1; done
   local t0 i b0=() d
@@ -120,15 +122,18 @@ EOF
     site_result naive "$i" "$t0" "${b0[$((i - 1))]}" \
       "$(awk -v d="$d" -v s="$SIZE" -v r="$(site_var "$i" RATE_BPS)" 'BEGIN{print d*s*8/r}')"
   done | tee "$WORK/naive.jsonl"
-  kill "$ngx" 2>/dev/null || true; wait "$ngx" 2>/dev/null || true
+  stop_all
 }
 
 # ---------------------------------------------------------------------------------------------
-# start_bg NAME CMD...: run a sitecast process, wait for its JSON ready line (stdout), print it
+# start_bg NAME NS CMD...: run CMD in namespace NS (the PID is the command's own: ip netns exec
+# execs it; recorded in $WORK/pids because callers run this in a $(...) subshell), wait for its
+# JSON ready line (stdout), print it
 start_bg() {
-  local name=$1; shift
-  "$@" > "$WORK/$name.out" 2> "$WORK/$name.log" & PIDS+=($!)
+  local name=$1 ns=$2; shift 2
+  ip netns exec "$ns" "$@" > "$WORK/$name.out" 2> "$WORK/$name.log" &
   local pid=$! line=""
+  echo "$pid" >> "$WORK/pids"
   for _ in $(seq 600); do
     line=$(head -n1 "$WORK/$name.out" 2>/dev/null || true)
     [ -z "$line" ] || { echo "$line"; return 0; }
@@ -143,7 +148,7 @@ sitecast_side() {
   [ -x "$SC" ] || { log "missing $SC: skipping the sitecast side"; return 0; }
   log "sitecast: origin in the origin namespace, edges in the sites, devices on the site LAN"
   local O api quic_port=18443 dial_port=18443
-  O=$(start_bg origin in_origin "$SC" origin --data-dir "$WORK/origin" \
+  O=$(start_bg origin "$WAN_PREFIX-o" "$SC" origin --data-dir "$WORK/origin" \
         --api-listen 127.0.0.1:18440 --quic-listen "0.0.0.0:$quic_port")
   api=http://$(jget "$O" api)
   local token; token=$(cat "$(jget "$O" admin_token_file)")
@@ -152,7 +157,7 @@ sitecast_side() {
     dial_port=18444
     local outage=()
     [ -z "$SCN_RELAY_OUTAGE_EVERY" ] || outage=(--outage-every "$SCN_RELAY_OUTAGE_EVERY" --outage-for "$SCN_RELAY_OUTAGE_FOR")
-    start_bg relay in_origin "$LT" relay --listen "0.0.0.0:$dial_port" --upstream "127.0.0.1:$quic_port" \
+    start_bg relay "$WAN_PREFIX-o" "$LT" relay --listen "0.0.0.0:$dial_port" --upstream "127.0.0.1:$quic_port" \
       --delay "$SCN_RELAY_DELAY" --jitter "$SCN_RELAY_JITTER" --loss "$SCN_RELAY_LOSS" "${outage[@]}" > /dev/null
     log "relay on the QUIC path: delay $SCN_RELAY_DELAY jitter $SCN_RELAY_JITTER loss $SCN_RELAY_LOSS outage ${SCN_RELAY_OUTAGE_EVERY:-none}/$SCN_RELAY_OUTAGE_FOR"
   fi
@@ -181,7 +186,7 @@ EOF
       local jt; jt=$(ctl --output json site join-token "$name" | python3 -c 'import json,sys; print(json.load(sys.stdin)["join_token"])')
       port=$((19000 + n * 10))
       sed "s/^\[ftp\]/[ftp]\npassive_ports = \"$((30000 + n * 100))-$((30099 + n * 100))\"/" "$WORK/edge.toml" > "$WORK/edge-$i-$n.toml"
-      start_bg "edge-$i-$n" in_site "$i" "$SC" edge --config "$WORK/edge-$i-$n.toml" \
+      start_bg "edge-$i-$n" "$WAN_PREFIX-$i" "$SC" edge --config "$WORK/edge-$i-$n.toml" \
         --data-dir "$WORK/edge-$i-$n" --origin "$(origin_addr "$i"):$dial_port" --join-token "$jt" \
         --node "n$n" --http-listen "127.0.0.1:$port" --ftp-listen "127.0.0.1:$((port + 1))" \
         --sftp-listen "127.0.0.1:$((port + 2))" --metrics-listen "127.0.0.1:$((port + 3))" > /dev/null
