@@ -360,12 +360,7 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
 /// Validate an artifact path locally: an HTTP client would otherwise normalise `..` away and
 /// the origin would store `/fw/../x.bin` as `/x.bin`.
 fn artifact_path(p: &str) -> Result<String, ApiError> {
-    let with_slash = if p.starts_with('/') {
-        p.to_owned()
-    } else {
-        format!("/{p}")
-    };
-    sitecast_protocol::CatalogPath::parse_artifact(&with_slash)
+    sitecast_protocol::CatalogPath::parse_artifact(p)
         .map(|c| c.as_str().to_owned())
         .map_err(|e| ApiError::Invalid(format!("bad_path: invalid path {p:?}: {e}")))
 }
