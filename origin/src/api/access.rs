@@ -49,20 +49,16 @@ pub(super) async fn create_user(State(core): State<AppState>, body: Body) -> Api
     if req.password.as_deref().is_some_and(str::is_empty) {
         return Err(ApiError::bad_request("password must not be empty"));
     }
-    if let Some(k) = req
+    let ssh_keys = req
         .ssh_keys
         .iter()
-        .find(|k| !k.starts_with("ssh-") && !k.starts_with("ecdsa-"))
-    {
-        return Err(ApiError::bad_request(format!(
-            "not an OpenSSH public key: {k:?}"
-        )));
-    }
+        .map(|k| parse_ssh_key(k))
+        .collect::<ApiResult<Vec<_>>>()?;
     let hash = match req.password {
         Some(p) => Some(hash_password(p).await?),
         None => None,
     };
-    let (name, keys) = (req.name, req.ssh_keys);
+    let (name, keys) = (req.name, ssh_keys);
     let user = core
         .db
         .call(move |c| db::access::create_user(c, &name, hash.as_deref(), &keys))
@@ -90,6 +86,132 @@ pub(super) async fn delete_user(
     }
     core.sites_changed();
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Key types an SSH server of ours can verify.
+const SSH_KEY_TYPES: &[&str] = &[
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+];
+
+/// Parse an OpenSSH public key line (`type base64 [comment]`): the type must be known and the
+/// base64 blob must decode and name the same type. Returns the normalised line.
+pub(crate) fn parse_ssh_key(line: &str) -> ApiResult<String> {
+    use base64::Engine as _;
+    let bad = |why: &str| {
+        ApiError::bad_request(format!(
+            "not an OpenSSH public key ({why}): {:?}",
+            line.chars().take(60).collect::<String>()
+        ))
+    };
+    let mut parts = line.split_whitespace();
+    let (Some(kind), Some(b64)) = (parts.next(), parts.next()) else {
+        return Err(bad("expected '<type> <base64> [comment]'"));
+    };
+    if !SSH_KEY_TYPES.contains(&kind) {
+        return Err(bad("unsupported key type"));
+    }
+    let blob = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|_| bad("key data is not base64"))?;
+    let named = blob
+        .get(..4)
+        .map(|l| u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize)
+        .and_then(|n| blob.get(4..4 + n));
+    if named != Some(kind.as_bytes()) {
+        return Err(bad("key data does not match its type"));
+    }
+    let comment: Vec<&str> = parts.collect();
+    Ok(if comment.is_empty() {
+        format!("{kind} {b64}")
+    } else {
+        format!("{kind} {b64} {}", comment.join(" "))
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    key: String,
+}
+
+/// `POST /api/v1/users/{name}/keys`: add an SSH public key.
+pub(super) async fn add_key(
+    State(core): State<AppState>,
+    Path(name): Path<String>,
+    body: Body,
+) -> ApiResult<Response> {
+    let req: NewKey = json_body(&core, body).await?;
+    let key = parse_ssh_key(req.key.trim())?;
+    let n = name.clone();
+    let user = core
+        .db
+        .call(move |c| {
+            let Some(mut u) = db::access::user(c, &n)? else {
+                return Ok(None);
+            };
+            let data = |k: &str| k.split_whitespace().nth(1).map(str::to_owned);
+            if !u.ssh_keys.iter().any(|k| data(k) == data(&key)) {
+                u.ssh_keys.push(key);
+                db::access::set_ssh_keys(c, &n, &u.ssh_keys)?;
+            }
+            db::access::user(c, &n)
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("user {name:?} not found")))?;
+    core.sites_changed();
+    Ok((StatusCode::CREATED, Json(user)).into_response())
+}
+
+/// `DELETE /api/v1/users/{name}/keys/{index}`: remove the key at `index` (0-based, as listed).
+pub(super) async fn delete_key(
+    State(core): State<AppState>,
+    Path((name, index)): Path<(String, usize)>,
+) -> ApiResult<Response> {
+    let n = name.clone();
+    let found = core
+        .db
+        .call(move |c| {
+            let Some(mut u) = db::access::user(c, &n)? else {
+                return Ok(false);
+            };
+            if index >= u.ssh_keys.len() {
+                return Ok(false);
+            }
+            u.ssh_keys.remove(index);
+            db::access::set_ssh_keys(c, &n, &u.ssh_keys)
+        })
+        .await?;
+    if !found {
+        return Err(ApiError::not_found(format!(
+            "user {name:?} has no key number {index}"
+        )));
+    }
+    core.sites_changed();
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::parse_ssh_key;
+
+    #[test]
+    fn ssh_keys_are_parsed_not_just_prefix_checked() {
+        // A real ed25519 public key (type string inside the blob matches).
+        let good = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl test@host";
+        assert_eq!(parse_ssh_key(good).unwrap(), good);
+        assert!(parse_ssh_key("ssh-ed25519").is_err());
+        assert!(parse_ssh_key("ssh-dss AAAAB3NzaC1kc3M=").is_err());
+        assert!(parse_ssh_key("ssh-ed25519 !!!notbase64").is_err());
+        // ssh-rsa claimed, blob says ssh-ed25519
+        assert!(parse_ssh_key(
+            "ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+        )
+        .is_err());
+    }
 }
 
 fn yes() -> bool {

@@ -47,6 +47,8 @@ pub(crate) fn router(core: Arc<Core>) -> Router {
         .route("/sites/{name}/join-token", post(sites::join_token))
         .route("/users", get(access::list_users).post(access::create_user))
         .route("/users/{name}", delete(access::delete_user))
+        .route("/users/{name}/keys", post(access::add_key))
+        .route("/users/{name}/keys/{index}", delete(access::delete_key))
         .route(
             "/grants",
             get(access::list_grants).post(access::create_grant),

@@ -69,6 +69,24 @@ pub(crate) fn delete_user(c: &Connection, name: &str) -> Result<bool> {
     Ok(n > 0)
 }
 
+/// Replace a user's SSH keys. False if the user is unknown.
+pub(crate) fn set_ssh_keys(c: &Connection, name: &str, keys: &[String]) -> Result<bool> {
+    let json = serde_json::to_string(keys).map_err(|e| Error::BadRequest(e.to_string()))?;
+    let n = c.execute(
+        "UPDATE users SET ssh_keys = ?2 WHERE name = ?1",
+        params![name, json],
+    )?;
+    if n > 0 {
+        super::sites::bump_config_all(c)?;
+    }
+    Ok(n > 0)
+}
+
+/// One user, if known.
+pub(crate) fn user(c: &Connection, name: &str) -> Result<Option<UserInfo>> {
+    Ok(list_users(c)?.into_iter().find(|u| u.name == name))
+}
+
 /// A grant to create.
 #[derive(Debug, Clone)]
 pub(crate) struct NewGrant {
