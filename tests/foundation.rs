@@ -218,6 +218,38 @@ fn push_then_serve_over_http() {
     assert_eq!(r.body, b"hello from the edge\n");
     assert_eq!(curl(&env, &[&edge.url("/pub/nope.txt")]).status, 404);
 
+    // If-Range: a matching validator keeps the range, a stale one gets the whole file.
+    let hurl = edge.url("/pub/hello.txt");
+    let h = curl(&env, &["-I", &hurl]);
+    let hetag = h.header("etag").expect("ETag on hello.txt").to_owned();
+    let r = curl(
+        &env,
+        &["-r", "0-4", "-H", &format!("If-Range: {hetag}"), &hurl],
+    );
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (206, &b"hello"[..]),
+        "If-Range matching"
+    );
+    let r = curl(&env, &["-r", "0-4", "-H", "If-Range: \"stale\"", &hurl]);
+    assert_eq!(r.status, 200, "If-Range stale must send the whole file");
+    assert_eq!(r.body, b"hello from the edge\n");
+
+    // HTML listing by default.
+    let r = curl(&env, &[&c[0], &c[1], &edge.url("/fw/")]);
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header("content-type")
+            .is_some_and(|t| t.starts_with("text/html")),
+        "{:?}",
+        r.headers
+    );
+    assert!(
+        r.text().contains("a.bin"),
+        "HTML listing lacks a.bin: {}",
+        r.text()
+    );
+
     // Metrics: the origin counts bytes sent to s1; the edge exposes its counters.
     let m = curl(
         &env,
