@@ -4,7 +4,9 @@
 pub(crate) fn parse_rate(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let t = t.strip_suffix("/s").unwrap_or(t);
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: f64 = num
         .parse()
@@ -24,7 +26,7 @@ pub(crate) fn parse_rate(s: &str) -> Result<u64, String> {
         other => return Err(format!("invalid rate {s:?}: unknown unit {other:?}")),
     };
     let v = n * mult;
-    if !(v >= 1.0 && v < 1e15) {
+    if !(1.0..1e15).contains(&v) {
         return Err(format!("invalid rate {s:?}: out of range"));
     }
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]

@@ -65,7 +65,9 @@ pub(crate) struct EdgeArgs {
     print_config: bool,
 }
 
-fn load_toml<T: serde::de::DeserializeOwned + Default>(path: Option<&PathBuf>) -> anyhow::Result<T> {
+fn load_toml<T: serde::de::DeserializeOwned + Default>(
+    path: Option<&PathBuf>,
+) -> anyhow::Result<T> {
     let Some(path) = path else {
         return Ok(T::default());
     };
@@ -95,7 +97,10 @@ pub(crate) async fn origin(args: OriginArgs) -> anyhow::Result<ExitCode> {
     }
     let cfg = cfg.validate().context("invalid origin configuration")?;
     if args.print_config {
-        print!("{}", toml::to_string(&cfg).context("rendering the configuration")?);
+        print!(
+            "{}",
+            toml::to_string(&cfg).context("rendering the configuration")?
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let cancel = CancellationToken::new();
@@ -145,7 +150,10 @@ pub(crate) async fn edge(args: EdgeArgs) -> anyhow::Result<ExitCode> {
     if args.print_config {
         let mut shown = cfg.clone();
         shown.join_token = None;
-        print!("{}", toml::to_string(&shown).context("rendering the configuration")?);
+        print!(
+            "{}",
+            toml::to_string(&shown).context("rendering the configuration")?
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let cancel = CancellationToken::new();
