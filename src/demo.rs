@@ -108,7 +108,10 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let ftp = edge_ready.ftp.map(|a| a.to_string()).unwrap_or_default();
     let sftp = edge_ready.sftp.map(|a| a.to_string()).unwrap_or_default();
     let sftp_port = edge_ready.sftp.map(|a| a.port()).unwrap_or_default();
-    let ftp_host = edge_ready.ftp.map(|a| a.ip().to_string()).unwrap_or_default();
+    let ftp_host = edge_ready
+        .ftp
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
     let ftp_port = edge_ready.ftp.map(|a| a.port()).unwrap_or_default();
     let sample_name = SAMPLE_PATH.rsplit('/').next().unwrap_or("sample-fw.bin");
     let env = [
@@ -174,12 +177,17 @@ async fn ensure_site(c: &Client, dir: &Path) -> anyhow::Result<Option<String>> {
     match c.get(&format!("/api/v1/sites/{SITE}")).await {
         Ok(_) if enrolled => Ok(None),
         Ok(_) => {
-            let v = c.post(&format!("/api/v1/sites/{SITE}/join-token"), &json!({})).await?;
+            let v = c
+                .post(&format!("/api/v1/sites/{SITE}/join-token"), &json!({}))
+                .await?;
             Ok(v["join_token"].as_str().map(str::to_owned))
         }
         Err(e) if e.status() == Some(reqwest::StatusCode::NOT_FOUND) => {
             let v = c
-                .post("/api/v1/sites", &json!({"name": SITE, "labels": {"env": "demo"}}))
+                .post(
+                    "/api/v1/sites",
+                    &json!({"name": SITE, "labels": {"env": "demo"}}),
+                )
                 .await?;
             Ok(v["join_token"].as_str().map(str::to_owned))
         }
@@ -202,9 +210,12 @@ async fn ensure_user(c: &Client, dir: &Path) -> anyhow::Result<String> {
             .collect()
     };
     let _ = c.delete(&format!("/api/v1/users/{USER}")).await;
-    c.post("/api/v1/users", &json!({"name": USER, "password": password}))
-        .await
-        .context("creating the demo user")?;
+    c.post(
+        "/api/v1/users",
+        &json!({"name": USER, "password": password}),
+    )
+    .await
+    .context("creating the demo user")?;
     write_atomic(&file, password.as_bytes())?;
     Ok(password)
 }
