@@ -268,31 +268,118 @@ impl Content {
     /// # Errors
     /// [`VfsError::Internal`] when the chunk is missing, corrupt or shorter than the recipe.
     pub(crate) async fn chunk(&self, i: usize) -> Result<Bytes, VfsError> {
-        let Some(c) = self.recipe.chunks.get(i) else {
-            return Err(VfsError::Internal(format!("no chunk {i}")));
+        let mut v = self.chunk_range(i, i + 1).await?;
+        v.pop()
+            .ok_or_else(|| VfsError::Internal(format!("no chunk {i}")))
+    }
+
+    /// Chunks `from..to`, read (and verified) by the store in one blocking task, so a
+    /// sequential reader pays one thread hand-off per batch rather than per chunk.
+    ///
+    /// # Errors
+    /// As [`Content::chunk`].
+    pub(crate) async fn chunk_range(&self, from: usize, to: usize) -> Result<Vec<Bytes>, VfsError> {
+        let Some(refs) = self.recipe.chunks.get(from..to) else {
+            return Err(VfsError::Internal(format!("no chunks {from}..{to}")));
         };
-        let (id, len): (ChunkId, u32) = (c.id, c.len);
+        let refs: Vec<(ChunkId, u32)> = refs.iter().map(|c| (c.id, c.len)).collect();
         let store = self.core.store.clone();
-        let data = tokio::task::spawn_blocking(move || store.get(&id))
-            .await
-            .map_err(|e| VfsError::Internal(e.to_string()))?
-            .map_err(|e| {
-                tracing::error!(chunk = %id, error = %e, "chunk unreadable while serving");
-                VfsError::Internal(format!("chunk {id}: {e}"))
-            })?;
-        if data.len() != len as usize {
-            return Err(VfsError::Internal(format!(
-                "chunk {id} is {} bytes, its recipe says {len}",
-                data.len()
-            )));
+        tokio::task::spawn_blocking(move || {
+            refs.into_iter()
+                .map(|(id, len)| {
+                    let data = store.get(&id).map_err(|e| {
+                        tracing::error!(chunk = %id, error = %e, "chunk unreadable while serving");
+                        VfsError::Internal(format!("chunk {id}: {e}"))
+                    })?;
+                    if data.len() != len as usize {
+                        return Err(VfsError::Internal(format!(
+                            "chunk {id} is {} bytes, its recipe says {len}",
+                            data.len()
+                        )));
+                    }
+                    Ok(Bytes::from(data))
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| VfsError::Internal(e.to_string()))?
+    }
+
+    /// Split chunks `first..` into consecutive batches of about `bytes` each (at least one
+    /// chunk per batch), as `(from, to)` index ranges.
+    pub(crate) fn batches(&self, first: usize, bytes: u64) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        let mut from = first;
+        while from < self.chunks() {
+            let mut to = from + 1;
+            while to < self.chunks() && self.chunk_start(to + 1) - self.chunk_start(from) <= bytes {
+                to += 1;
+            }
+            out.push((from, to));
+            from = to;
         }
-        Ok(Bytes::from(data))
+        out
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn content_reads_chunks_and_batches() {
+        use sitecast_runtime::chunks::MemChunkStore;
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = crate::catalog::Catalog::open(&dir.path().join("edge.db")).unwrap();
+        let store = Arc::new(MemChunkStore::new());
+        let core = Arc::new(
+            Core::with_parts(crate::config::EdgeConfig::default(), catalog, store).unwrap(),
+        );
+        let bytes: Vec<u8> = (0..3_000_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let (cuts, recipe) = sitecast_protocol::chunk_all(&bytes);
+        for c in &cuts {
+            core.store.put(&c.id, &c.data).unwrap();
+        }
+        core.catalog.save_recipe(&recipe).unwrap();
+        let m = ArtifactManifest {
+            path: CatalogPath::parse("/a.bin").unwrap(),
+            blob: recipe.blake3,
+            len: recipe.len,
+            sha256: recipe.sha256,
+            modified: 0,
+        };
+        let c = Content::open(&core, &m).await.unwrap();
+        assert_eq!(c.len(), 3_000_000);
+        assert_eq!(c.chunk_at(0), Some(0));
+        assert_eq!(c.chunk_at(3_000_000), None);
+        let last = c.chunks() - 1;
+        assert_eq!(c.chunk_at(2_999_999), Some(last));
+        // Batches cover every chunk once, in order, each within 1 MiB unless a single chunk.
+        let batches = c.batches(0, 1 << 20);
+        assert_eq!(batches.first().unwrap().0, 0);
+        assert_eq!(batches.last().unwrap().1, c.chunks());
+        assert!(batches.windows(2).all(|w| w[0].1 == w[1].0));
+        let mut all = Vec::new();
+        for (from, to) in &batches {
+            assert!(to - from == 1 || c.chunk_start(*to) - c.chunk_start(*from) <= 1 << 20);
+            for d in c.chunk_range(*from, *to).await.unwrap() {
+                all.extend_from_slice(&d);
+            }
+        }
+        assert_eq!(all, bytes);
+        assert_eq!(c.batches(last, 1 << 20), vec![(last, last + 1)]);
+        let i = c.chunk_at(1_000_000).unwrap();
+        assert!(c.chunk_start(i) <= 1_000_000 && c.chunk_start(i + 1) > 1_000_000);
+        assert_eq!(
+            c.chunk(i).await.unwrap().len() as u64,
+            c.chunk_start(i + 1) - c.chunk_start(i)
+        );
+        // A missing chunk is an internal error, not a panic.
+        core.store.remove(&recipe.chunks[0].id).unwrap();
+        assert!(matches!(c.chunk(0).await, Err(VfsError::Internal(_))));
+    }
 
     #[test]
     fn resolve_stays_inside() {

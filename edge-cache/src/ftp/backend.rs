@@ -20,6 +20,9 @@ use super::auth::FtpUser;
 use crate::core::Core;
 use crate::vfs::{self, Content, Node, VfsError};
 
+/// Bytes of chunks read per blocking task while sending a file.
+const BATCH_BYTES: u64 = 1 << 20;
+
 /// Metadata of one catalog node, as libunftp wants it.
 #[derive(Debug, Clone)]
 pub(crate) struct Meta {
@@ -167,23 +170,25 @@ impl StorageBackend<FtpUser> for CatalogFs {
             return Ok(0);
         };
         let mut sent = 0u64;
-        // `buffered(2)`: the next chunk is read (on a blocking thread) while this one is written.
+        // Batches of about 1 MiB, read on a blocking thread; `buffered(2)`: the next batch is
+        // read while this one is written.
         let content = &content;
-        let mut chunks = futures::stream::iter(first..content.chunks())
-            .map(|i| async move { (i, content.chunk(i).await) })
+        let mut batches = futures::stream::iter(content.batches(first, BATCH_BYTES))
+            .map(|(from, to)| async move { (from, content.chunk_range(from, to).await) })
             .buffered(2);
-        while let Some((i, data)) = chunks.next().await {
-            let data = data.map_err(ftp_err)?;
-            let skip = usize::try_from(start_pos.saturating_sub(content.chunk_start(i)))
-                .unwrap_or(usize::MAX)
-                .min(data.len());
-            let piece = &data[skip..];
-            output.write_all(piece).await?;
-            sent += piece.len() as u64;
-            self.core
-                .metrics
-                .ftp_bytes_served
-                .fetch_add(piece.len() as u64, Ordering::Relaxed);
+        while let Some((from, data)) = batches.next().await {
+            for (i, data) in (from..).zip(data.map_err(ftp_err)?) {
+                let skip = usize::try_from(start_pos.saturating_sub(content.chunk_start(i)))
+                    .unwrap_or(usize::MAX)
+                    .min(data.len());
+                let piece = &data[skip..];
+                output.write_all(piece).await?;
+                sent += piece.len() as u64;
+                self.core
+                    .metrics
+                    .ftp_bytes_served
+                    .fetch_add(piece.len() as u64, Ordering::Relaxed);
+            }
         }
         output.flush().await?;
         Ok(sent)
