@@ -111,6 +111,14 @@ def main():
         for tool in ("sitecast upload", "sha256sum", "b3sum"):
             if tool in ing:
                 out.append(f"| {tool} | {f(med(ing[tool]))} | {', '.join(str(x) for x in ing[tool])} |")
+    mem = next((r for r in rows if r.get("test") == "ingest_memory"), None)
+    if mem:
+        mib = lambda b: f"{b / 1048576:.0f} MiB"
+        out.append("")
+        out.append(f"Origin memory during a {mem['bytes'] / 2**30:.0f} GiB upload of unique data "
+                   f"({mem['mb_s']} MB/s, {mem['samples']} samples of RSS): before {mib(mem['rss_before'])}, "
+                   f"peak {mib(mem['rss_peak_sampled'])}, after {mib(mem['rss_after'])}; "
+                   f"high-water mark {mib(mem['hwm_before'])} → {mib(mem['hwm_after'])}.")
     up = next((r for r in rows if r.get("test") == "update"), None)
     if up:
         out.append("")

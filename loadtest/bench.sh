@@ -14,6 +14,8 @@
 #   oci            registry pull (manifest → index → config + layers); sitecast has no OCI
 #                  mirror yet, so only the registry is measured (noted in the table)
 #   ingest         `sitecast ctl artifact upload` of BIG vs sha256sum / b3sum of the same file
+#   ingest_memory  the origin's RSS (sampled every 0.2 s, and VmHWM) during a 2 GiB upload
+#                  of unique data (MEM_UPLOAD=0 skips it)
 #   update         bytes on the wire for delta/v1 → delta/v2 (64 MiB, 1 % changed + an insert):
 #                  sitecast push (origin's bytes_sent for the site) vs rsync daemon (--stats)
 #   campaign       loadtest/wan/campaign.sh CAMPAIGN (network namespaces, tbf links)
@@ -53,7 +55,7 @@ jget() { python3 -c 'import json,sys; d=json.loads(sys.argv[1])
 for k in sys.argv[2].split("."): d=d[int(k)] if isinstance(d, list) else d[k]
 print(d)' "$1" "$2"; }
 
-for t in curl python3 sha256sum b3sum rsync ssh-keygen; do
+for t in curl python3 sha256sum b3sum rsync ssh-keygen openssl; do
   command -v $t >/dev/null || { log "missing $t (loadtest/install-bench-deps.sh)"; exit 1; }
 done
 [ -n "${NO_BUILD:-}" ] || (cd "$ROOT" && cargo build --release -p sitecast -p sitecast-loadtest --bins >&2)
@@ -99,6 +101,27 @@ for i in $(seq "$RUNS"); do
   emit "{\"test\":\"ingest\",\"tool\":\"sitecast upload\",\"run\":$i,\"bytes\":$SIZE,\"mb_s\":$(mbs "$SIZE" "$t0" "$t1")}"
 done
 ctl artifact delete "/bench/ingest-$RUNS.bin" > /dev/null
+
+# --- ingest memory: the origin's resident set while a 2 GiB upload streams through it -----------
+# Unique data (AES-CTR keystream, deterministic), so no chunk dedups against another.
+if [ "${MEM_UPLOAD:-1}" != 0 ]; then
+  HUGE=$STATE/upload-2GiB.bin
+  [ "$(stat -c %s "$HUGE" 2>/dev/null || echo 0)" = 2147483648 ] ||
+    head -c 2147483648 /dev/zero | openssl enc -aes-128-ctr -nosalt -K 5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c \
+      -iv 00000000000000000000000000000000 > "$HUGE"
+  OPID=$(head -n1 "$STATE/pids.bench")
+  rss() { awk -v k="$1:" '$1 == k { print $2 * 1024 }' "/proc/$OPID/status"; }
+  rss_before=$(rss VmRSS) hwm_before=$(rss VmHWM)
+  peak=$rss_before
+  ( while kill -0 "$OPID" 2>/dev/null; do rss VmRSS; sleep 0.2; done ) > "$STATE/rss.samples" &
+  sampler=$!
+  t0=$(now); ctl artifact upload "$HUGE" /bench/upload-2GiB.bin > /dev/null; t1=$(now)
+  kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true
+  peak=$(sort -n "$STATE/rss.samples" | tail -n1)
+  emit "$(printf '{"test":"ingest_memory","bytes":2147483648,"mb_s":%s,"rss_before":%s,"rss_peak_sampled":%s,"rss_after":%s,"hwm_before":%s,"hwm_after":%s,"samples":%s}' \
+    "$(mbs 2147483648 "$t0" "$t1")" "$rss_before" "$peak" "$(rss VmRSS)" "$hwm_before" "$(rss VmHWM)" "$(wc -l < "$STATE/rss.samples")")"
+  ctl artifact delete /bench/upload-2GiB.bin > /dev/null
+fi
 
 # --- content, site, edge -------------------------------------------------------------------------
 for f in "$BIG" "$SMALL"; do ctl artifact upload "$DATA/$f" "/$f" > /dev/null; done

@@ -148,12 +148,15 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
          \x20 curl -u {USER}:{password} -H 'Accept: application/json' http://{http}/firmware/\n\
          \x20 curl -u {USER}:{password} -r 0-1023 http://{http}{SAMPLE_PATH} | xxd | head\n\
          \x20 export SITECAST_API={api} SITECAST_TOKEN={token}\n\
-         \x20 sitecast ctl artifact list\n\
-         \x20 sitecast ctl push show {id}\n\n\
+         \x20 {exe} ctl artifact list\n\
+         \x20 {exe} ctl push show {id}\n\n\
          The sample's SHA-256 is {sample_sha}.",
         dir = dir.display(),
         tokfile = ready.admin_token_file.display(),
         metrics = edge_ready.metrics,
+        // The binary that is running, so the hint works from a fresh clone (`cargo run`) too.
+        exe = std::env::current_exe()
+            .map_or_else(|_| "sitecast".to_owned(), |p| p.display().to_string()),
     );
 
     cancel.cancelled().await;
