@@ -305,14 +305,15 @@ impl Content {
         .map_err(|e| VfsError::Internal(e.to_string()))?
     }
 
-    /// Split chunks `first..` into consecutive batches of about `bytes` each (at least one
-    /// chunk per batch), as `(from, to)` index ranges.
-    pub(crate) fn batches(&self, first: usize, bytes: u64) -> Vec<(usize, usize)> {
+    /// Split chunks `range` (clamped to the blob) into consecutive batches of about `bytes`
+    /// each (at least one chunk per batch), as `(from, to)` index ranges.
+    pub(crate) fn batches(&self, range: std::ops::Range<usize>, bytes: u64) -> Vec<(usize, usize)> {
+        let last = range.end.min(self.chunks());
         let mut out = Vec::new();
-        let mut from = first;
-        while from < self.chunks() {
+        let mut from = range.start;
+        while from < last {
             let mut to = from + 1;
-            while to < self.chunks() && self.chunk_start(to + 1) - self.chunk_start(from) <= bytes {
+            while to < last && self.chunk_start(to + 1) - self.chunk_start(from) <= bytes {
                 to += 1;
             }
             out.push((from, to));
@@ -357,7 +358,7 @@ mod tests {
         let last = c.chunks() - 1;
         assert_eq!(c.chunk_at(2_999_999), Some(last));
         // Batches cover every chunk once, in order, each within 1 MiB unless a single chunk.
-        let batches = c.batches(0, 1 << 20);
+        let batches = c.batches(0..usize::MAX, 1 << 20);
         assert_eq!(batches.first().unwrap().0, 0);
         assert_eq!(batches.last().unwrap().1, c.chunks());
         assert!(batches.windows(2).all(|w| w[0].1 == w[1].0));
@@ -369,7 +370,9 @@ mod tests {
             }
         }
         assert_eq!(all, bytes);
-        assert_eq!(c.batches(last, 1 << 20), vec![(last, last + 1)]);
+        assert_eq!(c.batches(last..c.chunks(), 1 << 20), vec![(last, last + 1)]);
+        assert_eq!(c.batches(1..3, u64::MAX), vec![(1, 3)]);
+        assert!(c.batches(3..3, 1 << 20).is_empty());
         let i = c.chunk_at(1_000_000).unwrap();
         assert!(c.chunk_start(i) <= 1_000_000 && c.chunk_start(i + 1) > 1_000_000);
         assert_eq!(

@@ -45,13 +45,13 @@ impl Upload {
         self.pinned.extend(ids);
         let core = Arc::clone(&self.core);
         self.pending = Some(tokio::task::spawn_blocking(move || {
-            let mut fresh = Vec::new();
-            for cut in &batch {
-                if core.store.put(&cut.id, &cut.data)? {
-                    fresh.push(cut.id);
-                }
-            }
-            Ok(fresh)
+            let items: Vec<_> = batch.iter().map(|c| (c.id, &c.data[..])).collect();
+            let stored = core.store.put_many(&items)?;
+            Ok(batch
+                .iter()
+                .zip(stored)
+                .filter_map(|(c, fresh)| fresh.then_some(c.id))
+                .collect())
         }));
         Ok(())
     }
@@ -64,16 +64,18 @@ impl Upload {
         Ok(())
     }
 
-    /// Undo after a failure: unpin, and remove the chunks only this upload wrote.
+    /// Undo after a failure: unpin, and remove the chunks of this upload that nothing else
+    /// references or pins. That is every chunk it wrote, including those of a batch that
+    /// failed half-way (whose ids were never reported back).
     async fn abandon(mut self) {
         if let Some(p) = self.pending.take() {
-            if let Ok(Ok(fresh)) = p.await {
-                self.written.extend(fresh);
-            }
+            let _ = p.await;
         }
         self.core.unpin(&self.pinned);
         let core = Arc::clone(&self.core);
-        let written = std::mem::take(&mut self.written);
+        let mut written = std::mem::take(&mut self.pinned);
+        written.sort_unstable();
+        written.dedup();
         let res = tokio::task::spawn_blocking(move || core.collect_chunks(&written)).await;
         if let Ok(Err(e)) | Err(e) = res.map_err(Error::from) {
             tracing::warn!(error = %e, "could not remove chunks of an abandoned upload");

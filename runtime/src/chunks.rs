@@ -7,7 +7,10 @@
 //!   and reported as [`StoreError::Corrupt`], so it is fetched again rather than served;
 //! - on disk, a chunk appears under its name only complete and synced: written to a temporary
 //!   file in the same directory, `fsync`ed, renamed, and the directory synced. A crash leaves at
-//!   worst a stray temporary file, which [`DiskChunkStore::open`] removes.
+//!   worst a stray temporary file, which [`DiskChunkStore::open`] removes. `put_many` keeps
+//!   the same guarantee for a batch with two `syncfs` calls (data, then renames) in place of
+//!   two `fsync`s per chunk;
+//! - `put_many` checks every chunk before storing any.
 //!
 //! All methods block: call them from `tokio::task::spawn_blocking`.
 
@@ -83,6 +86,19 @@ pub trait ChunkStore: Send + Sync + 'static {
     /// # Errors
     /// [`StoreError::Mismatch`], [`StoreError::NoSpace`], I/O failures.
     fn put(&self, id: &ChunkId, data: &[u8]) -> Result<bool, StoreError>;
+    /// Store several chunks, each checked first (a mismatch stores none of them); one `bool`
+    /// per chunk as for [`ChunkStore::put`]. A store may make the batch durable at once
+    /// rather than chunk by chunk; when it returns, every chunk is as durable as after `put`.
+    ///
+    /// # Errors
+    /// As [`ChunkStore::put`]. After an error some chunks of the batch may be stored (each
+    /// whole and verified), none half-written.
+    fn put_many(&self, chunks: &[(ChunkId, &[u8])]) -> Result<Vec<bool>, StoreError> {
+        if let Some((id, _)) = chunks.iter().find(|(id, d)| !id.matches(d)) {
+            return Err(StoreError::Mismatch(*id));
+        }
+        chunks.iter().map(|(id, d)| self.put(id, d)).collect()
+    }
     /// Remove a chunk; removing an absent chunk is not an error.
     ///
     /// # Errors
@@ -173,36 +189,63 @@ impl DiskChunkStore {
         Ok(out)
     }
 
-    fn write_new(&self, id: &ChunkId, data: &[u8], path: &Path) -> Result<(), StoreError> {
-        let fan = path.parent().expect("chunk path has a fan-out parent");
-        let nospace = |e: io::Error, op: &'static str, p: &Path| {
-            if e.raw_os_error() == Some(28) || e.raw_os_error() == Some(122) {
-                StoreError::NoSpace {
-                    id: *id,
-                    dir: self.dir.clone(),
-                }
-            } else {
-                io_err(op, p, e)
+    /// A write error as [`StoreError::NoSpace`] when the disk (or quota) is full.
+    fn nospace(&self, id: &ChunkId, e: io::Error, op: &'static str, p: &Path) -> StoreError {
+        if e.raw_os_error() == Some(28) || e.raw_os_error() == Some(122) {
+            StoreError::NoSpace {
+                id: *id,
+                dir: self.dir.clone(),
             }
-        };
-        fs::create_dir_all(fan).map_err(|e| nospace(e, "create", fan))?;
+        } else {
+            io_err(op, p, e)
+        }
+    }
+
+    /// Write `data` to a new temporary file beside `path` (not synced); returns its path.
+    /// Nothing is left behind on failure.
+    fn write_tmp(&self, id: &ChunkId, data: &[u8], path: &Path) -> Result<PathBuf, StoreError> {
+        let fan = path.parent().expect("chunk path has a fan-out parent");
+        fs::create_dir_all(fan).map_err(|e| self.nospace(id, e, "create", fan))?;
         let tmp = fan.join(format!(
             "{}.{:016x}{TMP_SUFFIX}",
             &id.to_hex()[2..],
             rand::random::<u64>()
         ));
-        let result = (|| {
-            let mut f = File::create(&tmp).map_err(|e| nospace(e, "create", &tmp))?;
-            f.write_all(data).map_err(|e| nospace(e, "write", &tmp))?;
-            if self.opts.fsync {
-                f.sync_data().map_err(|e| nospace(e, "sync", &tmp))?;
+        let written = File::create(&tmp)
+            .map_err(|e| self.nospace(id, e, "create", &tmp))
+            .and_then(|mut f| {
+                f.write_all(data)
+                    .map_err(|e| self.nospace(id, e, "write", &tmp))
+            });
+        match written {
+            Ok(()) => Ok(tmp),
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                Err(e)
             }
-            drop(f);
-            fs::rename(&tmp, path).map_err(|e| nospace(e, "rename", &tmp))?;
+        }
+    }
+
+    /// Flush the whole filesystem holding the store (`syncfs(2)`).
+    fn syncfs(&self, id: &ChunkId) -> Result<(), StoreError> {
+        let dir = File::open(&self.dir).map_err(|e| io_err("open", &self.dir, e))?;
+        rustix::fs::syncfs(&dir).map_err(|e| self.nospace(id, e.into(), "sync", &self.dir))
+    }
+
+    fn write_new(&self, id: &ChunkId, data: &[u8], path: &Path) -> Result<(), StoreError> {
+        let fan = path.parent().expect("chunk path has a fan-out parent");
+        let tmp = self.write_tmp(id, data, path)?;
+        let result = (|| {
+            if self.opts.fsync {
+                File::open(&tmp)
+                    .and_then(|f| f.sync_data())
+                    .map_err(|e| self.nospace(id, e, "sync", &tmp))?;
+            }
+            fs::rename(&tmp, path).map_err(|e| self.nospace(id, e, "rename", &tmp))?;
             if self.opts.fsync {
                 File::open(fan)
                     .and_then(|d| d.sync_all())
-                    .map_err(|e| nospace(e, "sync", fan))?;
+                    .map_err(|e| self.nospace(id, e, "sync", fan))?;
             }
             Ok(())
         })();
@@ -260,6 +303,47 @@ impl ChunkStore for DiskChunkStore {
         }
         self.write_new(id, data, &p)?;
         Ok(true)
+    }
+
+    /// Writes every new chunk to its temporary file, makes them durable with one `syncfs(2)`,
+    /// renames them into place, and makes the renames durable with a second `syncfs`: two
+    /// flushes per batch instead of two `fsync`s per chunk (about 0.6 ms each on a virtio
+    /// disk, which capped ingest near 110 MB/s).
+    fn put_many(&self, chunks: &[(ChunkId, &[u8])]) -> Result<Vec<bool>, StoreError> {
+        if let Some((id, _)) = chunks.iter().find(|(id, d)| !id.matches(d)) {
+            return Err(StoreError::Mismatch(*id));
+        }
+        if !self.opts.fsync {
+            return chunks.iter().map(|(id, d)| self.put(id, d)).collect();
+        }
+        let mut fresh = vec![false; chunks.len()];
+        let mut staged: Vec<(PathBuf, PathBuf)> = Vec::new();
+        let result = (|| {
+            for (i, (id, data)) in chunks.iter().enumerate() {
+                let path = self.path(id);
+                if self.has(id)? || staged.iter().any(|(_, p)| *p == path) {
+                    continue;
+                }
+                let tmp = self.write_tmp(id, data, &path)?;
+                staged.push((tmp, path));
+                fresh[i] = true;
+            }
+            if staged.is_empty() {
+                return Ok(());
+            }
+            self.syncfs(&chunks[0].0)?;
+            while let Some((tmp, path)) = staged.pop() {
+                if let Err(e) = fs::rename(&tmp, &path) {
+                    staged.push((tmp.clone(), path));
+                    return Err(self.nospace(&chunks[0].0, e, "rename", &tmp));
+                }
+            }
+            self.syncfs(&chunks[0].0)
+        })();
+        for (tmp, _) in &staged {
+            let _ = fs::remove_file(tmp);
+        }
+        result.map(|()| fresh)
     }
 
     fn remove(&self, id: &ChunkId) -> Result<(), StoreError> {
@@ -406,6 +490,29 @@ mod tests {
         store.remove(&id).unwrap();
         assert!(!store.has(&id).unwrap());
         assert!(store.list().unwrap().is_empty());
+
+        // put_many: one present, two new, one repeated within the batch.
+        let (b, c) = (b"bravo".to_vec(), b"charlie".to_vec());
+        let (bid, cid) = (ChunkId::of(&b), ChunkId::of(&c));
+        assert!(store.put(&id, &a).unwrap());
+        let batch: Vec<(ChunkId, &[u8])> = vec![(id, &a), (bid, &b), (cid, &c), (bid, &b)];
+        assert_eq!(
+            store.put_many(&batch).unwrap(),
+            vec![false, true, true, false]
+        );
+        assert_eq!(store.get(&bid).unwrap(), b);
+        assert_eq!(store.get(&cid).unwrap(), c);
+        assert_eq!(store.total_bytes().unwrap(), 5 + 5 + 7);
+        // A mismatch anywhere in the batch stores none of it.
+        let (d, e) = (b"delta".to_vec(), b"echo".to_vec());
+        let (did, eid) = (ChunkId::of(&d), ChunkId::of(&e));
+        let bad: Vec<(ChunkId, &[u8])> = vec![(did, &d), (eid, b"not echo")];
+        assert!(matches!(store.put_many(&bad), Err(StoreError::Mismatch(x)) if x == eid));
+        assert!(!store.has(&did).unwrap() && !store.has(&eid).unwrap());
+        assert_eq!(store.put_many(&[]).unwrap(), Vec::<bool>::new());
+        for x in [id, bid, cid] {
+            store.remove(&x).unwrap();
+        }
     }
 
     #[test]

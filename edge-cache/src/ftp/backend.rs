@@ -173,9 +173,10 @@ impl StorageBackend<FtpUser> for CatalogFs {
         // Batches of about 1 MiB, read on a blocking thread; `buffered(2)`: the next batch is
         // read while this one is written.
         let content = &content;
-        let mut batches = futures::stream::iter(content.batches(first, BATCH_BYTES))
-            .map(|(from, to)| async move { (from, content.chunk_range(from, to).await) })
-            .buffered(2);
+        let mut batches =
+            futures::stream::iter(content.batches(first..content.chunks(), BATCH_BYTES))
+                .map(|(from, to)| async move { (from, content.chunk_range(from, to).await) })
+                .buffered(2);
         while let Some((from, data)) = batches.next().await {
             for (i, data) in (from..).zip(data.map_err(ftp_err)?) {
                 let skip = usize::try_from(start_pos.saturating_sub(content.chunk_start(i)))

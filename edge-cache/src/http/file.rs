@@ -23,11 +23,12 @@ use axum::http::header::{
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
-use futures::StreamExt as _;
-use sitecast_protocol::{ArtifactManifest, ChunkId};
+use futures::{StreamExt as _, TryStreamExt as _};
+use sitecast_protocol::ArtifactManifest;
 
 use super::text;
 use crate::core::Core;
+use crate::vfs::Content;
 
 /// What a `Range` header asks for, against a length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,75 +196,56 @@ pub(crate) async fn serve(
     r
 }
 
-/// The pieces of chunks covering `start..end`: (chunk, from, to) within each chunk.
-fn pieces(
-    recipe: &sitecast_protocol::BlobRecipe,
-    start: u64,
-    end: u64,
-) -> Vec<(ChunkId, usize, usize)> {
-    let mut out = Vec::new();
-    for (off, c) in recipe.offsets() {
-        let c_end = off + u64::from(c.len);
-        if c_end <= start {
-            continue;
-        }
-        if off >= end {
-            break;
-        }
-        let from = start.max(off) - off;
-        let to = end.min(c_end) - off;
-        #[allow(clippy::cast_possible_truncation)] // both are within one chunk (≤ 256 KiB)
-        out.push((c.id, from as usize, to as usize));
-    }
-    out
-}
+/// Bytes of chunks read per blocking task while sending a body.
+const BATCH_BYTES: u64 = 1 << 20;
 
+/// The body for bytes `start..end` of `m`: chunks read in batches of about [`BATCH_BYTES`] on
+/// the blocking pool (one thread hand-off per batch), the next batch read while this one is
+/// sent.
 async fn body_stream(
     core: &Arc<Core>,
     m: &ArtifactManifest,
     start: u64,
     end: u64,
 ) -> Result<Body, String> {
-    let catalog = core.catalog.clone();
-    let blob = m.blob;
-    let recipe = tokio::task::spawn_blocking(move || catalog.recipe(&blob))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("recipe of blob {blob} is missing"))?;
-    if recipe.len != m.len {
-        return Err(format!(
-            "recipe length {} differs from manifest length {}",
-            recipe.len, m.len
-        ));
-    }
-    let parts = pieces(&recipe, start, end);
+    let content = Arc::new(Content::open(core, m).await.map_err(|e| e.to_string())?);
+    let (Some(first), Some(last)) = (content.chunk_at(start), content.chunk_at(end - 1)) else {
+        return Ok(Body::empty());
+    };
     let core = core.clone();
-    let stream = futures::stream::iter(parts)
-        .map(move |(id, from, to)| {
-            let store = core.store.clone();
-            let core = core.clone();
+    let batches = content.batches(first..last + 1, BATCH_BYTES);
+    let stream = futures::stream::iter(batches)
+        .map(move |(from, to)| {
+            let content = content.clone();
             async move {
-                let data = tokio::task::spawn_blocking(move || store.get(&id))
+                let chunks = content
+                    .chunk_range(from, to)
                     .await
-                    .map_err(std::io::Error::other)?
-                    .map_err(|e| {
-                        tracing::error!(chunk = %id, error = %e, "chunk unreadable while serving");
-                        std::io::Error::other(e)
-                    })?;
-                if data.len() < to {
-                    return Err(std::io::Error::other(format!(
-                        "chunk {id} is shorter than its recipe says"
-                    )));
-                }
-                let piece = Bytes::from(data).slice(from..to);
-                core.metrics
-                    .http_bytes_served
-                    .fetch_add(piece.len() as u64, Ordering::Relaxed);
-                Ok::<_, std::io::Error>(piece)
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                let pieces: Vec<Bytes> = (from..)
+                    .zip(chunks)
+                    .map(|(i, data)| {
+                        let off = content.chunk_start(i);
+                        #[allow(clippy::cast_possible_truncation)] // within one chunk (≤ 256 KiB)
+                        let (lo, hi) = (
+                            (start.max(off) - off) as usize,
+                            ((end.min(off + data.len() as u64)) - off) as usize,
+                        );
+                        data.slice(lo..hi)
+                    })
+                    .collect();
+                Ok::<_, std::io::Error>(futures::stream::iter(
+                    pieces.into_iter().map(Ok::<Bytes, std::io::Error>),
+                ))
             }
         })
-        .buffered(2);
+        .buffered(2)
+        .try_flatten()
+        .inspect_ok(move |piece: &Bytes| {
+            core.metrics
+                .http_bytes_served
+                .fetch_add(piece.len() as u64, Ordering::Relaxed);
+        });
     Ok(Body::from_stream(stream))
 }
 
@@ -291,27 +273,5 @@ mod tests {
         for (h, len, want) in cases {
             assert_eq!(parse_range(h, *len), *want, "{h} of {len}");
         }
-    }
-
-    #[test]
-    fn pieces_cover_exactly_the_range() {
-        use sitecast_protocol::{BlobId, BlobRecipe, ChunkRef, Sha256Digest};
-        let ids: Vec<ChunkId> = (0u8..3).map(|i| ChunkId::of(&[i])).collect();
-        let recipe = BlobRecipe {
-            len: 30,
-            blake3: BlobId::of(b""),
-            sha256: Sha256Digest::of(b""),
-            chunks: ids.iter().map(|id| ChunkRef { id: *id, len: 10 }).collect(),
-        };
-        assert_eq!(
-            pieces(&recipe, 0, 30),
-            vec![(ids[0], 0, 10), (ids[1], 0, 10), (ids[2], 0, 10)]
-        );
-        assert_eq!(
-            pieces(&recipe, 5, 15),
-            vec![(ids[0], 5, 10), (ids[1], 0, 5)]
-        );
-        assert_eq!(pieces(&recipe, 10, 20), vec![(ids[1], 0, 10)]);
-        assert_eq!(pieces(&recipe, 29, 30), vec![(ids[2], 9, 10)]);
     }
 }

@@ -162,6 +162,65 @@ async fn raw_get(addr: SocketAddr, path: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Bodies are read in ~1 MiB batches of chunks: ranges starting, ending and crossing anywhere
+/// (inside a chunk, on a batch edge, the last byte) come back exact.
+#[tokio::test]
+async fn ranges_across_read_batches_are_exact() {
+    tokio::time::timeout(T, async {
+        let edge = start(|_| {}).await;
+        let len = 3_500_000usize;
+        let body = data(len, 7);
+        let m = stage(&edge.core, "/pub/big.bin", &body, 1_700_000_000);
+        publish_all(&edge.core, &[m], 1);
+        let c = client();
+        let url = edge.url("/pub/big.bin");
+        assert_eq!(
+            c.get(&url)
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+                .as_ref(),
+            body.as_slice()
+        );
+        let mut x = 0x9e37_79b9_u64;
+        let mut cases = vec![
+            (0, 0),
+            (0, len - 1),
+            (len - 1, len - 1),
+            (1 << 20, (2 << 20) + 1),
+        ];
+        for _ in 0..24 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let a = (x >> 33) as usize % len;
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let b = a + (x >> 33) as usize % (len - a);
+            cases.push((a, b));
+        }
+        for (a, b) in cases {
+            let r = c
+                .get(&url)
+                .header(RANGE, format!("bytes={a}-{b}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT, "{a}-{b}");
+            assert_eq!(
+                r.headers()[CONTENT_LENGTH],
+                (b - a + 1).to_string().as_str()
+            );
+            assert!(
+                r.bytes().await.unwrap().as_ref() == &body[a..=b],
+                "bytes {a}-{b}"
+            );
+        }
+    })
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn get_head_ranges_and_conditionals() {
     tokio::time::timeout(T, async {
