@@ -71,14 +71,15 @@ def main():
         out.append("")
         out.append("| protocol | peer | peer downloads/s | sitecast downloads/s | ratio | p50 / p99 ms peer | p50 / p99 ms sitecast | failures (peer / sitecast) |")
         out.append("|---|---|---:|---:|---:|---|---|---|")
-    for proto in ("http", "ftp", "sftp"):
-        if ("fleet", proto) in by:
-            lat = lambda lab: (f"{f(med([r[lab]['latency_ms']['p50'] for r in by[('fleet', proto)].values() if lab in r]))} / "
-                               f"{f(med([r[lab]['latency_ms']['p99'] for r in by[('fleet', proto)].values() if lab in r]))}")
-            out.append(f"| {proto} | {PEER[proto]} | {f(col('fleet', proto, 'peers', 'requests_per_s'))} | "
-                       f"{f(col('fleet', proto, 'sitecast', 'requests_per_s'))} | "
-                       f"{f(ratio('fleet', proto, 'requests_per_s'), '{:.2f}')} | {lat('peers')} | {lat('sitecast')} | "
-                       f"{errs('fleet', proto, 'peers')} / {errs('fleet', proto, 'sitecast')} |")
+    for test, proto, name in (("fleet", "http", "http"), ("fleet", "ftp", "ftp"),
+                              ("fleet_anonymous", "ftp", "ftp, anonymous"), ("fleet", "sftp", "sftp")):
+        if (test, proto) in by:
+            lat = lambda lab: (f"{f(med([r[lab]['latency_ms']['p50'] for r in by[(test, proto)].values() if lab in r]))} / "
+                               f"{f(med([r[lab]['latency_ms']['p99'] for r in by[(test, proto)].values() if lab in r]))}")
+            out.append(f"| {name} | {PEER[proto]} | {f(col(test, proto, 'peers', 'requests_per_s'))} | "
+                       f"{f(col(test, proto, 'sitecast', 'requests_per_s'))} | "
+                       f"{f(ratio(test, proto, 'requests_per_s'), '{:.2f}')} | {lat('peers')} | {lat('sitecast')} | "
+                       f"{errs(test, proto, 'peers')} / {errs(test, proto, 'sitecast')} |")
     if ("keepalive", "http") in by:
         out.append("")
         out.append("### HTTP keep-alive (same devices, connections kept, fixed duration)")

@@ -10,6 +10,7 @@
 #   single_stream  one client downloads BIG (512 MiB) over HTTP, FTP, SFTP: MB/s
 #   fleet          CONC devices, N downloads of SMALL (1 MiB), a fresh connection (and login)
 #                  per download, over HTTP, FTP, SFTP: downloads/s, latency p50/p99, errors
+#   fleet_anonymous  the FTP fleet logging in as anonymous (no password hashing on either side)
 #   keepalive      CONC devices on kept-alive HTTP connections for DURATION: downloads/s, p99
 #   oci            registry pull (manifest → index → config + layers); sitecast has no OCI
 #                  mirror yet, so only the registry is measured (noted in the table)
@@ -20,7 +21,7 @@
 #                  sitecast push (origin's bytes_sent for the site) vs rsync daemon (--stats)
 #   campaign       loadtest/wan/campaign.sh CAMPAIGN (network namespaces, tbf links)
 # Every download is SHA-256 verified against DATA/manifest.json; a failure is counted, not hidden.
-# Env: RUNS (3) CONC (50) N (500) DURATION (10s) BIG SMALL DATA (/srv/sitecast-testdata)
+# Env: RUNS (3) CONC (200) N (1000) DURATION (10s) BIG SMALL DATA (/srv/sitecast-testdata)
 #      OCI (/srv/sitecast-oci-small) STATE (/tmp/sitecast-bench) CAMPAIGN (wan/scenarios/
 #      campaign-small.toml, "none" to skip) NO_BUILD=1 (reuse target/release).
 set -euo pipefail
@@ -29,7 +30,7 @@ KIT=${KIT:-$ROOT/../shared}
 DATA=${DATA:-/srv/sitecast-testdata}
 OCI=${OCI:-/srv/sitecast-oci-small}
 STATE=${STATE:-/tmp/sitecast-bench}
-RUNS=${RUNS:-3} CONC=${CONC:-50} N=${N:-500} DURATION=${DURATION:-10s}
+RUNS=${RUNS:-3} CONC=${CONC:-200} N=${N:-1000} DURATION=${DURATION:-10s}
 BIG=${BIG:-fw/fw-512MiB.bin} SMALL=${SMALL:-fw/fw-1MiB.bin}
 CAMPAIGN=${CAMPAIGN:-$ROOT/loadtest/wan/scenarios/campaign-small.toml}
 OUTDIR=${OUTDIR:-$ROOT/target/bench}
@@ -197,6 +198,11 @@ for i in $(seq "$RUNS"); do
   done
   for proto in http ftp sftp; do
     for t in $order; do lt "$t" "$proto" fleet "$i" --path "$SMALL" -c "$CONC" -n "$N" --fresh --timeout 60s; done
+  done
+  # The same FTP fleet logging in as anonymous: no password to check on either side.
+  for t in $order; do
+    lt "$t" ftp fleet_anonymous "$i" --path "$SMALL" -c "$CONC" -n "$N" --fresh --timeout 60s \
+      --user anonymous --password device@
   done
   for t in $order; do lt "$t" http keepalive "$i" --path "$SMALL" -c "$CONC" --duration "$DURATION"; done
   lt peers oci oci "$i" -c 4 -n 40
