@@ -40,6 +40,10 @@ pub struct EdgeConfig {
     pub ftp: FtpConfig,
     /// SFTP server settings.
     pub sftp: SftpConfig,
+    /// Bytes of recently served chunks kept in memory, verified, for every protocol (a fleet
+    /// downloading one firmware reads each chunk from disk and hashes it once). Default
+    /// 268435456 (256 MiB); 0 turns the cache off.
+    pub chunk_cache_bytes: u64,
 }
 
 /// QUIC session tuning.
@@ -228,6 +232,7 @@ impl Default for EdgeConfig {
             http: HttpConfig::default(),
             ftp: FtpConfig::default(),
             sftp: SftpConfig::default(),
+            chunk_cache_bytes: 256 * 1024 * 1024,
         }
     }
 }

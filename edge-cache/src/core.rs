@@ -26,6 +26,8 @@ pub struct Core {
     pub auth: Authenticator,
     /// Counters.
     pub metrics: Metrics,
+    /// Recently served chunks, verified, in memory.
+    pub(crate) cache: crate::chunk_cache::ChunkCache,
 }
 
 impl Core {
@@ -54,7 +56,9 @@ impl Core {
             catalog.site_config()?.unwrap_or_default(),
         )));
         let auth = Authenticator::new(site.clone(), &cfg.http);
+        let cache = crate::chunk_cache::ChunkCache::new(cfg.chunk_cache_bytes);
         Ok(Self {
+            cache,
             cfg,
             catalog: Arc::new(catalog),
             store,

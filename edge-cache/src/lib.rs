@@ -32,6 +32,7 @@
 
 pub mod access;
 mod catalog;
+mod chunk_cache;
 mod config;
 mod core;
 mod error;

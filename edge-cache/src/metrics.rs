@@ -103,7 +103,13 @@ impl Metrics {
     /// Render everything in Prometheus text format, with the gauges and counters kept
     /// elsewhere: published artifacts and argon2 verifications.
     #[must_use]
-    pub fn render(&self, node: &str, published: usize, auth_verifications: u64) -> String {
+    pub fn render(
+        &self,
+        node: &str,
+        published: usize,
+        auth_verifications: u64,
+        cache: &crate::chunk_cache::ChunkCache,
+    ) -> String {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut p = Prom::new();
         for (i, class) in ["2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
@@ -192,6 +198,24 @@ impl Metrics {
                 if s == now { 1.0 } else { 0.0 },
             );
         }
+        p.counter(
+            "sitecast_edge_chunk_cache_hits_total",
+            "Chunk reads served from the in-memory cache.",
+            &[("node", node)],
+            get(&cache.hits),
+        );
+        p.counter(
+            "sitecast_edge_chunk_cache_misses_total",
+            "Chunk reads that went to the store (read and verified).",
+            &[("node", node)],
+            get(&cache.misses),
+        );
+        p.gauge(
+            "sitecast_edge_chunk_cache_bytes",
+            "Bytes of chunks held in the in-memory cache.",
+            &[("node", node)],
+            cache.bytes() as f64,
+        );
         p.finish()
     }
 }
@@ -212,6 +236,7 @@ pub(crate) async fn serve(
                         &core.cfg.node,
                         core.catalog.published().len(),
                         core.auth.verifications(),
+                        &core.cache,
                     );
                     ([(CONTENT_TYPE, sitecast_runtime::prom::CONTENT_TYPE)], body).into_response()
                 },

@@ -283,11 +283,21 @@ impl Content {
             return Err(VfsError::Internal(format!("no chunks {from}..{to}")));
         };
         let refs: Vec<(ChunkId, u32)> = refs.iter().map(|c| (c.id, c.len)).collect();
-        let store = self.core.store.clone();
+        // Cached chunks were verified when they were read; only the rest go to the store.
+        let cached: Vec<Option<Bytes>> =
+            refs.iter().map(|(id, _)| self.core.cache.get(id)).collect();
+        if cached.iter().all(Option::is_some) {
+            return Ok(cached.into_iter().flatten().collect());
+        }
+        let core = self.core.clone();
         tokio::task::spawn_blocking(move || {
             refs.into_iter()
-                .map(|(id, len)| {
-                    let data = store.get(&id).map_err(|e| {
+                .zip(cached)
+                .map(|((id, len), cached)| {
+                    if let Some(data) = cached {
+                        return Ok(data);
+                    }
+                    let data = core.store.get(&id).map_err(|e| {
                         tracing::error!(chunk = %id, error = %e, "chunk unreadable while serving");
                         VfsError::Internal(format!("chunk {id}: {e}"))
                     })?;
@@ -297,7 +307,9 @@ impl Content {
                             data.len()
                         )));
                     }
-                    Ok(Bytes::from(data))
+                    let data = Bytes::from(data);
+                    core.cache.insert(id, data.clone());
+                    Ok(data)
                 })
                 .collect()
         })
@@ -333,9 +345,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let catalog = crate::catalog::Catalog::open(&dir.path().join("edge.db")).unwrap();
         let store = Arc::new(MemChunkStore::new());
-        let core = Arc::new(
-            Core::with_parts(crate::config::EdgeConfig::default(), catalog, store).unwrap(),
-        );
+        // A cache of 1 MiB: the 3 MB blob does not fit, so both paths are exercised.
+        let cfg = crate::config::EdgeConfig {
+            chunk_cache_bytes: 1 << 20,
+            ..Default::default()
+        };
+        let core = Arc::new(Core::with_parts(cfg, catalog, store).unwrap());
         let bytes: Vec<u8> = (0..3_000_000u32)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
             .collect();
@@ -379,7 +394,23 @@ mod tests {
             c.chunk(i).await.unwrap().len() as u64,
             c.chunk_start(i + 1) - c.chunk_start(i)
         );
-        // A missing chunk is an internal error, not a panic.
+        // The last chunks read are served from memory, verified once: even with the store's
+        // copy gone they come back whole, and no store read happens.
+        let misses = core.cache.misses.load(std::sync::atomic::Ordering::Relaxed);
+        let last_id = recipe.chunks[last].id;
+        core.store.remove(&last_id).unwrap();
+        let again = c.chunk(last).await.unwrap();
+        assert_eq!(&again[..], &bytes[c.chunk_start(last) as usize..]);
+        assert_eq!(
+            core.cache.misses.load(std::sync::atomic::Ordering::Relaxed),
+            misses
+        );
+        assert!(core.cache.bytes() <= 1 << 20);
+        // A chunk neither cached nor stored is an internal error, not a panic.
+        assert!(
+            core.cache.get(&recipe.chunks[0].id).is_none(),
+            "evicted long ago"
+        );
         core.store.remove(&recipe.chunks[0].id).unwrap();
         assert!(matches!(c.chunk(0).await, Err(VfsError::Internal(_))));
     }
