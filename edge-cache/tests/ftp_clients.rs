@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::ftp::Ftp;
 use common::{content, pw, run, sha, start, T};
@@ -259,6 +259,29 @@ async fn connections_per_address_are_limited() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert_eq!(code, 220);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn idle_control_connection_is_closed() {
+    tokio::time::timeout(T, async {
+        let edge = start(|c| c.ftp.idle_timeout = Duration::from_secs(1)).await;
+        let mut f = Ftp::login(edge.ftp, "alice", pw("alice")).await;
+        assert_eq!(f.cmd("NOOP").await.code, 200);
+        // Send nothing more: the server says so and closes (the default would wait 5 min).
+        // libunftp answers a timeout with 221, not the 421 vsftpd and ProFTPD send.
+        let idle_since = Instant::now();
+        let rest = tokio::time::timeout(Duration::from_secs(10), f.read_until_closed())
+            .await
+            .expect("the server closes an idle control connection (idle_timeout = 1s)");
+        let idle = idle_since.elapsed();
+        assert!(
+            rest.starts_with("221 ") && rest.ends_with("\r\n") && rest.lines().count() == 1,
+            "{rest:?}"
+        );
+        assert!(idle >= Duration::from_millis(900), "closed after {idle:?}");
     })
     .await
     .unwrap();

@@ -5,8 +5,10 @@
 
 mod common;
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use common::{content, pw, run, sha, start, start_in, Edge, T};
 use russh::keys::{PrivateKeyWithHashAlg, PublicKey};
@@ -409,6 +411,164 @@ async fn status_codes_offsets_and_a_stable_host_key() {
         let edge2 = start_in(dir, |_| {}).await;
         let (_s2, host_key2, _h2) = russh_sftp(&edge2).await;
         assert_eq!(host_key.key_data(), host_key2.key_data());
+    })
+    .await
+    .unwrap();
+}
+
+const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+/// Another client address (Linux routes all of 127.0.0.0/8 to the loopback interface).
+const OTHER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+
+async fn tcp_from(edge: &Edge, from: IpAddr) -> tokio::net::TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::new(from, 0)).unwrap();
+    sock.connect(edge.sftp).await.unwrap()
+}
+
+/// An SSH connection (not yet authenticated) from client address `from`; `Err` when the
+/// server closes it before the handshake completes.
+async fn ssh_from(
+    edge: &Edge,
+    from: IpAddr,
+) -> Result<russh::client::Handle<Client>, russh::Error> {
+    let client = Client {
+        seen: Arc::default(),
+    };
+    let config = Arc::new(russh::client::Config::default());
+    russh::client::connect_stream(config, tcp_from(edge, from).await, client).await
+}
+
+/// What the server sends on a new connection from `from` before the client says anything:
+/// its SSH identification line, or nothing when it closes the connection at once.
+async fn server_hello(edge: &Edge, from: IpAddr) -> String {
+    let mut s = tcp_from(edge, from).await;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while !got.contains(&b'\n') {
+        let n = s.read(&mut buf).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+async fn password_ok(h: &mut russh::client::Handle<Client>, user: &str, password: &str) -> bool {
+    h.authenticate_password(user, password)
+        .await
+        .unwrap()
+        .success()
+}
+
+async fn alice_key_ok(edge: &Edge, h: &mut russh::client::Handle<Client>) -> bool {
+    let key = russh::keys::load_secret_key(&edge.alice_key, None).unwrap();
+    h.authenticate_publickey("alice", PrivateKeyWithHashAlg::new(Arc::new(key), None))
+        .await
+        .unwrap()
+        .success()
+}
+
+async fn open_sftp(h: &russh::client::Handle<Client>) -> SftpSession {
+    let ch = h.channel_open_session().await.unwrap();
+    ch.request_subsystem(true, "sftp").await.unwrap();
+    SftpSession::new(ch.into_stream()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_per_address_are_limited() {
+    tokio::time::timeout(T, async {
+        let edge = start(|c| c.sftp.max_connections_per_ip = 2).await;
+        let mut a = ssh_from(&edge, LOCAL).await.unwrap();
+        assert!(alice_key_ok(&edge, &mut a).await);
+        let mut b = ssh_from(&edge, LOCAL).await.unwrap();
+        assert!(password_ok(&mut b, "alice", pw("alice")).await);
+        // A third from the same address is closed before the server's SSH banner, and the
+        // russh client fails to connect.
+        assert_eq!(server_hello(&edge, LOCAL).await, "");
+        assert!(ssh_from(&edge, LOCAL).await.is_err());
+        // Another address is served; the two open sessions keep working.
+        let hello = server_hello(&edge, OTHER).await;
+        assert!(hello.starts_with("SSH-2.0-sitecast_"), "{hello:?}");
+        let s = open_sftp(&b).await;
+        assert_eq!(s.metadata("/fw/a.bin").await.unwrap().size, Some(700_000));
+        // a disconnects: its slot is freed and a new connection from the address succeeds.
+        a.disconnect(russh::Disconnect::ByApplication, "bye", "en")
+            .await
+            .unwrap();
+        // (The client's session ends with `Err(Disconnect)` when it disconnects itself.)
+        let _ = a.await;
+        // The server frees the slot just after its side of the connection ends, so a
+        // reconnect may race the release: retry while refused (each refusal is awaited).
+        let mut refused = 0;
+        let mut c = loop {
+            match ssh_from(&edge, LOCAL).await {
+                Ok(c) => break c,
+                Err(e) => {
+                    refused += 1;
+                    assert!(refused < 100, "still refused after a disconnected: {e}");
+                }
+            }
+        };
+        assert!(password_ok(&mut c, "alice", pw("alice")).await);
+        let s2 = open_sftp(&c).await;
+        assert_eq!(
+            s2.metadata("/fw/ap/x.bin").await.unwrap().size,
+            Some(300_000)
+        );
+        // Still at the limit: the next one is refused again.
+        assert_eq!(server_hello(&edge, LOCAL).await, "");
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_failures_lock_the_address_out() {
+    tokio::time::timeout(T, async {
+        let edge = start(|c| c.sftp.login_failures_before_lockout = 3).await;
+        let mut h = ssh_from(&edge, LOCAL).await.unwrap();
+        for _ in 0..2 {
+            assert!(!password_ok(&mut h, "alice", "wrong").await);
+        }
+        // Two failures: the right password still works (on a new connection).
+        let mut ok = ssh_from(&edge, LOCAL).await.unwrap();
+        assert!(password_ok(&mut ok, "alice", pw("alice")).await);
+        // The third locks the address out: the right password and alice's key are refused
+        // too, on a new connection as well.
+        assert!(!password_ok(&mut h, "alice", "wrong").await);
+        assert!(!password_ok(&mut h, "alice", pw("alice")).await);
+        let mut locked = ssh_from(&edge, LOCAL).await.unwrap();
+        assert!(!password_ok(&mut locked, "alice", pw("alice")).await);
+        assert!(!alice_key_ok(&edge, &mut locked).await);
+        // Only that address: another logs in.
+        let mut other = ssh_from(&edge, OTHER).await.unwrap();
+        assert!(password_ok(&mut other, "alice", pw("alice")).await);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_session_is_closed() {
+    tokio::time::timeout(T, async {
+        let edge = start(|c| c.sftp.idle_timeout = Duration::from_secs(1)).await;
+        let (s, _, mut h) = russh_sftp(&edge).await;
+        assert_eq!(s.metadata("/fw/a.bin").await.unwrap().size, Some(700_000));
+        // Send nothing more: the server closes the connection (the default would wait 5 min),
+        // without an SSH disconnect message, so the client's session ends at EOF.
+        let idle_since = Instant::now();
+        let ended = tokio::time::timeout(Duration::from_secs(10), &mut h)
+            .await
+            .expect("the server closes an idle session (idle_timeout = 1s)");
+        let idle = idle_since.elapsed();
+        assert!(
+            matches!(&ended, Err(russh::Error::IO(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof),
+            "{ended:?}"
+        );
+        assert!(idle >= Duration::from_millis(900), "closed after {idle:?}");
+        assert!(h.is_closed());
     })
     .await
     .unwrap();

@@ -67,6 +67,14 @@ impl Ftp {
         Reply { code, text }
     }
 
+    /// Read the control connection until the server closes it; returns what it sent after the
+    /// last reply read (e.g. the reply announcing the close).
+    pub async fn read_until_closed(&mut self) -> String {
+        let mut rest = Vec::new();
+        self.r.read_to_end(&mut rest).await.unwrap();
+        String::from_utf8_lossy(&rest).into_owned()
+    }
+
     /// Send a command and read its reply.
     pub async fn cmd(&mut self, c: &str) -> Reply {
         self.w
