@@ -151,6 +151,11 @@ impl Edge {
     }
 }
 
+/// GET `url` and return the body, whatever the status.
+async fn get_body(c: &reqwest::Client, url: &str) -> bytes::Bytes {
+    c.get(url).send().await.unwrap().bytes().await.unwrap()
+}
+
 /// GET `path` exactly as given over a fresh connection; returns the whole answer.
 async fn raw_get(addr: SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -174,17 +179,7 @@ async fn ranges_across_read_batches_are_exact() {
         publish_all(&edge.core, &[m], 1);
         let c = client();
         let url = edge.url("/pub/big.bin");
-        assert_eq!(
-            c.get(&url)
-                .send()
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap()
-                .as_ref(),
-            body.as_slice()
-        );
+        assert_eq!(get_body(&c, &url).await.as_ref(), body.as_slice());
         let mut x = 0x9e37_79b9_u64;
         let mut cases = vec![
             (0, 0),
@@ -563,32 +558,12 @@ async fn publish_switches_atomically() {
             })
             .unwrap();
         edge.core.store.put(&cuts[0].id, &cuts[0].data).unwrap();
-        assert_eq!(
-            c.get(&url)
-                .send()
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap()
-                .as_ref(),
-            v1.as_slice()
-        );
+        assert_eq!(get_body(&c, &url).await.as_ref(), v1.as_slice());
 
         for cut in &cuts {
             edge.core.store.put(&cut.id, &cut.data).unwrap();
         }
-        assert_eq!(
-            c.get(&url)
-                .send()
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap()
-                .as_ref(),
-            v1.as_slice()
-        );
+        assert_eq!(get_body(&c, &url).await.as_ref(), v1.as_slice());
         let status = ArtifactStatus {
             path: m2.path.clone(),
             blob: m2.blob,
