@@ -4,7 +4,7 @@
 # on the same data, runs every measurement against both with the same load tool
 # (sitecast-loadtest), and rewrites the tables in BENCHMARKS.md (loadtest/bench-report.py).
 #
-#   loadtest/bench.sh                 # ~10 min on 2 cores; JSON lines in target/bench/bench.jsonl
+#   loadtest/bench.sh                 # ~13 min on 2 cores; JSON lines in target/bench/bench.jsonl
 #
 # Measurements (RUNS runs each, targets alternating run by run, medians; ratios from one run):
 #   single_stream  one client downloads BIG (512 MiB) over HTTP, FTP, SFTP: MB/s
