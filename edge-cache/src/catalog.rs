@@ -471,18 +471,27 @@ impl Catalog {
         save_transfer_in(&self.conn(), s)
     }
 
-    /// Forget recipes no desired or published artifact uses, and return every chunk id the
-    /// remaining recipes reference (the chunks that must be kept).
+    /// Forget recipes no desired or published artifact uses (unless their blob is `in_use`,
+    /// being read by a client), and return every chunk id the remaining recipes reference
+    /// (the chunks that must be kept).
     ///
     /// # Errors
     /// Database failures or undecodable recipes.
-    pub fn prune_recipes(&self) -> Result<HashSet<ChunkId>, Error> {
+    pub fn prune_recipes(&self, in_use: &HashSet<BlobId>) -> Result<HashSet<ChunkId>, Error> {
         let conn = self.conn();
-        conn.execute(
-            "DELETE FROM recipes WHERE blob NOT IN (SELECT blob FROM published)
+        let mut stmt = conn.prepare(
+            "SELECT blob FROM recipes WHERE blob NOT IN (SELECT blob FROM published)
                AND blob NOT IN (SELECT blob FROM desired_artifacts)",
-            [],
         )?;
+        let unused = stmt
+            .query_map([], |r| r.get::<_, Vec<u8>>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        drop(stmt);
+        for blob in unused {
+            if !in_use.contains(&BlobId::from_bytes(id32("blob id", &blob)?)) {
+                conn.execute("DELETE FROM recipes WHERE blob = ?1", [&blob])?;
+            }
+        }
         let mut stmt = conn.prepare("SELECT blob, recipe FROM recipes")?;
         let rows = stmt.query_map([], |r| {
             Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))

@@ -1,9 +1,10 @@
 //! The edge core every server and the origin session share: config, database, chunk store,
 //! the current site config (swapped atomically), the authenticator and the counters.
 
-use std::sync::{Arc, RwLock};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
 
-use sitecast_protocol::SiteConfig;
+use sitecast_protocol::{BlobId, SiteConfig};
 use sitecast_runtime::chunks::{ChunkStore, DiskChunkStore, DiskOptions};
 
 use crate::access::Authenticator;
@@ -28,6 +29,9 @@ pub struct Core {
     pub metrics: Metrics,
     /// Recently served chunks, verified, in memory.
     pub(crate) cache: crate::chunk_cache::ChunkCache,
+    /// Blobs being read by a client right now, with the number of readers: garbage collection
+    /// keeps their chunks, so a download of a version that was just replaced completes.
+    readers: Mutex<HashMap<BlobId, usize>>,
 }
 
 impl Core {
@@ -59,6 +63,7 @@ impl Core {
         let cache = crate::chunk_cache::ChunkCache::new(cfg.chunk_cache_bytes);
         Ok(Self {
             cache,
+            readers: Mutex::default(),
             cfg,
             catalog: Arc::new(catalog),
             store,
@@ -66,6 +71,38 @@ impl Core {
             auth,
             metrics: Metrics::default(),
         })
+    }
+
+    fn readers(&self) -> std::sync::MutexGuard<'_, HashMap<BlobId, usize>> {
+        self.readers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A client started reading `blob`.
+    pub(crate) fn start_reading(&self, blob: BlobId) {
+        *self.readers().entry(blob).or_insert(0) += 1;
+    }
+
+    /// A client stopped reading `blob`; true if it was the last one.
+    pub(crate) fn stop_reading(&self, blob: BlobId) -> bool {
+        let mut r = self.readers();
+        match r.get_mut(&blob) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                false
+            }
+            Some(_) => {
+                r.remove(&blob);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Blobs with at least one reader.
+    pub(crate) fn blobs_being_read(&self) -> HashSet<BlobId> {
+        self.readers().keys().copied().collect()
     }
 
     /// The site config in force.

@@ -17,7 +17,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use sitecast_protocol::{ArtifactManifest, BlobRecipe, CatalogPath, ChunkId, PathError};
+use sitecast_protocol::{ArtifactManifest, BlobId, BlobRecipe, CatalogPath, ChunkId, PathError};
 
 use crate::access::{decide, visible, Action, Decision};
 use crate::catalog::DirEntry;
@@ -204,6 +204,45 @@ pub(crate) struct Content {
     recipe: Arc<BlobRecipe>,
     /// Start offset of each chunk, plus the total length at the end.
     starts: Vec<u64>,
+    /// Keeps the blob's chunks from garbage collection while this reader lives.
+    _reading: Reading,
+}
+
+/// One client reading a blob (see [`Core::start_reading`]). When the last reader of a blob
+/// that is no longer published goes, garbage collection runs again to reclaim its chunks.
+struct Reading {
+    core: Arc<Core>,
+    blob: BlobId,
+}
+
+impl Reading {
+    fn new(core: &Arc<Core>, blob: BlobId) -> Self {
+        core.start_reading(blob);
+        Self {
+            core: core.clone(),
+            blob,
+        }
+    }
+}
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        if !self.core.stop_reading(self.blob) {
+            return;
+        }
+        let published = self.core.catalog.published();
+        if published.values().any(|m| m.blob == self.blob) {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let core = self.core.clone();
+            rt.spawn(async move {
+                if let Err(e) = crate::session::collect_garbage(&core).await {
+                    tracing::warn!(error = %e, "removing unreferenced chunks failed");
+                }
+            });
+        }
+    }
 }
 
 impl Content {
@@ -212,6 +251,8 @@ impl Content {
     /// # Errors
     /// [`VfsError::Internal`] when the recipe is missing or does not match the manifest.
     pub(crate) async fn open(core: &Arc<Core>, m: &ArtifactManifest) -> Result<Self, VfsError> {
+        // Registered before the recipe is read, so a collection from now on keeps it.
+        let reading = Reading::new(core, m.blob);
         let catalog = core.catalog.clone();
         let blob = m.blob;
         let recipe = tokio::task::spawn_blocking(move || catalog.recipe(&blob))
@@ -236,6 +277,7 @@ impl Content {
             core: core.clone(),
             recipe,
             starts,
+            _reading: reading,
         })
     }
 

@@ -604,3 +604,66 @@ async fn publish_switches_atomically() {
     .await
     .unwrap();
 }
+
+/// A version replaced while a device is still downloading it: its chunks outlive the garbage
+/// collection that follows the replacement, the download completes with the old bytes, and the
+/// chunks go once the last reader is done.
+#[tokio::test]
+async fn replaced_version_stays_readable_until_its_last_reader_is_done() {
+    tokio::time::timeout(T, async {
+        // No chunk cache: every read below goes to the store.
+        let edge = start(|c| c.chunk_cache_bytes = 0).await;
+        let (v1, v2) = (data(1_500_000, 11), data(1_500_000, 12));
+        let m1 = stage(&edge.core, "/pub/fw.bin", &v1, 1_700_000_000);
+        publish_all(&edge.core, std::slice::from_ref(&m1), 1);
+        let reader = crate::vfs::Content::open(&edge.core, &m1).await.unwrap();
+        let second = crate::vfs::Content::open(&edge.core, &m1).await.unwrap();
+        let old_chunks = edge
+            .core
+            .catalog
+            .recipe(&m1.blob)
+            .unwrap()
+            .unwrap()
+            .chunks
+            .clone();
+
+        let m2 = stage(&edge.core, "/pub/fw.bin", &v2, 1_700_000_100);
+        publish_all(&edge.core, std::slice::from_ref(&m2), 2);
+        crate::session::collect_garbage(&edge.core).await.unwrap();
+        // New requests get v2; the readers that started on v1 still read all of v1.
+        assert_eq!(
+            get_body(&client(), &edge.url("/pub/fw.bin")).await.as_ref(),
+            v2.as_slice()
+        );
+        let mut got = Vec::new();
+        for d in reader.chunk_range(0, reader.chunks()).await.unwrap() {
+            got.extend_from_slice(&d);
+        }
+        assert!(got == v1, "the old version, whole");
+        drop(reader);
+        // One reader left: still kept.
+        crate::session::collect_garbage(&edge.core).await.unwrap();
+        assert!(edge.core.store.has(&old_chunks[0].id).unwrap());
+        drop(second);
+        // The last reader is gone: its drop starts a collection; wait for it (no event to
+        // await, so poll the store), then check the old chunks are all gone.
+        while edge.core.store.has(&old_chunks[0].id).unwrap() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        crate::session::collect_garbage(&edge.core).await.unwrap();
+        for c in &old_chunks {
+            assert!(
+                !edge.core.store.has(&c.id).unwrap(),
+                "chunk {} of v1 kept",
+                c.id
+            );
+        }
+        assert!(edge.core.catalog.recipe(&m1.blob).unwrap().is_none());
+        assert_eq!(
+            get_body(&client(), &edge.url("/pub/fw.bin")).await.as_ref(),
+            v2.as_slice()
+        );
+    })
+    .await
+    .unwrap();
+}

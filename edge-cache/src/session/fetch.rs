@@ -424,11 +424,13 @@ async fn verify_blob(core: &Arc<Core>, recipe: &Arc<BlobRecipe>) -> Result<(), E
 }
 
 /// Remove chunks no stored recipe references (recipes of neither desired nor published
-/// artifacts are forgotten first).
+/// artifacts are forgotten first, except those of blobs a client is reading right now: the
+/// last reader to finish runs this again).
 pub(crate) async fn collect_garbage(core: &Arc<Core>) -> Result<usize, Error> {
     let (catalog, store) = (core.catalog.clone(), core.store.clone());
+    let in_use = core.blobs_being_read();
     let removed = blocking("collect garbage", move || {
-        let keep = catalog.prune_recipes()?;
+        let keep = catalog.prune_recipes(&in_use)?;
         let mut removed = 0;
         for id in store.list()? {
             if !keep.contains(&id) {

@@ -30,6 +30,7 @@ use sitecast_runtime::tls::{JoinToken, ORIGIN_SERVER_NAME};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+pub(crate) use self::fetch::collect_garbage;
 use self::state::Shared;
 use self::tls::IdentityDir;
 pub use self::tls::PinnedCaVerifier;
