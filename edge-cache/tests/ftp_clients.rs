@@ -518,3 +518,39 @@ async fn explicit_ftps_with_a_configured_certificate() {
     .await
     .unwrap();
 }
+
+/// PASV and EPSV hand out ports from `ftp.passive_ports`, and PASV announces
+/// `ftp.advertised_address` (the edge's address as seen from behind NAT) instead of its own.
+#[tokio::test]
+async fn passive_ports_and_the_advertised_address() {
+    tokio::time::timeout(T, async {
+        let edge = start(|c| {
+            c.ftp.passive_ports = "46100-46109".to_owned().try_into().unwrap();
+            c.ftp.advertised_address = Some("10.9.8.7".to_owned());
+        })
+        .await;
+        let mut f = Ftp::login(edge.ftp, "alice", pw("alice")).await;
+        for _ in 0..3 {
+            let r = f.cmd("PASV").await;
+            assert_eq!(r.code, 227, "{r:?}");
+            let inner = r
+                .text
+                .split(['(', ')'])
+                .nth(1)
+                .expect("227 (h1,h2,h3,h4,p1,p2)");
+            let n: Vec<u16> = inner
+                .split(',')
+                .map(|x| x.trim().parse().unwrap())
+                .collect();
+            assert_eq!(&n[..4], &[10, 9, 8, 7], "{r:?}");
+            let port = n[4] * 256 + n[5];
+            assert!((46100..=46109).contains(&port), "{r:?}");
+            let r = f.cmd("EPSV").await;
+            assert_eq!(r.code, 229, "{r:?}");
+            let port: u16 = r.text.split('|').nth(3).unwrap().parse().unwrap();
+            assert!((46100..=46109).contains(&port), "{r:?}");
+        }
+    })
+    .await
+    .unwrap();
+}
