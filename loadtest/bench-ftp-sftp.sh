@@ -23,7 +23,12 @@ RUNS=${RUNS:-3} CONC=${CONC:-200} N=${N:-1000} SFTP_N=${SFTP_N:-400}
 BIG=fw/fw-512MiB.bin SMALL=fw/fw-1MiB.bin
 BIN=$ROOT/target/release/sitecast
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+cleanup() {
+  # start runs in $(...), a subshell: its PIDs come back through a file, not the array.
+  [ -f "$STATE/pids.bench" ] && mapfile -t -O "${#PIDS[@]}" PIDS < "$STATE/pids.bench"
+  rm -f "$STATE/pids.bench"
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true
+}
 trap cleanup EXIT
 log() { echo "bench: $*" >&2; }
 now() { date +%s.%N; }
@@ -41,7 +46,8 @@ rm -rf "$STATE/origin" "$STATE/edge"; mkdir -p "$STATE"
 start() {  # NAME ARGS...: run sitecast in the background, wait for its ready line, print it
   local name=$1; shift
   local fifo=$STATE/$name.fifo; rm -f "$fifo"; mkfifo "$fifo"
-  "$BIN" "$@" > "$fifo" 2> "$STATE/$name.log" & PIDS+=($!)
+  "$BIN" "$@" > "$fifo" 2> "$STATE/$name.log" &
+  echo $! >> "$STATE/pids.bench"
   local line; read -r -t 60 line < "$fifo" || { log "$name did not start: $(tail -5 "$STATE/$name.log")"; exit 1; }
   echo "$line"
 }
