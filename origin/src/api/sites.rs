@@ -75,6 +75,7 @@ pub(super) async fn remove(
     if !core.db.call(move |c| db::sites::delete(c, &n)).await? {
         return Err(ApiError::not_found(format!("site {name:?} not found")));
     }
+    core.buckets.forget(&name);
     tracing::info!(site = %name, "site deleted; its nodes are revoked");
     core.sites_changed();
     core.pushes_changed();

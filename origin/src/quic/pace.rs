@@ -30,6 +30,14 @@ impl Buckets {
         b.set_rate(rate);
         b
     }
+
+    /// Drop a deleted site's bucket (streams still holding it keep it until they end).
+    pub(crate) fn forget(&self, site: &str) {
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(site);
+    }
 }
 
 /// One site's token bucket.
@@ -120,5 +128,10 @@ mod tests {
             e >= Duration::from_millis(400) && e < Duration::from_millis(1500),
             "{e:?}"
         );
+        // A deleted site's bucket is dropped; a site created again under the name starts fresh.
+        assert!(Arc::ptr_eq(&slow, &b.get("b", Some(1 << 20))));
+        b.forget("b");
+        assert!(!Arc::ptr_eq(&slow, &b.get("b", Some(1 << 20))));
+        assert_eq!(b.map.lock().unwrap().len(), 2);
     }
 }
