@@ -18,6 +18,28 @@ use std::time::{Duration, Instant};
 
 const MAX_TRACKED: usize = 10_000;
 
+/// The next connection on `listener`, or `None` once `cancel` fires. An accept error (out of
+/// file descriptors and the like) is logged and retried after 50 ms: the connections already
+/// open keep being served.
+pub(crate) async fn accept(
+    listener: &tokio::net::TcpListener,
+    cancel: &tokio_util::sync::CancellationToken,
+    server: &str,
+) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return None,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => return Some(a),
+                Err(e) => {
+                    tracing::warn!(error = %e, "{server} accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+}
+
 /// Open connections per client address.
 #[derive(Debug)]
 pub(crate) struct ConnLimiter {

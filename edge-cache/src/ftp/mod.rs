@@ -37,7 +37,7 @@ use self::auth::{FtpAuth, FtpUser, FtpUsers};
 use self::backend::CatalogFs;
 use crate::core::Core;
 use crate::error::Error;
-use crate::limits::{ConnLimiter, LoginGuard};
+use crate::limits::{accept, ConnLimiter, LoginGuard};
 
 const GREETING: &str = "sitecast edge FTP server (read-only)";
 
@@ -85,19 +85,7 @@ impl FtpServer {
         // Fail now, not on the first connection, if the options do not build.
         build(&shared)?;
         let limiter = ConnLimiter::new(cfg.max_connections_per_ip);
-        loop {
-            let (stream, peer) = tokio::select! {
-                () = self.cancel.cancelled() => return Ok(()),
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of file descriptors and the like: keep serving the others.
-                        tracing::warn!(error = %e, "ftp accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
+        while let Some((stream, peer)) = accept(&listener, &self.cancel, "ftp").await {
             let Some(slot) = limiter.try_acquire(peer.ip()) else {
                 tracing::warn!(client = %peer, "ftp: too many connections from this address");
                 tokio::spawn(refuse(stream));
@@ -113,6 +101,7 @@ impl FtpServer {
                 .instrument(span),
             );
         }
+        Ok(())
     }
 }
 

@@ -32,7 +32,7 @@ use tracing::Instrument as _;
 pub use self::hostkey::host_key_path;
 use crate::core::Core;
 use crate::error::Error;
-use crate::limits::{ConnLimiter, LoginGuard};
+use crate::limits::{accept, ConnLimiter, LoginGuard};
 use crate::login::{anonymous_allowed, fail, is_anonymous_name, password_login, Login};
 
 /// The SFTP server over an edge core.
@@ -84,18 +84,7 @@ impl SftpServer {
             cfg.login_failures_before_lockout,
             cfg.lockout_window,
         ));
-        loop {
-            let (stream, peer) = tokio::select! {
-                () = self.cancel.cancelled() => return Ok(()),
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "sftp accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
+        while let Some((stream, peer)) = accept(&listener, &self.cancel, "sftp").await {
             let Some(slot) = limiter.try_acquire(peer.ip()) else {
                 tracing::warn!(client = %peer, "sftp: too many connections from this address");
                 drop(stream);
@@ -140,6 +129,7 @@ impl SftpServer {
                 .instrument(span),
             );
         }
+        Ok(())
     }
 }
 
