@@ -198,6 +198,9 @@ pub(crate) fn file(
     }
 }
 
+/// Bytes of chunks a sequential reader (HTTP body, FTP RETR) takes per blocking task.
+pub(crate) const READ_BATCH_BYTES: u64 = 1 << 20;
+
 /// An artifact's content, readable at any offset, chunk by chunk from the store.
 pub(crate) struct Content {
     core: Arc<Core>,

@@ -20,9 +20,6 @@ use super::auth::FtpUser;
 use crate::core::Core;
 use crate::vfs::{self, Content, Node, VfsError};
 
-/// Bytes of chunks read per blocking task while sending a file.
-const BATCH_BYTES: u64 = 1 << 20;
-
 /// Metadata of one catalog node, as libunftp wants it.
 #[derive(Debug, Clone)]
 pub(crate) struct Meta {
@@ -174,7 +171,7 @@ impl StorageBackend<FtpUser> for CatalogFs {
         // read while this one is written.
         let content = &content;
         let mut batches =
-            futures::stream::iter(content.batches(first..content.chunks(), BATCH_BYTES))
+            futures::stream::iter(content.batches(first..content.chunks(), vfs::READ_BATCH_BYTES))
                 .map(|(from, to)| async move { (from, content.chunk_range(from, to).await) })
                 .buffered(2);
         while let Some((from, data)) = batches.next().await {

@@ -196,10 +196,7 @@ pub(crate) async fn serve(
     r
 }
 
-/// Bytes of chunks read per blocking task while sending a body.
-const BATCH_BYTES: u64 = 1 << 20;
-
-/// The body for bytes `start..end` of `m`: chunks read in batches of about [`BATCH_BYTES`] on
+/// The body for bytes `start..end` of `m`: chunks read in batches of about [`crate::vfs::READ_BATCH_BYTES`] on
 /// the blocking pool (one thread hand-off per batch), the next batch read while this one is
 /// sent.
 async fn body_stream(
@@ -213,7 +210,7 @@ async fn body_stream(
         return Ok(Body::empty());
     };
     let core = core.clone();
-    let batches = content.batches(first..last + 1, BATCH_BYTES);
+    let batches = content.batches(first..last + 1, crate::vfs::READ_BATCH_BYTES);
     let stream = futures::stream::iter(batches)
         .map(move |(from, to)| {
             let content = content.clone();
