@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use futures::StreamExt as _;
-use sitecast_protocol::{CatalogPath, ChunkId, Chunker, Cut};
+use sitecast_protocol::{BlobRecipe, CatalogPath, ChunkId, Chunker, Cut};
 use sitecast_runtime::chunks::ChunkStore;
 use tokio::task::JoinHandle;
 
@@ -26,14 +26,72 @@ pub(crate) const BATCH_BYTES: usize = 4 * 1024 * 1024;
 
 type Pending = JoinHandle<Result<Vec<ChunkId>>>;
 
-struct Upload {
+/// Stores a stream of bytes as chunks while it arrives: the seam shared by artifact uploads
+/// and OCI blob uploads. Every chunk is pinned against garbage collection from before it is
+/// written until the writer is [`BlobWriter::release`]d (after the blob row is in the
+/// database) or [`BlobWriter::abandon`]ed.
+pub(crate) struct BlobWriter {
     core: Arc<Core>,
+    chunker: Chunker,
+    batch: Vec<Cut>,
+    batch_bytes: usize,
+    len: u64,
     pinned: Vec<ChunkId>,
     written: Vec<ChunkId>,
     pending: Option<Pending>,
 }
 
-impl Upload {
+impl BlobWriter {
+    /// A writer with nothing stored yet.
+    pub(crate) fn new(core: &Arc<Core>) -> Self {
+        Self {
+            core: Arc::clone(core),
+            chunker: Chunker::new(),
+            batch: Vec::new(),
+            batch_bytes: 0,
+            len: 0,
+            pinned: Vec::new(),
+            written: Vec::new(),
+            pending: None,
+        }
+    }
+
+    /// Bytes fed so far.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Feed the next bytes; a full batch is handed to the blocking pool.
+    pub(crate) async fn feed(&mut self, data: &[u8]) -> Result<()> {
+        self.len += data.len() as u64;
+        for cut in self.chunker.update(data) {
+            self.batch_bytes += cut.data.len();
+            self.batch.push(cut);
+        }
+        if self.batch_bytes >= BATCH_BYTES {
+            let batch = std::mem::take(&mut self.batch);
+            self.batch_bytes = 0;
+            self.write(batch).await?;
+        }
+        Ok(())
+    }
+
+    /// Cut and store the rest; returns the recipe. Every chunk of it is stored and pinned.
+    pub(crate) async fn finish(&mut self) -> Result<BlobRecipe> {
+        let chunker = std::mem::take(&mut self.chunker);
+        let (rest, recipe) = chunker.finish();
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.extend(rest);
+        self.write(batch).await?;
+        self.wait().await?;
+        Ok(recipe)
+    }
+
+    /// Chunks this writer stored that were not in the store before.
+    pub(crate) fn new_chunks(&self) -> usize {
+        self.written.len()
+    }
+
     /// Wait for the previous batch, then start writing `batch`.
     async fn write(&mut self, batch: Vec<Cut>) -> Result<()> {
         self.wait().await?;
@@ -64,10 +122,15 @@ impl Upload {
         Ok(())
     }
 
+    /// Release the pins once the blob row references every chunk.
+    pub(crate) fn release(mut self) {
+        self.core.unpin(&std::mem::take(&mut self.pinned));
+    }
+
     /// Undo after a failure: unpin, and remove the chunks of this upload that nothing else
     /// references or pins. That is every chunk it wrote, including those of a batch that
     /// failed half-way (whose ids were never reported back).
-    async fn abandon(mut self) {
+    pub(crate) async fn abandon(mut self) {
         if let Some(p) = self.pending.take() {
             let _ = p.await;
         }
@@ -83,21 +146,41 @@ impl Upload {
     }
 }
 
+impl Drop for BlobWriter {
+    /// A writer dropped without `release` or `abandon` (a client gone mid-request, an expired
+    /// upload session) is abandoned in the background.
+    fn drop(&mut self) {
+        if self.pinned.is_empty() {
+            return;
+        }
+        let pinned = std::mem::take(&mut self.pinned);
+        self.core.unpin(&pinned);
+        let core = Arc::clone(&self.core);
+        let pending = self.pending.take();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Some(p) = pending {
+                    let _ = p.await;
+                }
+                let mut ids = pinned;
+                ids.sort_unstable();
+                ids.dedup();
+                let _ = tokio::task::spawn_blocking(move || core.collect_chunks(&ids)).await;
+            });
+        }
+    }
+}
+
 /// Ingest `body` as the artifact at `path`.
 ///
 /// # Errors
 /// [`Error::TooLarge`] over `max_upload`, [`Error::BadRequest`] if the body stream fails,
 /// store errors (disk full: [`Error::is_no_space`]); in every case nothing is published.
 pub(crate) async fn ingest(core: &Arc<Core>, path: CatalogPath, body: Body) -> Result<Published> {
-    let mut up = Upload {
-        core: Arc::clone(core),
-        pinned: Vec::new(),
-        written: Vec::new(),
-        pending: None,
-    };
+    let mut up = BlobWriter::new(core);
     match run(&mut up, &path, body).await {
         Ok(p) => {
-            core.unpin(&up.pinned);
+            up.release();
             if let Some(old) = p.replaced {
                 if let Err(e) = core.collect_blob(old).await {
                     tracing::warn!(error = %e, "garbage collection after replace failed");
@@ -112,32 +195,17 @@ pub(crate) async fn ingest(core: &Arc<Core>, path: CatalogPath, body: Body) -> R
     }
 }
 
-async fn run(up: &mut Upload, path: &CatalogPath, body: Body) -> Result<Published> {
+async fn run(up: &mut BlobWriter, path: &CatalogPath, body: Body) -> Result<Published> {
     let limit = up.core.cfg.max_upload;
     let mut stream = body.into_data_stream();
-    let mut chunker = Chunker::new();
-    let mut batch: Vec<Cut> = Vec::new();
-    let mut batch_bytes = 0usize;
-    let mut total = 0u64;
     while let Some(frame) = stream.next().await {
         let data = frame.map_err(|e| Error::BadRequest(format!("upload interrupted: {e}")))?;
-        total += data.len() as u64;
-        if total > limit {
+        if up.len() + data.len() as u64 > limit {
             return Err(Error::TooLarge { limit });
         }
-        for cut in chunker.update(&data) {
-            batch_bytes += cut.data.len();
-            batch.push(cut);
-        }
-        if batch_bytes >= BATCH_BYTES {
-            up.write(std::mem::take(&mut batch)).await?;
-            batch_bytes = 0;
-        }
+        up.feed(&data).await?;
     }
-    let (rest, recipe) = chunker.finish();
-    batch.extend(rest);
-    up.write(batch).await?;
-    up.wait().await?;
+    let recipe = up.finish().await?;
     let path = path.clone();
     let published = up
         .core
@@ -148,7 +216,7 @@ async fn run(up: &mut Upload, path: &CatalogPath, body: Body) -> Result<Publishe
         path = %published.info.path,
         size = published.info.size,
         chunks = published.info.chunks,
-        new_chunks = up.written.len(),
+        new_chunks = up.new_chunks(),
         changed = published.changed,
         "artifact ingested"
     );

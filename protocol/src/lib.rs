@@ -29,6 +29,7 @@
 mod access;
 mod chunker;
 mod ids;
+pub mod oci;
 mod path;
 mod recipe;
 pub mod wire;
