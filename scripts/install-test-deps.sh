@@ -44,3 +44,23 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     echo "install-test-deps: installing cargo-nextest" >&2
     cargo install cargo-nextest --locked
 fi
+
+# OCI clients and servers: skopeo (copy/inspect), docker-registry (CNCF distribution, the
+# upstream for imports and the conformance reference).
+oci_missing=()
+command -v skopeo >/dev/null 2>&1 || oci_missing+=(skopeo)
+command -v docker-registry >/dev/null 2>&1 || oci_missing+=(docker-registry)
+if ((${#oci_missing[@]})); then
+    echo "install-test-deps: installing ${oci_missing[*]}" >&2
+    SUDO=(); [[ $(id -u) -eq 0 ]] || SUDO=(sudo)
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${oci_missing[@]}"
+fi
+
+# The OCI distribution-spec conformance suite (vendored in scripts/oci-conformance, built with
+# Debian's Go), cached outside the checkout and built only when missing.
+OCI_CONFORMANCE_WORK=${OCI_CONFORMANCE_WORK:-${XDG_CACHE_HOME:-$HOME/.cache}/sitecast/oci-conformance}
+if [[ ! -x $OCI_CONFORMANCE_WORK/conformance.test ]]; then
+    echo "install-test-deps: building the OCI conformance suite into $OCI_CONFORMANCE_WORK" >&2
+    WORK=$OCI_CONFORMANCE_WORK "$(dirname "$0")/oci-conformance/build.sh" >&2
+fi

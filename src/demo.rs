@@ -46,6 +46,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         data_dir: dir.join("origin"),
         api_listen: "127.0.0.1:0".parse()?,
         quic_listen: "127.0.0.1:0".parse()?,
+        registry_listen: "127.0.0.1:0".parse()?,
         ..OriginConfig::default()
     }
     .validate()?;

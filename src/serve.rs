@@ -25,6 +25,9 @@ pub(crate) struct OriginArgs {
     /// QUIC listen address (UDP).
     #[arg(long)]
     quic_listen: Option<SocketAddr>,
+    /// OCI registry listen address.
+    #[arg(long)]
+    registry_listen: Option<SocketAddr>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -95,6 +98,9 @@ pub(crate) async fn origin(args: OriginArgs) -> anyhow::Result<ExitCode> {
     if let Some(a) = args.quic_listen {
         cfg.quic_listen = a;
     }
+    if let Some(a) = args.registry_listen {
+        cfg.registry_listen = a;
+    }
     let cfg = cfg.validate().context("invalid origin configuration")?;
     if args.print_config {
         print!(
@@ -112,6 +118,7 @@ pub(crate) async fn origin(args: OriginArgs) -> anyhow::Result<ExitCode> {
             "event": "ready",
             "api": r.api.to_string(),
             "quic": r.quic.to_string(),
+            "registry": r.registry.to_string(),
             "admin_token_file": r.admin_token_file,
         }));
     }

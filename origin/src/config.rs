@@ -23,6 +23,9 @@ pub struct OriginConfig {
     pub api_listen: SocketAddr,
     /// QUIC listen address (UDP) for edges. Default `0.0.0.0:8441`.
     pub quic_listen: SocketAddr,
+    /// OCI registry listen address (HTTP; the distribution API under `/v2/`). Default
+    /// `0.0.0.0:8442`.
+    pub registry_listen: SocketAddr,
     /// File holding the admin bearer token; created with a fresh token (mode 0600) if missing.
     /// Default `<data_dir>/admin.token`.
     pub admin_token_file: Option<PathBuf>,
@@ -75,6 +78,7 @@ impl Default for OriginConfig {
             data_dir: PathBuf::from("/var/lib/sitecast/origin"),
             api_listen: SocketAddr::from(([0, 0, 0, 0], 8440)),
             quic_listen: SocketAddr::from(([0, 0, 0, 0], 8441)),
+            registry_listen: SocketAddr::from(([0, 0, 0, 0], 8442)),
             admin_token_file: None,
             max_upload: 64 * GIB,
             max_json_body: MIB,
@@ -94,6 +98,7 @@ impl OriginConfig {
             data_dir: dir.into(),
             api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             quic_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            registry_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             ..Self::default()
         }
     }

@@ -29,6 +29,7 @@ mod db;
 mod error;
 mod ingest;
 mod quic;
+mod registry;
 mod server;
 mod util;
 

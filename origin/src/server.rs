@@ -24,6 +24,8 @@ pub struct OriginReady {
     pub api: SocketAddr,
     /// QUIC address.
     pub quic: SocketAddr,
+    /// OCI registry address.
+    pub registry: SocketAddr,
     /// The admin token file.
     pub admin_token_file: PathBuf,
 }
@@ -92,6 +94,13 @@ pub async fn run(
             addr: api_addr,
             source,
         })?;
+    let reg_addr = core.cfg.registry_listen;
+    let reg_listener = tokio::net::TcpListener::bind(reg_addr)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: reg_addr,
+            source,
+        })?;
     let endpoint = crate::quic::endpoint(&core)?;
     let info = OriginReady {
         api: listener.local_addr().map_err(|source| Error::Bind {
@@ -102,9 +111,13 @@ pub async fn run(
             addr: core.cfg.quic_listen,
             source,
         })?,
+        registry: reg_listener.local_addr().map_err(|source| Error::Bind {
+            addr: reg_addr,
+            source,
+        })?,
         admin_token_file: core.cfg.admin_token_path(),
     };
-    tracing::info!(api = %info.api, quic = %info.quic, data_dir = %core.cfg.data_dir.display(), "origin listening");
+    tracing::info!(api = %info.api, quic = %info.quic, registry = %info.registry, data_dir = %core.cfg.data_dir.display(), "origin listening");
     let _ = ready.send(info);
 
     let tasks_cancel = cancel.child_token();
@@ -118,6 +131,17 @@ pub async fn run(
                 .await
                 .map_err(|e| Error::io("serve", "api", e));
             ("api", r)
+        });
+    }
+    {
+        let app = crate::registry::router(Arc::clone(&core));
+        let c = tasks_cancel.clone();
+        tasks.spawn(async move {
+            let r = axum::serve(reg_listener, app)
+                .with_graceful_shutdown(async move { c.cancelled().await })
+                .await
+                .map_err(|e| Error::io("serve", "registry", e));
+            ("registry", r)
         });
     }
     {

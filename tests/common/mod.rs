@@ -13,6 +13,8 @@
 //! Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod oci;
+
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -371,6 +373,8 @@ pub struct Origin {
     pub api: SocketAddr,
     /// QUIC address.
     pub quic: SocketAddr,
+    /// OCI registry address.
+    pub registry: SocketAddr,
     /// The admin bearer token (read from the token file of the ready line).
     pub token: String,
     proc: Option<Proc>,
@@ -385,10 +389,17 @@ impl Origin {
             &env.path("origin"),
             "127.0.0.1:0".parse().unwrap(),
             "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
         )
     }
 
-    fn start_at(env: &TestEnv, dir: &Path, api: SocketAddr, quic: SocketAddr) -> Self {
+    fn start_at(
+        env: &TestEnv,
+        dir: &Path,
+        api: SocketAddr,
+        quic: SocketAddr,
+        registry: SocketAddr,
+    ) -> Self {
         let log = env.path("origin.log");
         let args: Vec<OsString> = vec![
             "origin".into(),
@@ -398,10 +409,13 @@ impl Origin {
             api.to_string().into(),
             "--quic-listen".into(),
             quic.to_string().into(),
+            "--registry-listen".into(),
+            registry.to_string().into(),
         ];
         let (proc, ready) = Proc::start(env, "origin", &args, &log);
         let api: SocketAddr = parse_addr(&ready, "api");
         let quic: SocketAddr = parse_addr(&ready, "quic");
+        let registry: SocketAddr = parse_addr(&ready, "registry");
         let token_file = ready["admin_token_file"]
             .as_str()
             .unwrap_or_else(|| panic!("ready line without admin_token_file: {ready}"));
@@ -414,6 +428,7 @@ impl Origin {
             dir: dir.to_owned(),
             api,
             quic,
+            registry,
             token,
             proc: Some(proc),
             log,
@@ -596,7 +611,7 @@ impl Origin {
     /// Start again on the same data dir and the same addresses (edges know the QUIC address).
     pub fn restart(&mut self, env: &TestEnv) {
         self.kill();
-        let new = Self::start_at(env, &self.dir.clone(), self.api, self.quic);
+        let new = Self::start_at(env, &self.dir.clone(), self.api, self.quic, self.registry);
         *self = new;
     }
 

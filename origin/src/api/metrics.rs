@@ -10,9 +10,14 @@ use crate::db;
 
 pub(super) async fn metrics(State(core): State<AppState>) -> ApiResult<Response> {
     core.flush_accounting().await?;
-    let (sites, totals) = core
+    let (sites, (totals, oci)) = core
         .db
-        .call(|c| Ok((db::sites::metrics(c)?, db::artifacts::totals(c)?)))
+        .call(|c| {
+            Ok((
+                db::sites::metrics(c)?,
+                (db::artifacts::totals(c)?, db::oci::totals(c)?),
+            ))
+        })
         .await?;
     let mut p = Prom::new();
     for (site, payload, framing, ..) in &sites {
@@ -61,5 +66,18 @@ pub(super) async fn metrics(State(core): State<AppState>) -> ApiResult<Response>
         &[],
         totals.2 as f64,
     );
+    p.gauge(
+        "sitecast_origin_oci_repositories",
+        "OCI repositories holding a blob or a manifest.",
+        &[],
+        oci.0 as f64,
+    );
+    p.gauge(
+        "sitecast_origin_oci_manifests",
+        "Stored OCI manifests and indexes.",
+        &[],
+        oci.1 as f64,
+    );
+    p.gauge("sitecast_origin_oci_tags", "OCI tags.", &[], oci.2 as f64);
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], p.finish()).into_response())
 }

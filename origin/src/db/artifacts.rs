@@ -44,19 +44,12 @@ pub(crate) struct Published {
     pub(crate) replaced: Option<BlobId>,
 }
 
-/// Publish `path` → the blob described by `recipe` (whose chunks are all stored).
-pub(crate) fn publish(
-    c: &mut Connection,
-    path: &CatalogPath,
-    recipe: &BlobRecipe,
-    modified: i64,
-) -> Result<Published> {
-    let tx = c.transaction()?;
+/// Insert the blob row and its chunk references if the blob is new (its chunks are stored).
+pub(crate) fn insert_blob(tx: &Connection, recipe: &BlobRecipe) -> Result<()> {
     let blob = recipe.blake3.as_bytes().to_vec();
-    let exists: bool = tx
-        .query_row("SELECT 1 FROM blobs WHERE blake3 = ?1", [&blob], |_| Ok(()))
-        .optional()?
-        .is_some();
+    let exists = tx
+        .prepare_cached("SELECT 1 FROM blobs WHERE blake3 = ?1")?
+        .exists([&blob])?;
     if !exists {
         tx.execute(
             "INSERT INTO blobs (blake3, len, sha256, chunks, recipe) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -69,11 +62,24 @@ pub(crate) fn publish(
             ],
         )?;
         let mut ins =
-            tx.prepare("INSERT OR IGNORE INTO chunk_refs (chunk, blob) VALUES (?1, ?2)")?;
+            tx.prepare_cached("INSERT OR IGNORE INTO chunk_refs (chunk, blob) VALUES (?1, ?2)")?;
         for ch in &recipe.chunks {
             ins.execute(params![ch.id.as_bytes().to_vec(), blob])?;
         }
     }
+    Ok(())
+}
+
+/// Publish `path` → the blob described by `recipe` (whose chunks are all stored).
+pub(crate) fn publish(
+    c: &mut Connection,
+    path: &CatalogPath,
+    recipe: &BlobRecipe,
+    modified: i64,
+) -> Result<Published> {
+    let tx = c.transaction()?;
+    let blob = recipe.blake3.as_bytes().to_vec();
+    insert_blob(&tx, recipe)?;
     let old: Option<Vec<u8>> = tx
         .query_row(
             "SELECT blob FROM artifacts WHERE path = ?1",
@@ -227,12 +233,15 @@ pub(crate) fn recipe(c: &Connection, blob: &BlobId) -> Result<Option<BlobRecipe>
     b.map(|b| decode_recipe(&b)).transpose()
 }
 
-/// Whether a blob is referenced by an artifact or a live push.
+/// Whether a blob is referenced by an artifact, a live push, or an OCI repository (as a
+/// linked blob or as a manifest).
 pub(crate) fn blob_referenced(c: &Connection, blob: &BlobId) -> Result<bool> {
     let b = blob.as_bytes().to_vec();
     let n: i64 = c.query_row(
         "SELECT (SELECT COUNT(*) FROM artifacts WHERE blob = ?1)
-              + (SELECT COUNT(*) FROM push_artifacts WHERE blob = ?1 AND removed = 0)",
+              + (SELECT COUNT(*) FROM push_artifacts WHERE blob = ?1 AND removed = 0)
+              + (SELECT COUNT(*) FROM oci_repo_blobs WHERE blob = ?1)
+              + (SELECT COUNT(*) FROM oci_manifests WHERE blob = ?1)",
         [b],
         |r| r.get(0),
     )?;

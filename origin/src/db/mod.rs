@@ -18,12 +18,16 @@ use crate::error::{Error, Result};
 
 pub(crate) mod access;
 pub(crate) mod artifacts;
+pub(crate) mod oci;
 pub(crate) mod pushes;
 pub(crate) mod sites;
 #[cfg(test)]
 mod tests;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../../migrations/origin/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../../migrations/origin/0001_init.sql")),
+    (2, include_str!("../../../migrations/origin/0002_oci.sql")),
+];
 
 /// Handle on the catalog database; cheap to clone.
 #[derive(Clone)]

@@ -1,0 +1,301 @@
+//! The origin's OCI registry (`registry_listen`): the push and pull sides of the OCI
+//! distribution spec over the same chunk store and catalog as artifacts.
+//!
+//! Blobs are cut into content-defined chunks while they stream in (monolithic `POST`/`PUT` and
+//! chunked `PATCH` uploads share [`crate::ingest::BlobWriter`]), so a layer shared with another
+//! image or with a file is stored once, and memory stays flat for any layer size. Manifests and
+//! indexes are stored byte-exact as blobs too; a manifest is accepted only when everything it
+//! references is already in its repository.
+//!
+//! Auth: every request needs a sitecast API token, as `Authorization: Bearer <token>` or as
+//! the password of HTTP Basic (any user name), so `skopeo --dest-creds x:TOKEN` and
+//! `docker login -p TOKEN` work unchanged.
+//!
+//! Routes are parsed by hand from the right (`…/manifests/<ref>`, `…/blobs/uploads/<id>`,
+//! `…/blobs/<digest>`, `…/tags/list`, `…/referrers/<digest>`) because repository names contain
+//! slashes.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::Router;
+use base64::Engine as _;
+use sitecast_protocol::oci::{parse_digest, Reference, RepoName};
+
+use crate::core::Core;
+use crate::db;
+use crate::util::hash_secret;
+
+mod error;
+mod manifests;
+mod read;
+mod uploads;
+
+pub(crate) use error::{Code, OciError};
+
+type RegResult<T> = Result<T, OciError>;
+
+/// Shared state of the registry listener.
+pub(crate) struct Registry {
+    core: Arc<Core>,
+    uploads: uploads::Sessions,
+}
+
+/// The registry's router.
+pub(crate) fn router(core: Arc<Core>) -> Router {
+    let reg = Arc::new(Registry {
+        core,
+        uploads: uploads::Sessions::default(),
+    });
+    Router::new()
+        .route("/v2", any(base))
+        .route("/v2/", any(base))
+        .route("/v2/{*rest}", any(dispatch))
+        .fallback(|| async { OciError::no_route() })
+        .layer(middleware::from_fn_with_state(Arc::clone(&reg), auth))
+        .layer(middleware::from_fn(api_version))
+        .with_state(reg)
+}
+
+async fn api_version(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let span = tracing::info_span!("registry", %method, %path);
+    let start = std::time::Instant::now();
+    let mut resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    resp.headers_mut().insert(
+        "Docker-Distribution-API-Version",
+        HeaderValue::from_static("registry/2.0"),
+    );
+    let _g = span.enter();
+    tracing::debug!(
+        status = resp.status().as_u16(),
+        ms = start.elapsed().as_millis() as u64,
+        "request"
+    );
+    resp
+}
+
+/// The API token a request carries: `Bearer <token>`, or the password of `Basic`.
+fn presented_token(req: &Request) -> Option<String> {
+    let v = req
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .trim();
+    let (scheme, rest) = v.split_once(' ')?;
+    match scheme.to_ascii_lowercase().as_str() {
+        "bearer" => Some(rest.trim().to_owned()),
+        "basic" => {
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(rest.trim())
+                .ok()?;
+            let text = String::from_utf8(raw).ok()?;
+            let (_, password) = text.split_once(':')?;
+            Some(password.to_owned())
+        }
+        _ => None,
+    }
+    .filter(|t| !t.is_empty())
+}
+
+async fn auth(State(reg): State<Arc<Registry>>, req: Request, next: Next) -> Response {
+    let Some(token) = presented_token(&req) else {
+        return OciError::unauthorized(
+            "authentication required: a sitecast API token as Bearer or as the Basic password",
+        )
+        .into_response();
+    };
+    let hash = hash_secret(&token);
+    match reg
+        .core
+        .db
+        .call(move |c| db::access::token_name(c, &hash))
+        .await
+    {
+        Ok(Some(_)) => next.run(req).await,
+        Ok(None) => OciError::unauthorized("invalid credentials").into_response(),
+        Err(e) => OciError::from(e).into_response(),
+    }
+}
+
+async fn base(method: Method) -> Response {
+    if method == Method::GET || method == Method::HEAD {
+        (StatusCode::OK, axum::Json(serde_json::json!({}))).into_response()
+    } else {
+        OciError::new(Code::Unsupported, "GET /v2/ only").into_response()
+    }
+}
+
+/// Query parameters of a request, percent-decoded (a repeated key keeps its first value).
+pub(crate) struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(q: Option<&str>) -> Self {
+        let mut out = Vec::new();
+        for pair in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let dec = |s: &str| percent_decode(&s.replace('+', " "));
+            out.push((dec(k), dec(v)));
+        }
+        Self(out)
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// A parsed registry route.
+enum Route {
+    Catalog,
+    Tags(RepoName),
+    Manifest(RepoName, String),
+    Blob(RepoName, String),
+    Uploads(RepoName, Option<String>),
+    Referrers(RepoName, String),
+}
+
+fn name(s: &str) -> RegResult<RepoName> {
+    Ok(RepoName::parse(s)?)
+}
+
+fn route(rest: &str) -> RegResult<Route> {
+    if rest == "_catalog" {
+        return Ok(Route::Catalog);
+    }
+    if let Some(n) = rest.strip_suffix("/tags/list") {
+        return Ok(Route::Tags(name(n)?));
+    }
+    if let Some((n, r)) = rest.rsplit_once("/manifests/") {
+        return Ok(Route::Manifest(name(n)?, r.to_owned()));
+    }
+    if let Some(n) = rest
+        .strip_suffix("/blobs/uploads")
+        .or_else(|| rest.strip_suffix("/blobs/uploads/"))
+    {
+        return Ok(Route::Uploads(name(n)?, None));
+    }
+    if let Some((n, id)) = rest.rsplit_once("/blobs/uploads/") {
+        return Ok(Route::Uploads(name(n)?, Some(id.to_owned())));
+    }
+    if let Some((n, d)) = rest.rsplit_once("/blobs/") {
+        return Ok(Route::Blob(name(n)?, d.to_owned()));
+    }
+    if let Some((n, d)) = rest.rsplit_once("/referrers/") {
+        return Ok(Route::Referrers(name(n)?, d.to_owned()));
+    }
+    Err(OciError::no_route())
+}
+
+async fn dispatch(State(reg): State<Arc<Registry>>, req: Request) -> Response {
+    match handle(&reg, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn handle(reg: &Arc<Registry>, req: Request) -> RegResult<Response> {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path();
+    let rest = path.strip_prefix("/v2/").unwrap_or(path);
+    let q = Query::parse(parts.uri.query());
+    let m = &parts.method;
+    let head = *m == Method::HEAD;
+    match route(rest)? {
+        Route::Catalog if *m == Method::GET => manifests::catalog(reg, &q).await,
+        Route::Tags(n) if *m == Method::GET => manifests::tags(reg, n, &q).await,
+        Route::Manifest(n, r) => {
+            // A reference that cannot exist is unknown to GET/HEAD/DELETE, invalid to PUT.
+            let reference = Reference::parse(&r).map_err(|e| {
+                if *m == Method::PUT {
+                    OciError::from(e)
+                } else {
+                    OciError::new(
+                        Code::ManifestUnknown,
+                        format!("manifest {r:?} is unknown: {e}"),
+                    )
+                }
+            })?;
+            match *m {
+                Method::GET | Method::HEAD => manifests::get(reg, n, reference, head).await,
+                Method::PUT => manifests::put(reg, n, reference, &parts.headers, body).await,
+                Method::DELETE => manifests::delete(reg, n, reference).await,
+                _ => Err(unsupported()),
+            }
+        }
+        Route::Blob(n, d) => {
+            let digest = parse_digest(&d)?;
+            match *m {
+                Method::GET | Method::HEAD => {
+                    let range = parts
+                        .headers
+                        .get(header::RANGE)
+                        .and_then(|v| v.to_str().ok());
+                    uploads::get_blob(reg, n, digest, range, head).await
+                }
+                Method::DELETE => uploads::delete_blob(reg, n, digest).await,
+                _ => Err(unsupported()),
+            }
+        }
+        Route::Uploads(n, None) if *m == Method::POST => uploads::start(reg, n, &q, body).await,
+        Route::Uploads(n, Some(id)) => match *m {
+            Method::PATCH => uploads::patch(reg, n, &id, &parts.headers, body).await,
+            Method::PUT => uploads::finish(reg, n, &id, &q, body).await,
+            Method::GET => uploads::status(reg, n, &id).await,
+            Method::DELETE => uploads::cancel(reg, n, &id).await,
+            _ => Err(unsupported()),
+        },
+        Route::Referrers(n, d) if *m == Method::GET => {
+            let digest = parse_digest(&d)?;
+            manifests::referrers(reg, n, digest, q.get("artifactType")).await
+        }
+        _ => Err(unsupported()),
+    }
+}
+
+fn unsupported() -> OciError {
+    OciError::new(Code::Unsupported, "method not allowed on this endpoint")
+}
+
+/// Read a body into memory, at most `limit` bytes.
+pub(crate) async fn small_body(body: Body, limit: u64, what: &str) -> RegResult<bytes::Bytes> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        OciError::new(
+            Code::SizeInvalid,
+            format!("{what} exceeds the limit of {limit} bytes"),
+        )
+        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+    })
+}
+
+/// Build a response with headers.
+pub(crate) fn respond(status: StatusCode, headers: &[(&str, String)], body: Body) -> Response {
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    for (k, v) in headers {
+        if let (Ok(name), Ok(value)) = (
+            header::HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            r.headers_mut().insert(name, value);
+        }
+    }
+    r
+}

@@ -1,0 +1,128 @@
+//! Deterministic OCI image layouts written by the tests themselves (no ../shared needed):
+//! uncompressed tar layers of seeded random files, a config and a manifest per platform, and an
+//! `index.json` naming each tag (an image index over the platforms when there are several).
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+
+/// OCI media types used here.
+pub const MT_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// OCI image manifest.
+pub const MT_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const MT_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const MT_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+
+/// `sha256:<hex>` of bytes.
+pub fn digest(b: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(b)))
+}
+
+/// What [`write_layout`] wrote.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// The tag's top-level manifest or index digest.
+    pub top: String,
+    /// The top-level bytes (manifest or index).
+    pub top_bytes: Vec<u8>,
+    /// Per platform ("amd64", "arm64"): (manifest digest, layer digests).
+    pub platforms: Vec<(String, String, Vec<String>)>,
+    /// Every blob written (config, layers, manifests) with its size.
+    pub blobs: Vec<(String, u64)>,
+}
+
+fn put(dir: &Path, bytes: &[u8], blobs: &mut Vec<(String, u64)>) -> String {
+    let d = digest(bytes);
+    let p = dir.join("blobs/sha256").join(&d[7..]);
+    std::fs::write(&p, bytes).expect("writing a layout blob");
+    blobs.push((d.clone(), bytes.len() as u64));
+    d
+}
+
+/// A tar holding one file of `len` seeded random bytes.
+fn layer(seed: u64, len: usize) -> Vec<u8> {
+    let data = super::random_bytes(seed, len);
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_size(len as u64);
+    h.set_mode(0o644);
+    h.set_mtime(1_704_067_200);
+    h.set_cksum();
+    b.append_data(&mut h, format!("data/file-{seed}.bin"), &data[..])
+        .expect("tar append");
+    b.into_inner().expect("tar finish")
+}
+
+/// Write an OCI layout at `dir` with one tag `tag`: for each of `arches` a manifest with one
+/// layer per entry of `layers` (bytes of file payload, seeded by `seed`, the layer index and the
+/// arch). With more than one arch the tag names an index.
+pub fn write_layout(dir: &Path, seed: u64, layers: &[usize], arches: &[&str], tag: &str) -> Layout {
+    std::fs::create_dir_all(dir.join("blobs/sha256")).expect("creating the layout");
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let mut blobs = Vec::new();
+    let mut platforms = Vec::new();
+    let mut descs = Vec::new();
+    for (ai, arch) in arches.iter().enumerate() {
+        let mut layer_descs = Vec::new();
+        let mut diff_ids = Vec::new();
+        let mut layer_digests = Vec::new();
+        for (li, len) in layers.iter().enumerate() {
+            let t = layer(seed * 1000 + ai as u64 * 100 + li as u64, *len);
+            let d = put(dir, &t, &mut blobs);
+            diff_ids.push(Value::from(d.clone()));
+            layer_descs.push(json!({"mediaType": MT_LAYER, "digest": d, "size": t.len()}));
+            layer_digests.push(d);
+        }
+        let config = serde_json::to_vec(&json!({
+            "architecture": arch, "os": "linux",
+            "config": {"Cmd": ["/bin/true"]},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        }))
+        .unwrap();
+        let cd = put(dir, &config, &mut blobs);
+        let manifest = serde_json::to_vec_pretty(&json!({
+            "schemaVersion": 2, "mediaType": MT_MANIFEST,
+            "config": {"mediaType": MT_CONFIG, "digest": cd, "size": config.len()},
+            "layers": layer_descs,
+        }))
+        .unwrap();
+        let md = put(dir, &manifest, &mut blobs);
+        descs.push((
+            json!({"mediaType": MT_MANIFEST, "digest": md, "size": manifest.len(),
+                   "platform": {"architecture": arch, "os": "linux"}}),
+            manifest,
+        ));
+        platforms.push((arch.to_string(), md, layer_digests));
+    }
+    let (top_desc, top_bytes) = if descs.len() == 1 {
+        descs.pop().unwrap()
+    } else {
+        let index = serde_json::to_vec_pretty(&json!({
+            "schemaVersion": 2, "mediaType": MT_INDEX,
+            "manifests": descs.iter().map(|(d, _)| d.clone()).collect::<Vec<_>>(),
+        }))
+        .unwrap();
+        let d = put(dir, &index, &mut blobs);
+        (
+            json!({"mediaType": MT_INDEX, "digest": d, "size": index.len()}),
+            index,
+        )
+    };
+    let mut top_desc = top_desc;
+    top_desc["annotations"] = json!({"org.opencontainers.image.ref.name": tag});
+    if let Some(p) = top_desc.as_object_mut() {
+        p.remove("platform");
+    }
+    std::fs::write(
+        dir.join("index.json"),
+        serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [top_desc]})).unwrap(),
+    )
+    .unwrap();
+    Layout {
+        top: digest(&top_bytes),
+        top_bytes,
+        platforms,
+        blobs,
+    }
+}

@@ -1,0 +1,485 @@
+//! End-to-end tests of the origin's OCI registry (issue 8): the `sitecast origin` binary on
+//! loopback, driven by real clients — the OCI distribution-spec conformance suite, `skopeo`
+//! and `curl` — with a sitecast API token as the credential.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::oci::{digest, write_layout, MT_MANIFEST};
+use common::*;
+
+const MIB: usize = 1 << 20;
+
+fn metric(env: &TestEnv, origin: &Origin, name: &str) -> f64 {
+    let r = curl(env, &[&format!("{}/metrics", origin.url())]);
+    let text = r.text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("metric {name} missing:\n{text}"))
+}
+
+fn skopeo(env: &TestEnv, args: &[&str]) -> CmdOutput {
+    let mut cmd = Command::new("skopeo");
+    cmd.args(["--insecure-policy"]).args(args);
+    run_cmd(env, cmd, Duration::from_secs(120))
+}
+
+fn skopeo_ok(env: &TestEnv, args: &[&str]) -> String {
+    let o = skopeo(env, args);
+    assert!(
+        o.ok(),
+        "skopeo {args:?} failed ({:?}):\n{}\n{}",
+        o.code,
+        o.stdout,
+        o.stderr
+    );
+    o.stdout
+}
+
+fn creds(origin: &Origin) -> String {
+    format!("sitecast:{}", origin.token)
+}
+
+/// The conformance binary: built by scripts/install-test-deps.sh into the cache (or named by
+/// OCI_CONFORMANCE_BIN).
+fn conformance_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("OCI_CONFORMANCE_BIN") {
+        return PathBuf::from(p);
+    }
+    let cache = std::env::var("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache")
+        });
+    cache.join("sitecast/oci-conformance/conformance.test")
+}
+
+#[test]
+fn origin_registry_passes_every_workflow_of_the_conformance_suite() {
+    let env = TestEnv::new("oci-conformance", Duration::from_secs(240));
+    let bin = conformance_bin();
+    assert!(
+        bin.exists(),
+        "{} is missing: scripts/install-test-deps.sh builds it (scripts/oci-conformance/build.sh)",
+        bin.display()
+    );
+    let origin = Origin::start(&env);
+    let mut cmd = Command::new(&bin);
+    cmd.current_dir(env.dir())
+        .env("OCI_ROOT_URL", format!("http://{}", origin.registry))
+        .env("OCI_USERNAME", "sitecast")
+        .env("OCI_PASSWORD", &origin.token)
+        .env("OCI_NAMESPACE", "conformance/repo-a")
+        .env("OCI_CROSSMOUNT_NAMESPACE", "conformance/repo-b")
+        .env("OCI_TEST_PULL", "1")
+        .env("OCI_TEST_PUSH", "1")
+        .env("OCI_TEST_CONTENT_DISCOVERY", "1")
+        .env("OCI_TEST_CONTENT_MANAGEMENT", "1")
+        .env("OCI_HIDE_SKIPPED_WORKFLOWS", "0")
+        .env("OCI_REPORT_DIR", "none")
+        .env("GOMAXPROCS", "1")
+        .arg("-ginkgo.no-color");
+    let o = run_cmd(&env, cmd, Duration::from_secs(180));
+    let summary = o
+        .stdout
+        .lines()
+        .filter(|l| l.contains("Passed") || l.contains("[FAIL]") || l.starts_with("Ran "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    println!("conformance: {summary}");
+    assert!(
+        o.ok(),
+        "conformance suite failed:\n{}\n{}",
+        o.stdout,
+        o.stderr
+    );
+    assert!(
+        o.stdout.contains("0 Failed") && o.stdout.contains("Ran 74 of"),
+        "expected all 74 specs of the four workflows to run and pass:\n{summary}"
+    );
+}
+
+/// Every file `skopeo copy … dir:` wrote is named by (or is the manifest of) its digest.
+fn check_dir_copy(dir: &Path, expect_manifest: &str) {
+    let manifest = std::fs::read(dir.join("manifest.json")).expect("manifest.json");
+    assert_eq!(
+        digest(&manifest),
+        expect_manifest,
+        "manifest bytes rewritten"
+    );
+    let mut blobs = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let bytes = std::fs::read(e.path()).unwrap();
+            assert_eq!(
+                digest(&bytes),
+                format!("sha256:{name}"),
+                "blob {name} corrupted"
+            );
+            blobs += 1;
+        }
+    }
+    assert!(
+        blobs >= 2,
+        "expected a config and layers in {}",
+        dir.display()
+    );
+}
+
+#[test]
+fn skopeo_pushes_and_pulls_images_and_indexes_byte_exact_with_layer_dedup() {
+    let env = TestEnv::new("oci-skopeo", Duration::from_secs(240));
+    let origin = Origin::start(&env);
+    let reg = origin.registry.to_string();
+    let cr = creds(&origin);
+
+    // A single-platform image with a 4 MiB and a 1 MiB layer.
+    let one = env.path("one");
+    let l1 = write_layout(&one, 1, &[4 * MIB, MIB], &["amd64"], "1.0");
+    let dest = format!("docker://{reg}/docker.io/library/sample:1.0");
+    skopeo_ok(
+        &env,
+        &[
+            "copy",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &cr,
+            &format!("oci:{}:1.0", one.display()),
+            &dest,
+        ],
+    );
+    let raw = skopeo_ok(
+        &env,
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--creds",
+            &cr,
+            &dest,
+        ],
+    );
+    assert_eq!(raw.as_bytes(), &l1.top_bytes[..], "manifest not byte-exact");
+    let out = env.path("one-dir");
+    skopeo_ok(
+        &env,
+        &[
+            "copy",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            "--src-creds",
+            &cr,
+            &dest,
+            &format!("dir:{}", out.display()),
+        ],
+    );
+    check_dir_copy(&out, &l1.top);
+    // Pull by digest too.
+    let by_digest = format!("docker://{reg}/docker.io/library/sample@{}", l1.top);
+    let insp = skopeo_ok(
+        &env,
+        &["inspect", "--tls-verify=false", "--creds", &cr, &by_digest],
+    );
+    let insp: serde_json::Value = serde_json::from_str(&insp).unwrap();
+    assert_eq!(insp["Digest"], l1.top.as_str());
+    assert_eq!(insp["Layers"].as_array().map(Vec::len), Some(2));
+
+    // The same image pushed to another repository stores no new blob (mount / dedup).
+    let blobs_before = metric(&env, &origin, "sitecast_origin_blobs");
+    skopeo_ok(
+        &env,
+        &[
+            "copy",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &cr,
+            &format!("oci:{}:1.0", one.display()),
+            &format!("docker://{reg}/harbor.example/team/app:1.0"),
+        ],
+    );
+    assert_eq!(
+        metric(&env, &origin, "sitecast_origin_blobs"),
+        blobs_before,
+        "a second repository of the same image must not store blobs again"
+    );
+
+    // A multi-arch index: copied with --all, resolved per platform.
+    let multi = env.path("multi");
+    let lm = write_layout(&multi, 2, &[2 * MIB], &["amd64", "arm64"], "2.0");
+    let mdest = format!("docker://{reg}/docker.io/library/multi:2.0");
+    skopeo_ok(
+        &env,
+        &[
+            "copy",
+            "--preserve-digests",
+            "--all",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &cr,
+            &format!("oci:{}:2.0", multi.display()),
+            &mdest,
+        ],
+    );
+    let raw = skopeo_ok(
+        &env,
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--creds",
+            &cr,
+            &mdest,
+        ],
+    );
+    assert_eq!(digest(raw.as_bytes()), lm.top, "index not byte-exact");
+    for (arch, _, layers) in &lm.platforms {
+        let insp = skopeo_ok(
+            &env,
+            &[
+                "inspect",
+                "--override-arch",
+                arch,
+                "--override-os",
+                "linux",
+                "--tls-verify=false",
+                "--creds",
+                &cr,
+                &mdest,
+            ],
+        );
+        let insp: serde_json::Value = serde_json::from_str(&insp).unwrap();
+        // skopeo reports the index's digest and the chosen platform's config and layers.
+        assert_eq!(insp["Digest"], lm.top.as_str());
+        assert_eq!(
+            insp["Layers"],
+            serde_json::json!(layers),
+            "{arch} resolved wrongly"
+        );
+        assert_eq!(insp["Architecture"], arch.as_str());
+    }
+    let tags = curl(
+        &env,
+        &[
+            "-u",
+            &cr,
+            &format!("http://{reg}/v2/docker.io/library/multi/tags/list"),
+        ],
+    );
+    assert_eq!(tags.json()["tags"], serde_json::json!(["2.0"]));
+}
+
+#[test]
+fn registry_refuses_bad_input_with_spec_errors_and_stores_nothing() {
+    let env = TestEnv::new("oci-bad-input", Duration::from_secs(120));
+    let origin = Origin::start(&env);
+    let base = format!("http://{}/v2", origin.registry);
+    let cr = creds(&origin);
+    let code = |r: &Resp| {
+        r.json()["errors"][0]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+
+    // No or wrong credentials: 401 with a challenge.
+    let r = curl(&env, &[&format!("{base}/")]);
+    assert_eq!(r.status, 401);
+    assert!(r
+        .header("www-authenticate")
+        .is_some_and(|v| v.starts_with("Basic")));
+    assert_eq!(code(&r), "UNAUTHORIZED");
+    let r = curl(&env, &["-u", "x:wrong", &format!("{base}/")]);
+    assert_eq!(r.status, 401);
+
+    // A blob whose bytes do not match the digest: DIGEST_INVALID, and nothing stored.
+    let blob = b"layer bytes".to_vec();
+    let good = digest(&blob);
+    let wrong = digest(b"something else");
+    let file = env.path("blob");
+    std::fs::write(&file, &blob).unwrap();
+    let up = format!("{base}/t/app/blobs/uploads/?digest={wrong}");
+    let r = curl(
+        &env,
+        &[
+            "-u",
+            &cr,
+            "-X",
+            "POST",
+            "--data-binary",
+            &format!("@{}", file.display()),
+            &up,
+        ],
+    );
+    assert_eq!(
+        (r.status, code(&r)),
+        (400, "DIGEST_INVALID".into()),
+        "{}",
+        r.text()
+    );
+    let head = |d: &str| curl(&env, &["-u", &cr, "-I", &format!("{base}/t/app/blobs/{d}")]).status;
+    assert_eq!(head(&wrong), 404);
+    assert_eq!(head(&good), 404);
+    assert_eq!(metric(&env, &origin, "sitecast_origin_blobs"), 0.0);
+
+    // The right digest stores it.
+    let up = format!("{base}/t/app/blobs/uploads/?digest={good}");
+    let r = curl(
+        &env,
+        &[
+            "-u",
+            &cr,
+            "-X",
+            "POST",
+            "--data-binary",
+            &format!("@{}", file.display()),
+            &up,
+        ],
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(head(&good), 200);
+
+    let put_manifest = |reference: &str, body: &[u8], ct: &str| {
+        let f = env.scratch("manifest");
+        std::fs::write(&f, body).unwrap();
+        curl(
+            &env,
+            &[
+                "-u",
+                &cr,
+                "-X",
+                "PUT",
+                "-H",
+                &format!("Content-Type: {ct}"),
+                "--data-binary",
+                &format!("@{}", f.display()),
+                &format!("{base}/t/app/manifests/{reference}"),
+            ],
+        )
+    };
+    let manifest = |layer: &str| {
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": MT_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": good, "size": blob.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": 1}],
+        }))
+        .unwrap()
+    };
+    // A manifest referencing a blob the repository lacks.
+    let r = put_manifest("v1", &manifest(&wrong), MT_MANIFEST);
+    assert_eq!(
+        (r.status, code(&r)),
+        (400, "MANIFEST_BLOB_UNKNOWN".into()),
+        "{}",
+        r.text()
+    );
+    // A manifest PUT by a digest that is not its own.
+    let m = manifest(&good);
+    let r = put_manifest(&wrong, &m, MT_MANIFEST);
+    assert_eq!(
+        (r.status, code(&r)),
+        (400, "DIGEST_INVALID".into()),
+        "{}",
+        r.text()
+    );
+    // Malformed JSON, and JSON that is no manifest.
+    let r = put_manifest("v1", b"{not json", MT_MANIFEST);
+    assert_eq!((r.status, code(&r)), (400, "MANIFEST_INVALID".into()));
+    let r = put_manifest("v1", br#"{"schemaVersion":2}"#, MT_MANIFEST);
+    assert_eq!((r.status, code(&r)), (400, "MANIFEST_INVALID".into()));
+    // Content-Type contradicting mediaType.
+    let r = put_manifest("v1", &m, "application/vnd.oci.image.index.v1+json");
+    assert_eq!((r.status, code(&r)), (400, "MANIFEST_INVALID".into()));
+    // Oversized (over 4 MiB).
+    let r = put_manifest("v1", &vec![b' '; 4 * MIB + 1], MT_MANIFEST);
+    assert_eq!(r.status, 413, "{}", r.text());
+    // Nothing of that was stored: no tag, no manifest.
+    let r = curl(&env, &["-u", &cr, &format!("{base}/t/app/tags/list")]);
+    assert_eq!(r.json()["tags"], serde_json::json!([]));
+    let r = curl(
+        &env,
+        &[
+            "-u",
+            &cr,
+            "-I",
+            &format!("{base}/t/app/manifests/{}", digest(&m)),
+        ],
+    );
+    assert_eq!(r.status, 404);
+    // The good manifest is accepted and served byte-exact with its media type.
+    let r = put_manifest("v1", &m, MT_MANIFEST);
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.header("docker-content-digest"), Some(digest(&m).as_str()));
+    let r = curl(&env, &["-u", &cr, &format!("{base}/t/app/manifests/v1")]);
+    assert_eq!(r.body, m);
+    assert_eq!(r.header("content-type"), Some(MT_MANIFEST));
+
+    // Hostile repository names and references.
+    for path in [
+        "/T/app/tags/list",
+        "/t/../etc/tags/list",
+        "/t/%2e%2e/x/tags/list",
+        "/t//app/tags/list",
+        "/t/app%2Fx/tags/list",
+        "/-x/tags/list",
+    ] {
+        let r = curl(&env, &["-u", &cr, "--path-as-is", &format!("{base}{path}")]);
+        assert!(
+            r.status == 400 || r.status == 404,
+            "{path}: status {} {}",
+            r.status,
+            r.text()
+        );
+        assert!(
+            !code(&r).is_empty(),
+            "{path}: no spec error body: {}",
+            r.text()
+        );
+    }
+    let r = put_manifest("bad%20tag", &m, MT_MANIFEST);
+    assert_eq!(r.status, 400, "{}", r.text());
+    let r = curl(
+        &env,
+        &[
+            "-u",
+            &cr,
+            &format!("{base}/t/app/blobs/sha512:{}", "a".repeat(128)),
+        ],
+    );
+    assert_eq!((r.status, code(&r)), (400, "DIGEST_INVALID".into()));
+    // A chunk out of order: 416 with the upload's Range.
+    let r = curl(
+        &env,
+        &[
+            "-u",
+            &cr,
+            "-X",
+            "POST",
+            &format!("{base}/t/app/blobs/uploads/"),
+        ],
+    );
+    assert_eq!(r.status, 202);
+    let loc = r.header("location").unwrap().to_owned();
+    let r = curl(
+        &env,
+        &[
+            "-u",
+            &cr,
+            "-X",
+            "PATCH",
+            "-H",
+            "Content-Range: 5-9",
+            "--data-binary",
+            "12345",
+            &format!("http://{}{loc}", origin.registry),
+        ],
+    );
+    assert_eq!(r.status, 416, "{}", r.text());
+    assert_eq!(r.header("range"), Some("0-0"));
+}
