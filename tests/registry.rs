@@ -483,3 +483,190 @@ fn registry_refuses_bad_input_with_spec_errors_and_stores_nothing() {
     assert_eq!(r.status, 416, "{}", r.text());
     assert_eq!(r.header("range"), Some("0-0"));
 }
+
+/// Debian's CNCF distribution (`docker-registry`) on a loopback port, stopped on drop.
+struct Upstream {
+    addr: String,
+    child: std::process::Child,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Upstream {
+    fn start(env: &TestEnv) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("picking a port")
+            .port();
+        let dir = env.path("upstream");
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let cfg = dir.join("config.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.join("data").display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("registry.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting docker-registry (scripts/install-test-deps.sh installs it)");
+        let addr = format!("127.0.0.1:{port}");
+        let until = std::time::Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(
+                std::time::Instant::now() < until,
+                "docker-registry did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { addr, child }
+    }
+}
+
+#[test]
+fn ctl_image_import_copies_from_a_cncf_registry_per_platform_fetching_each_blob_once() {
+    let env = TestEnv::new("oci-import", Duration::from_secs(180));
+    let upstream = Upstream::start(&env);
+    let origin = Origin::start(&env);
+    let cr = creds(&origin);
+    let multi = env.path("multi");
+    let lm = write_layout(&multi, 3, &[MIB, 256 * 1024], &["amd64", "arm64"], "2.0");
+    skopeo_ok(
+        &env,
+        &[
+            "copy",
+            "--all",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:2.0", multi.display()),
+            &format!("docker://{}/team/app:2.0", upstream.addr),
+        ],
+    );
+    let reference = format!("{}/team/app:2.0", upstream.addr);
+
+    // Only arm64: the index and one platform manifest; its config and two layers fetched.
+    let v = origin.ctl_json(
+        &env,
+        &[
+            "image",
+            "import",
+            &reference,
+            "--insecure",
+            "--platform",
+            "linux/arm64",
+        ],
+    );
+    let img = &v["images"][0];
+    assert_eq!(
+        img["repository"],
+        format!("{}/team/app", upstream.addr).as_str()
+    );
+    assert_eq!(img["digest"], lm.top.as_str());
+    assert_eq!(img["manifests"], 2, "{v}");
+    assert_eq!(img["blobs_fetched"], 3, "{v}");
+    // A repository named after a registry with a port cannot be written in an OCI client's
+    // reference at the origin (the grammar has no ':' there): read it with curl.
+    let base = format!("http://{}/v2/{}/team/app", origin.registry, upstream.addr);
+    let r = curl(&env, &["-u", &cr, &format!("{base}/manifests/2.0")]);
+    assert_eq!(digest(&r.body), lm.top, "index not byte-exact");
+    let (_, arm_manifest, arm_layers) = &lm.platforms[1];
+    let r = curl(
+        &env,
+        &["-u", &cr, &format!("{base}/manifests/{arm_manifest}")],
+    );
+    assert_eq!(r.status, 200);
+    let m = r.json();
+    let layers: Vec<String> = m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(&layers, arm_layers);
+    for l in arm_layers {
+        let out = env.scratch("layer");
+        let r = curl_to_file(&env, &["-u", &cr, &format!("{base}/blobs/{l}")], &out);
+        assert_eq!(r.status, 200);
+        assert_eq!(&digest(&std::fs::read(&out).unwrap()), l);
+    }
+    // amd64 was not imported: its manifest is unknown at the origin.
+    let (_, amd_manifest, _) = &lm.platforms[0];
+    let r = curl(
+        &env,
+        &[
+            "-u",
+            &cr,
+            "-I",
+            &format!(
+                "http://{}/v2/{}/team/app/manifests/{amd_manifest}",
+                origin.registry, upstream.addr
+            ),
+        ],
+    );
+    assert_eq!(r.status, 404);
+
+    // All platforms and all tags: only amd64's three blobs cross; arm64's are reused.
+    let v = origin.ctl_json(
+        &env,
+        &["image", "import", &reference, "--insecure", "--all-tags"],
+    );
+    let img = &v["images"][0];
+    assert_eq!(img["tag"], "2.0");
+    assert_eq!(img["manifests"], 3, "{v}");
+    assert_eq!(img["blobs_fetched"], 3, "{v}");
+    assert_eq!(img["blobs_reused"], 3, "{v}");
+    let r = curl(
+        &env,
+        &[
+            "-u",
+            &cr,
+            "-I",
+            &format!(
+                "http://{}/v2/{}/team/app/manifests/{amd_manifest}",
+                origin.registry, upstream.addr
+            ),
+        ],
+    );
+    assert_eq!(r.status, 200);
+
+    // Errors name the problem: an unknown tag, an unreachable registry, a bad platform.
+    let o = origin.ctl(
+        &env,
+        &[
+            "image",
+            "import",
+            &format!("{}/team/app:nope", upstream.addr),
+            "--insecure",
+        ],
+    );
+    assert!(!o.ok() && o.stderr.contains("HTTP 404"), "{}", o.stderr);
+    let o = origin.ctl(
+        &env,
+        &["image", "import", "127.0.0.1:1/x/y:1", "--insecure"],
+    );
+    assert!(!o.ok() && o.stderr.contains("upstream"), "{}", o.stderr);
+    let o = origin.ctl(
+        &env,
+        &[
+            "image",
+            "import",
+            &reference,
+            "--insecure",
+            "--platform",
+            "arm64",
+        ],
+    );
+    assert!(!o.ok() && o.stderr.contains("os/arch"), "{}", o.stderr);
+}

@@ -85,6 +85,9 @@ pub enum Error {
     /// A QUIC stream failed.
     #[error(transparent)]
     Frame(#[from] FrameError),
+    /// An upstream registry failed or refused (unreachable, auth, bad content).
+    #[error("upstream registry: {0}")]
+    Upstream(String),
     /// A background task panicked or was cancelled unexpectedly.
     #[error("task {0} failed")]
     Task(String),
@@ -103,7 +106,11 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Store(e) => e.is_retryable(),
-            Error::Io { .. } | Error::Db(_) | Error::Frame(_) | Error::Task(_) => true,
+            Error::Io { .. }
+            | Error::Db(_)
+            | Error::Frame(_)
+            | Error::Task(_)
+            | Error::Upstream(_) => true,
             _ => false,
         }
     }

@@ -31,6 +31,7 @@ mod ingest;
 mod quic;
 mod registry;
 mod server;
+mod upstream;
 mod util;
 
 pub use config::{parse_size, OriginConfig, QuicOptions};

@@ -37,7 +37,10 @@ pub struct RepoName(String);
 
 impl RepoName {
     /// Validate `s` against the spec's grammar:
-    /// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*`.
+    /// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*`,
+    /// extended by one thing: when there are two or more components, the first may end in a
+    /// port (`registry.example:5000/team/app`), so a repository can be named after an upstream
+    /// registry that listens on one.
     ///
     /// # Errors
     /// [`OciNameError::Repository`].
@@ -46,12 +49,32 @@ impl RepoName {
         if s.is_empty() || s.len() > MAX_REPO_LEN {
             return Err(bad());
         }
-        for comp in s.split('/') {
+        for (i, comp) in s.split('/').enumerate() {
+            let comp = match comp.split_once(':') {
+                Some((host, port)) if i == 0 && s.contains('/') => {
+                    if port.is_empty()
+                        || port.len() > 5
+                        || !port.bytes().all(|b| b.is_ascii_digit())
+                    {
+                        return Err(bad());
+                    }
+                    host
+                }
+                _ => comp,
+            };
             if !component_ok(comp.as_bytes()) {
                 return Err(bad());
             }
         }
         Ok(Self(s.to_owned()))
+    }
+
+    /// The first component when it names a registry host (contains `.` or `:`, or is
+    /// `localhost`), as Docker's reference grammar decides.
+    #[must_use]
+    pub fn registry_host(&self) -> Option<&str> {
+        let (first, _) = self.0.split_once('/')?;
+        (first.contains('.') || first.contains(':') || first == "localhost").then_some(first)
     }
 
     /// The name as text.
@@ -178,6 +201,66 @@ impl fmt::Display for Reference {
     }
 }
 
+/// An image reference as users type it: `[host[:port]/]path[:tag][@digest]`, normalised the
+/// way Docker does (`nginx` → `docker.io/library/nginx:latest`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef {
+    /// The registry host (and port): `docker.io`, `registry.example:5000`.
+    pub host: String,
+    /// The repository path at that registry: `library/nginx`, `team/app`.
+    pub path: String,
+    /// Tag or digest (a digest wins when both are given).
+    pub reference: Reference,
+}
+
+impl ImageRef {
+    /// Parse and normalise.
+    ///
+    /// # Errors
+    /// The first part that does not parse.
+    pub fn parse(s: &str) -> Result<Self, OciNameError> {
+        let (rest, digest) = match s.split_once('@') {
+            Some((r, d)) => (r, Some(parse_digest(d)?)),
+            None => (s, None),
+        };
+        // A tag is after the last ':' that follows the last '/'.
+        let slash = rest.rfind('/').map_or(0, |i| i + 1);
+        let (name, tag) = match rest[slash..].rfind(':') {
+            Some(i) => (&rest[..slash + i], Some(&rest[slash + i + 1..])),
+            None => (rest, None),
+        };
+        let (host, path) = match name.split_once('/') {
+            Some((h, p)) if h.contains('.') || h.contains(':') || h == "localhost" => {
+                (h.to_owned(), p.to_owned())
+            }
+            _ => ("docker.io".to_owned(), name.to_owned()),
+        };
+        let path = if host == "docker.io" && !path.contains('/') {
+            format!("library/{path}")
+        } else {
+            path
+        };
+        RepoName::parse(&format!("{host}/{path}"))?;
+        let reference = match (digest, tag) {
+            (Some(d), _) => Reference::Digest(d),
+            (None, Some(t)) if tag_ok(t) => Reference::Tag(t.to_owned()),
+            (None, Some(t)) => return Err(OciNameError::Tag(t.to_owned())),
+            (None, None) => Reference::Tag("latest".to_owned()),
+        };
+        Ok(Self {
+            host,
+            path,
+            reference,
+        })
+    }
+
+    /// The sitecast repository this image is stored under: `host/path`.
+    #[must_use]
+    pub fn repo(&self) -> RepoName {
+        RepoName(format!("{}/{}", self.host, self.path))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +274,7 @@ mod tests {
             "a/b__c/d-e---f/g.h",
             "conformance/repo-a",
             "0",
+            "registry.example:5000/team/app",
         ] {
             assert!(RepoName::parse(ok).is_ok(), "{ok}");
         }
@@ -206,7 +290,10 @@ mod tests {
             "a-",
             "-a",
             "a.",
-            "host:5000/app",
+            "host:5000",
+            "a/host:5000/app",
+            "host:/app",
+            "host:12345678/app",
             "a b",
             "a\0b",
             "ü",
@@ -240,5 +327,24 @@ mod tests {
         ));
         assert!(matches!(parse_digest("nope"), Err(OciNameError::Digest(_))));
         assert!(Reference::parse("a b").is_err());
+    }
+
+    #[test]
+    fn image_references_normalise_like_docker() {
+        let r = ImageRef::parse("nginx").unwrap();
+        assert_eq!(r.repo().as_str(), "docker.io/library/nginx");
+        assert_eq!(r.reference, Reference::Tag("latest".into()));
+        let r = ImageRef::parse("registry.example:5000/team/app:1.4").unwrap();
+        assert_eq!(
+            (r.host.as_str(), r.path.as_str()),
+            ("registry.example:5000", "team/app")
+        );
+        assert_eq!(r.reference, Reference::Tag("1.4".into()));
+        let d = Sha256Digest::of(b"m");
+        let r = ImageRef::parse(&format!("localhost/a/b:1@{}", d.to_oci())).unwrap();
+        assert_eq!(r.reference, Reference::Digest(d));
+        assert_eq!(r.repo().registry_host(), Some("localhost"));
+        assert!(ImageRef::parse("Upper/x").is_err());
+        assert!(ImageRef::parse("x:bad tag").is_err());
     }
 }

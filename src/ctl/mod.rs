@@ -62,6 +62,39 @@ enum CtlCommand {
     /// Pushes of content to sites.
     #[command(subcommand)]
     Push(PushCmd),
+    /// OCI images in the origin's registry.
+    #[command(subcommand)]
+    Image(ImageCmd),
+}
+
+#[derive(Subcommand)]
+enum ImageCmd {
+    /// Copy an image from an upstream registry into the origin's registry (stored under
+    /// HOST/PATH, e.g. docker.io/library/nginx); prints what was imported.
+    Import {
+        /// `[host[:port]/]path[:tag][@sha256:…]`, e.g. registry.example:5000/team/app:1.4.
+        reference: String,
+        /// Keep only this platform of an index, os/arch[/variant] (repeatable; default all).
+        #[arg(long = "platform")]
+        platforms: Vec<String>,
+        /// Every tag of the repository.
+        #[arg(long)]
+        all_tags: bool,
+        /// Plain HTTP to the upstream.
+        #[arg(long)]
+        insecure: bool,
+        /// User name for the upstream (its password from SITECAST_UPSTREAM_PASSWORD).
+        #[arg(long, requires = "password")]
+        username: Option<String>,
+        /// Password for the upstream.
+        #[arg(
+            long,
+            env = "SITECAST_UPSTREAM_PASSWORD",
+            hide_env_values = true,
+            requires = "username"
+        )]
+        password: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -318,6 +351,38 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
             let v = c.post("/api/v1/tokens", &json!({"name": name})).await?;
             if out == Output::Text {
                 println!("{}", v["token"].as_str().unwrap_or(""));
+                return Ok(ExitCode::SUCCESS);
+            }
+            v
+        }
+        CtlCommand::Image(ImageCmd::Import {
+            reference,
+            platforms,
+            all_tags,
+            insecure,
+            username,
+            password,
+        }) => {
+            let v = c
+                .post(
+                    "/api/v1/images/import",
+                    &json!({"reference": reference, "platforms": platforms, "all_tags": all_tags,
+                            "insecure": insecure, "username": username, "password": password}),
+                )
+                .await?;
+            if out == Output::Text {
+                for i in v["images"].as_array().into_iter().flatten() {
+                    println!(
+                        "{}:{} {} ({} manifests, {} blobs fetched, {} bytes, {} already stored)",
+                        i["repository"].as_str().unwrap_or(""),
+                        i["tag"].as_str().unwrap_or("-"),
+                        i["digest"].as_str().unwrap_or(""),
+                        i["manifests"],
+                        i["blobs_fetched"],
+                        i["bytes_fetched"],
+                        i["blobs_reused"]
+                    );
+                }
                 return Ok(ExitCode::SUCCESS);
             }
             v

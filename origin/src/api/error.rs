@@ -54,6 +54,11 @@ impl From<Error> for ApiError {
             Error::BadRequest(m) => Self::bad_request(m),
             Error::NotFound(m) => Self::not_found(m),
             Error::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            Error::Upstream(m) => Self::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream",
+                format!("upstream registry: {m}"),
+            ),
             Error::TooLarge { limit } => Self::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",

@@ -23,6 +23,7 @@ use crate::util::hash_secret;
 mod access;
 mod artifacts;
 mod error;
+mod images;
 mod metrics;
 mod pushes;
 mod sites;
@@ -57,6 +58,7 @@ pub(crate) fn router(core: Arc<Core>) -> Router {
         .route("/tokens", post(access::create_token))
         .route("/pushes", get(pushes::list).post(pushes::create))
         .route("/pushes/{id}", get(pushes::show))
+        .route("/images/import", post(images::import))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&core), auth));
     Router::new()
         .nest("/api/v1", api)

@@ -175,11 +175,15 @@ pub(crate) fn put_manifest(
     repo: &RepoName,
     m: &NewManifest,
     tag: Option<&str>,
+    allow_missing_children: bool,
     now: i64,
 ) -> Result<PutManifest> {
     let tx = c.transaction()?;
     let digest = m.recipe.sha256.as_bytes().to_vec();
     for (child, kind) in &m.refs {
+        if allow_missing_children && *kind == RefKind::Manifest {
+            continue;
+        }
         let sql = match kind {
             RefKind::Blob => {
                 "SELECT 1 FROM oci_repo_blobs rb JOIN blobs b ON b.blake3 = rb.blob

@@ -75,6 +75,11 @@ impl OciError {
         }
     }
 
+    /// What went wrong, for callers outside the registry (imports).
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
     /// The same error with another status (e.g. 413 for an oversized manifest).
     pub(crate) fn with_status(mut self, status: StatusCode) -> Self {
         self.status = status;

@@ -14,6 +14,7 @@ use sitecast_protocol::oci::{parse_digest, Reference, RepoName};
 use sitecast_protocol::Sha256Digest;
 
 use super::{read, respond, small_body, Code, OciError, Query, RegResult, Registry};
+use crate::core::Core;
 use crate::db::{self, oci::NewManifest, oci::PutManifest, oci::RefKind};
 use crate::ingest::BlobWriter;
 use crate::util::now;
@@ -46,14 +47,14 @@ fn non_distributable(d: &Descriptor) -> bool {
 }
 
 /// What a manifest body references, and its referrers-API fields.
-struct Analysis {
-    refs: Vec<(Sha256Digest, RefKind)>,
-    artifact_type: Option<String>,
-    subject: Option<Sha256Digest>,
-    annotations: Option<String>,
+pub(crate) struct Analysis {
+    pub(crate) refs: Vec<(Sha256Digest, RefKind)>,
+    pub(crate) artifact_type: Option<String>,
+    pub(crate) subject: Option<Sha256Digest>,
+    pub(crate) annotations: Option<String>,
 }
 
-fn analyse(media_type: &str, bytes: &[u8]) -> RegResult<Analysis> {
+pub(crate) fn analyse(media_type: &str, bytes: &[u8]) -> RegResult<Analysis> {
     let value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| invalid(format!("manifest is not JSON: {e}")))?;
     if let Some(declared) = value.get("mediaType").and_then(|v| v.as_str()) {
@@ -143,6 +144,76 @@ fn media_type_of(headers: &HeaderMap, bytes: &[u8]) -> RegResult<String> {
         })
 }
 
+/// Store a manifest's bytes in `repo` (and point `tag` at it); returns its subject, if any.
+/// `allow_missing_children` lets an index name platform manifests that are not stored (an
+/// import of chosen platforms); config and layers must always be present.
+pub(crate) async fn store(
+    core: &Arc<Core>,
+    repo: &RepoName,
+    bytes: &[u8],
+    media_type: String,
+    tag: Option<&str>,
+    allow_missing_children: bool,
+) -> RegResult<Option<Sha256Digest>> {
+    let Analysis {
+        refs,
+        artifact_type,
+        subject,
+        annotations,
+    } = analyse(&media_type, bytes)?;
+    let mut w = BlobWriter::new(core);
+    let recipe = match async {
+        w.feed(bytes).await?;
+        w.finish().await
+    }
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            w.abandon().await;
+            return Err(e.into());
+        }
+    };
+    let m = NewManifest {
+        recipe,
+        media_type,
+        artifact_type,
+        subject,
+        annotations,
+        refs,
+    };
+    let tag = tag.map(str::to_owned);
+    let r2 = repo.clone();
+    let res = core
+        .db
+        .call(move |c| {
+            db::oci::put_manifest(c, &r2, &m, tag.as_deref(), allow_missing_children, now())
+        })
+        .await;
+    match res {
+        Ok(PutManifest::Stored) => w.release(),
+        Ok(PutManifest::Missing(d, kind)) => {
+            w.abandon().await;
+            let what = match kind {
+                RefKind::Blob => "blob",
+                RefKind::Manifest => "manifest",
+            };
+            return Err(OciError::new(
+                Code::ManifestBlobUnknown,
+                format!(
+                    "the manifest references {what} {} which is not in {repo}; push it first",
+                    d.to_oci()
+                ),
+            ));
+        }
+        Err(e) => {
+            w.abandon().await;
+            return Err(e.into());
+        }
+    }
+    Ok(subject)
+}
+
 /// `PUT /v2/<name>/manifests/<reference>`.
 pub(crate) async fn put(
     reg: &Arc<Registry>,
@@ -166,64 +237,11 @@ pub(crate) async fn put(
         }
     }
     let media_type = media_type_of(headers, &bytes)?;
-    let Analysis {
-        refs,
-        artifact_type,
-        subject,
-        annotations,
-    } = analyse(&media_type, &bytes)?;
-    let mut w = BlobWriter::new(&reg.core);
-    let recipe = match async {
-        w.feed(&bytes).await?;
-        w.finish().await
-    }
-    .await
-    {
-        Ok(r) => r,
-        Err(e) => {
-            w.abandon().await;
-            return Err(e.into());
-        }
-    };
-    let m = NewManifest {
-        recipe,
-        media_type,
-        artifact_type,
-        subject,
-        annotations,
-        refs,
-    };
     let tag = match &reference {
-        Reference::Tag(t) => Some(t.clone()),
+        Reference::Tag(t) => Some(t.as_str()),
         Reference::Digest(_) => None,
     };
-    let r2 = repo.clone();
-    let res = reg
-        .core
-        .db
-        .call(move |c| db::oci::put_manifest(c, &r2, &m, tag.as_deref(), now()))
-        .await;
-    match res {
-        Ok(PutManifest::Stored) => w.release(),
-        Ok(PutManifest::Missing(d, kind)) => {
-            w.abandon().await;
-            let what = match kind {
-                RefKind::Blob => "blob",
-                RefKind::Manifest => "manifest",
-            };
-            return Err(OciError::new(
-                Code::ManifestBlobUnknown,
-                format!(
-                    "the manifest references {what} {} which is not in {repo}; push it first",
-                    d.to_oci()
-                ),
-            ));
-        }
-        Err(e) => {
-            w.abandon().await;
-            return Err(e.into());
-        }
-    }
+    let subject = store(&reg.core, &repo, &bytes, media_type, tag, false).await?;
     tracing::info!(repo = %repo, reference = %reference, digest = %digest.to_oci(), "manifest stored");
     let mut h = vec![
         (

@@ -32,7 +32,7 @@ use crate::db;
 use crate::util::hash_secret;
 
 mod error;
-mod manifests;
+pub(crate) mod manifests;
 mod read;
 mod uploads;
 
@@ -63,6 +63,14 @@ pub(crate) fn router(core: Arc<Core>) -> Router {
 }
 
 async fn api_version(req: Request, next: Next) -> Response {
+    // A request whose body an error answer leaves unread makes hyper close the connection after
+    // the answer; say so, or a client that reuses the connection meanwhile sees a bare EOF.
+    let has_body = req.headers().get(header::TRANSFER_ENCODING).is_some()
+        || req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0");
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let span = tracing::info_span!("registry", %method, %path);
@@ -72,6 +80,10 @@ async fn api_version(req: Request, next: Next) -> Response {
         "Docker-Distribution-API-Version",
         HeaderValue::from_static("registry/2.0"),
     );
+    if has_body && (resp.status().is_client_error() || resp.status().is_server_error()) {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     let _g = span.enter();
     tracing::debug!(
         status = resp.status().as_u16(),
