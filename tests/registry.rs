@@ -482,6 +482,62 @@ fn registry_refuses_bad_input_with_spec_errors_and_stores_nothing() {
     );
     assert_eq!(r.status, 416, "{}", r.text());
     assert_eq!(r.header("range"), Some("0-0"));
+    // Upload sessions are bounded: 256 open at once, then 429 with Retry-After; cancelling one
+    // makes room again.
+    let mut last = String::new();
+    for _ in 1..256 {
+        let r = curl(
+            &env,
+            &[
+                "-u",
+                &cr,
+                "-X",
+                "POST",
+                &format!("{base}/t/app/blobs/uploads/"),
+            ],
+        );
+        assert_eq!(r.status, 202);
+        last = r.header("location").unwrap().to_owned();
+    }
+    let r = curl(
+        &env,
+        &[
+            "-u",
+            &cr,
+            "-X",
+            "POST",
+            &format!("{base}/t/app/blobs/uploads/"),
+        ],
+    );
+    assert_eq!(
+        (r.status, code(&r)),
+        (429, "TOOMANYREQUESTS".into()),
+        "{}",
+        r.text()
+    );
+    assert!(r.header("retry-after").is_some());
+    let r = curl(
+        &env,
+        &[
+            "-u",
+            &cr,
+            "-X",
+            "DELETE",
+            &format!("http://{}{last}", origin.registry),
+        ],
+    );
+    assert_eq!(r.status, 204);
+    let r = curl(
+        &env,
+        &[
+            "-u",
+            &cr,
+            "-X",
+            "POST",
+            &format!("{base}/t/app/blobs/uploads/"),
+        ],
+    );
+    assert_eq!(r.status, 202);
 }
 
 /// Debian's CNCF distribution (`docker-registry`) on a loopback port, stopped on drop.

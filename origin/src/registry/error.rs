@@ -22,6 +22,7 @@ pub(crate) enum Code {
     SizeInvalid,
     Unauthorized,
     Unsupported,
+    TooManyRequests,
 }
 
 impl Code {
@@ -39,6 +40,7 @@ impl Code {
             Self::SizeInvalid => "SIZE_INVALID",
             Self::Unauthorized => "UNAUTHORIZED",
             Self::Unsupported => "UNSUPPORTED",
+            Self::TooManyRequests => "TOOMANYREQUESTS",
         }
     }
 
@@ -50,6 +52,7 @@ impl Code {
             | Self::NameUnknown => StatusCode::NOT_FOUND,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
+            Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::BAD_REQUEST,
         }
     }

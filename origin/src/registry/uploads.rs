@@ -24,6 +24,9 @@ use crate::util::{now, random_secret};
 
 /// An upload session untouched this long is dropped.
 pub(crate) const SESSION_IDLE: Duration = Duration::from_secs(3600);
+/// Most upload sessions open at once (each holds a chunker window of up to 512 KiB); beyond it a
+/// new one is refused with 429 until others finish or expire.
+pub(crate) const MAX_SESSIONS: usize = 256;
 
 struct Session {
     repo: RepoName,
@@ -46,10 +49,17 @@ impl Sessions {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn open(&self, repo: RepoName, writer: BlobWriter) -> String {
+    fn open(&self, repo: RepoName, writer: BlobWriter) -> RegResult<String> {
         let id = random_secret()[..32].to_owned();
         let mut m = self.lock();
         m.retain(|_, e| e.touched.elapsed() < SESSION_IDLE);
+        if m.len() >= MAX_SESSIONS {
+            return Err(OciError::new(
+                Code::TooManyRequests,
+                format!("{MAX_SESSIONS} uploads are open; finish or cancel some first"),
+            )
+            .with_header(header::RETRY_AFTER, "10"));
+        }
         m.insert(
             id.clone(),
             Entry {
@@ -60,7 +70,7 @@ impl Sessions {
                 touched: Instant::now(),
             },
         );
-        id
+        Ok(id)
     }
 
     /// The session `id`; callers check its repository under the session's lock.
@@ -216,7 +226,7 @@ pub(crate) async fn start(
         }
         return complete(reg, &repo, w, digest).await;
     }
-    let id = reg.uploads.open(repo.clone(), w);
+    let id = reg.uploads.open(repo.clone(), w)?;
     let mut r = accepted(&repo, &id, 0);
     r.headers_mut().insert(
         "oci-chunk-min-length",
