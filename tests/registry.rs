@@ -544,6 +544,7 @@ fn registry_refuses_bad_input_with_spec_errors_and_stores_nothing() {
 struct Upstream {
     addr: String,
     child: std::process::Child,
+    log: PathBuf,
 }
 
 impl Drop for Upstream {
@@ -565,7 +566,7 @@ impl Upstream {
         std::fs::write(
             &cfg,
             format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
                 dir.join("data").display()
             ),
         )
@@ -587,7 +588,20 @@ impl Upstream {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Self { addr, child }
+        Self {
+            addr,
+            child,
+            log: dir.join("registry.log"),
+        }
+    }
+
+    /// How many GET requests for this path the upstream has answered (its access log).
+    fn gets(&self, path: &str) -> usize {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        log.lines()
+            .filter(|l| l.contains("response completed") && l.contains("http.request.method=GET"))
+            .filter(|l| l.contains(&format!("http.request.uri=\"{path}\"")))
+            .count()
     }
 }
 
@@ -725,4 +739,130 @@ fn ctl_image_import_copies_from_a_cncf_registry_per_platform_fetching_each_blob_
         ],
     );
     assert!(!o.ok() && o.stderr.contains("os/arch"), "{}", o.stderr);
+}
+
+#[test]
+fn pull_through_fetches_missing_manifests_and_blobs_once_and_keeps_them() {
+    let env = TestEnv::new("oci-pull-through", Duration::from_secs(180));
+    let mut upstream = Upstream::start(&env);
+    let origin = Origin::start_with_config(
+        &env,
+        &format!(
+            "[[registry_upstreams]]\nprefix = \"mirror.test/\"\nurl = \"http://{}\"\n",
+            upstream.addr
+        ),
+    );
+    let cr = creds(&origin);
+    let multi = env.path("multi");
+    let lm = write_layout(
+        &multi,
+        4,
+        &[2 * MIB, 512 * 1024],
+        &["amd64", "arm64"],
+        "3.0",
+    );
+    skopeo_ok(
+        &env,
+        &[
+            "copy",
+            "--all",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:3.0", multi.display()),
+            &format!("docker://{}/team/app:3.0", upstream.addr),
+        ],
+    );
+    // Nothing was pushed to the origin: skopeo pulls the arm64 image through it.
+    let src = format!("docker://{}/mirror.test/team/app:3.0", origin.registry);
+    let out = env.path("arm64");
+    skopeo_ok(
+        &env,
+        &[
+            "copy",
+            "--preserve-digests",
+            "--override-arch",
+            "arm64",
+            "--override-os",
+            "linux",
+            "--src-tls-verify=false",
+            "--src-creds",
+            &cr,
+            &src,
+            &format!("dir:{}", out.display()),
+        ],
+    );
+    let (_, arm_manifest, arm_layers) = &lm.platforms[1];
+    check_dir_copy(&out, arm_manifest);
+
+    // 20 concurrent first requests for an amd64 layer: all correct, one upstream fetch.
+    let (_, _, amd_layers) = &lm.platforms[0];
+    let layer = &amd_layers[0];
+    let url = format!(
+        "http://{}/v2/mirror.test/team/app/blobs/{layer}",
+        origin.registry
+    );
+    let handles: Vec<_> = (0..20)
+        .map(|i| {
+            let (url, cr, out) = (url.clone(), cr.clone(), env.path(&format!("layer-{i}")));
+            std::thread::spawn(move || {
+                let o = Command::new("curl")
+                    .args(["-sS", "-f", "--max-time", "60", "-u", &cr, "-o"])
+                    .arg(&out)
+                    .arg(&url)
+                    .output()
+                    .expect("curl");
+                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+                digest(&std::fs::read(&out).unwrap())
+            })
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(&h.join().unwrap(), layer);
+    }
+    assert_eq!(
+        upstream.gets(&format!("/v2/team/app/blobs/{layer}")),
+        1,
+        "the upstream must serve the layer once"
+    );
+    for l in arm_layers {
+        assert_eq!(upstream.gets(&format!("/v2/team/app/blobs/{l}")), 1, "{l}");
+    }
+
+    // Upstream gone: everything fetched still serves from the origin.
+    let _ = upstream.child.kill();
+    let _ = upstream.child.wait();
+    let out2 = env.path("arm64-again");
+    skopeo_ok(
+        &env,
+        &[
+            "copy",
+            "--preserve-digests",
+            "--override-arch",
+            "arm64",
+            "--override-os",
+            "linux",
+            "--src-tls-verify=false",
+            "--src-creds",
+            &cr,
+            &src,
+            &format!("dir:{}", out2.display()),
+        ],
+    );
+    check_dir_copy(&out2, arm_manifest);
+    let r = curl(&env, &["-u", &cr, "-I", &url]);
+    assert_eq!(r.status, 200);
+    // What was never fetched is unknown, with the spec's error and no hang.
+    let missing = &amd_layers[1];
+    let r = curl(
+        &env,
+        &[
+            "-u",
+            &cr,
+            &format!(
+                "http://{}/v2/mirror.test/team/app/blobs/{missing}",
+                origin.registry
+            ),
+        ],
+    );
+    assert_eq!(r.status, 502, "{}", r.text());
 }

@@ -43,6 +43,27 @@ pub struct OriginConfig {
     /// How often per-push byte counters are written to the database. Default `1s`.
     #[serde(with = "humantime_serde")]
     pub accounting_flush: Duration,
+    /// Upstream registries the registry fetches missing images from (pull-through), chosen by
+    /// the longest matching repository prefix. Default none.
+    pub registry_upstreams: Vec<UpstreamConfig>,
+}
+
+/// One pull-through upstream: `[[registry_upstreams]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Repository prefix served from this upstream, ending in `/`: `docker.io/`. The rest of
+    /// the repository name is the path at the upstream (`docker.io/library/nginx` →
+    /// `library/nginx`).
+    pub prefix: String,
+    /// Base URL of the upstream registry: `https://registry-1.docker.io`, `http://127.0.0.1:5000`.
+    pub url: String,
+    /// User name for Basic auth and the token service, if the upstream needs one.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// File holding the password (kept out of the config itself).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
 }
 
 /// QUIC transport settings.
@@ -85,6 +106,7 @@ impl Default for OriginConfig {
             fsync: true,
             quic: QuicOptions::default(),
             accounting_flush: Duration::from_secs(1),
+            registry_upstreams: Vec::new(),
         }
     }
 }
@@ -137,6 +159,25 @@ impl OriginConfig {
             return Err(Error::Config(
                 "accounting_flush must be between 1ms and 60s".into(),
             ));
+        }
+        for (i, u) in self.registry_upstreams.iter().enumerate() {
+            if !u.prefix.ends_with('/') || u.prefix.len() < 2 {
+                return Err(Error::Config(format!(
+                    "registry_upstreams[{i}].prefix {:?} must be a repository prefix ending in '/'",
+                    u.prefix
+                )));
+            }
+            if !(u.url.starts_with("http://") || u.url.starts_with("https://")) {
+                return Err(Error::Config(format!(
+                    "registry_upstreams[{i}].url {:?} must start with http:// or https://",
+                    u.url
+                )));
+            }
+            if u.username.is_some() != u.password_file.is_some() {
+                return Err(Error::Config(format!(
+                    "registry_upstreams[{i}]: username and password_file go together"
+                )));
+            }
         }
         Ok(self)
     }

@@ -18,6 +18,7 @@ use crate::config::OriginConfig;
 use crate::db::{self, Db};
 use crate::error::{Error, Result};
 use crate::quic::pace::Buckets;
+use crate::upstream::PullThrough;
 
 /// Shared state of a running origin.
 pub(crate) struct Core {
@@ -34,6 +35,8 @@ pub(crate) struct Core {
     pub(crate) buckets: Buckets,
     /// Open connections per (site, node).
     pub(crate) online: Mutex<HashMap<(String, String), usize>>,
+    /// Upstream registries for content the registry lacks.
+    pub(crate) pull: PullThrough,
 }
 
 /// Unflushed (payload, framing) bytes by site and blob.
@@ -44,7 +47,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Core {
-    pub(crate) fn new(cfg: OriginConfig, db: Db, store: DiskChunkStore, ca: Ca) -> Arc<Self> {
+    pub(crate) fn new(
+        cfg: OriginConfig,
+        db: Db,
+        store: DiskChunkStore,
+        ca: Ca,
+        pull: PullThrough,
+    ) -> Arc<Self> {
         Arc::new(Self {
             cfg,
             db,
@@ -56,6 +65,7 @@ impl Core {
             acct: Mutex::new(HashMap::new()),
             buckets: Buckets::default(),
             online: Mutex::new(HashMap::new()),
+            pull,
         })
     }
 

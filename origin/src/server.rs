@@ -72,7 +72,8 @@ fn open(cfg: OriginConfig) -> Result<Arc<Core>> {
     let token = admin_token(&cfg.admin_token_path())?;
     let hash = hash_secret(&token);
     db.blocking(|c| db::access::set_named_token(c, "admin", &hash))?;
-    Ok(Core::new(cfg, db, store, ca))
+    let pull = crate::upstream::PullThrough::new(&cfg.registry_upstreams)?;
+    Ok(Core::new(cfg, db, store, ca, pull))
 }
 
 /// Run the origin until `cancel`; `ready` receives the bound addresses once listening.

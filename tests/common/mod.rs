@@ -379,6 +379,7 @@ pub struct Origin {
     pub token: String,
     proc: Option<Proc>,
     log: PathBuf,
+    config: Option<PathBuf>,
 }
 
 impl Origin {
@@ -393,6 +394,15 @@ impl Origin {
         )
     }
 
+    /// Start an origin with a TOML config file of this content (ports still chosen by the
+    /// kernel).
+    pub fn start_with_config(env: &TestEnv, toml: &str) -> Self {
+        let cfg = env.path("origin.toml");
+        std::fs::write(&cfg, toml).expect("writing the origin config");
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        Self::start_args(env, &env.path("origin"), any, any, any, Some(&cfg))
+    }
+
     fn start_at(
         env: &TestEnv,
         dir: &Path,
@@ -400,8 +410,19 @@ impl Origin {
         quic: SocketAddr,
         registry: SocketAddr,
     ) -> Self {
+        Self::start_args(env, dir, api, quic, registry, None)
+    }
+
+    fn start_args(
+        env: &TestEnv,
+        dir: &Path,
+        api: SocketAddr,
+        quic: SocketAddr,
+        registry: SocketAddr,
+        config: Option<&Path>,
+    ) -> Self {
         let log = env.path("origin.log");
-        let args: Vec<OsString> = vec![
+        let mut args: Vec<OsString> = vec![
             "origin".into(),
             "--data-dir".into(),
             dir.into(),
@@ -412,6 +433,10 @@ impl Origin {
             "--registry-listen".into(),
             registry.to_string().into(),
         ];
+        if let Some(c) = config {
+            args.push("--config".into());
+            args.push(c.into());
+        }
         let (proc, ready) = Proc::start(env, "origin", &args, &log);
         let api: SocketAddr = parse_addr(&ready, "api");
         let quic: SocketAddr = parse_addr(&ready, "quic");
@@ -432,6 +457,7 @@ impl Origin {
             token,
             proc: Some(proc),
             log,
+            config: config.map(Path::to_owned),
         }
     }
 
@@ -611,7 +637,14 @@ impl Origin {
     /// Start again on the same data dir and the same addresses (edges know the QUIC address).
     pub fn restart(&mut self, env: &TestEnv) {
         self.kill();
-        let new = Self::start_at(env, &self.dir.clone(), self.api, self.quic, self.registry);
+        let new = Self::start_args(
+            env,
+            &self.dir.clone(),
+            self.api,
+            self.quic,
+            self.registry,
+            self.config.clone().as_deref(),
+        );
         *self = new;
     }
 

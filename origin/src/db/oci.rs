@@ -32,6 +32,17 @@ impl RefKind {
     }
 }
 
+/// Which references of a manifest may be absent when it is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MissingRefs {
+    /// Everything referenced must be in the repository (pushes).
+    Refuse,
+    /// An index's child manifests may be absent (an import of chosen platforms).
+    Children,
+    /// Anything may be absent: a pull-through cache fetches it when asked for.
+    All,
+}
+
 /// A manifest to store.
 #[derive(Debug, Clone)]
 pub(crate) struct NewManifest {
@@ -175,13 +186,15 @@ pub(crate) fn put_manifest(
     repo: &RepoName,
     m: &NewManifest,
     tag: Option<&str>,
-    allow_missing_children: bool,
+    missing: MissingRefs,
     now: i64,
 ) -> Result<PutManifest> {
     let tx = c.transaction()?;
     let digest = m.recipe.sha256.as_bytes().to_vec();
     for (child, kind) in &m.refs {
-        if allow_missing_children && *kind == RefKind::Manifest {
+        if missing == MissingRefs::All
+            || (missing == MissingRefs::Children && *kind == RefKind::Manifest)
+        {
             continue;
         }
         let sql = match kind {

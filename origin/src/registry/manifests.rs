@@ -15,7 +15,8 @@ use sitecast_protocol::Sha256Digest;
 
 use super::{read, respond, small_body, Code, OciError, Query, RegResult, Registry};
 use crate::core::Core;
-use crate::db::{self, oci::NewManifest, oci::PutManifest, oci::RefKind};
+use crate::db::oci::{MissingRefs, NewManifest, PutManifest, RefKind};
+use crate::db::{self};
 use crate::ingest::BlobWriter;
 use crate::util::now;
 
@@ -145,15 +146,14 @@ fn media_type_of(headers: &HeaderMap, bytes: &[u8]) -> RegResult<String> {
 }
 
 /// Store a manifest's bytes in `repo` (and point `tag` at it); returns its subject, if any.
-/// `allow_missing_children` lets an index name platform manifests that are not stored (an
-/// import of chosen platforms); config and layers must always be present.
+/// `missing` says which references may be absent (see [`MissingRefs`]).
 pub(crate) async fn store(
     core: &Arc<Core>,
     repo: &RepoName,
     bytes: &[u8],
     media_type: String,
     tag: Option<&str>,
-    allow_missing_children: bool,
+    missing: MissingRefs,
 ) -> RegResult<Option<Sha256Digest>> {
     let Analysis {
         refs,
@@ -186,9 +186,7 @@ pub(crate) async fn store(
     let r2 = repo.clone();
     let res = core
         .db
-        .call(move |c| {
-            db::oci::put_manifest(c, &r2, &m, tag.as_deref(), allow_missing_children, now())
-        })
+        .call(move |c| db::oci::put_manifest(c, &r2, &m, tag.as_deref(), missing, now()))
         .await;
     match res {
         Ok(PutManifest::Stored) => w.release(),
@@ -241,7 +239,15 @@ pub(crate) async fn put(
         Reference::Tag(t) => Some(t.as_str()),
         Reference::Digest(_) => None,
     };
-    let subject = store(&reg.core, &repo, &bytes, media_type, tag, false).await?;
+    let subject = store(
+        &reg.core,
+        &repo,
+        &bytes,
+        media_type,
+        tag,
+        MissingRefs::Refuse,
+    )
+    .await?;
     tracing::info!(repo = %repo, reference = %reference, digest = %digest.to_oci(), "manifest stored");
     let mut h = vec![
         (
@@ -264,18 +270,22 @@ pub(crate) async fn get(
     reference: Reference,
     head: bool,
 ) -> RegResult<Response> {
-    let (r2, ref2) = (repo.clone(), reference.clone());
-    let m = reg
-        .core
-        .db
-        .call(move |c| db::oci::get_manifest(c, &r2, &ref2))
-        .await?
-        .ok_or_else(|| {
-            OciError::new(
-                Code::ManifestUnknown,
-                format!("manifest {reference} is not in {repo}"),
-            )
-        })?;
+    let lookup = |repo: RepoName, reference: Reference| async move {
+        reg.core
+            .db
+            .call(move |c| db::oci::get_manifest(c, &repo, &reference))
+            .await
+    };
+    let mut m = lookup(repo.clone(), reference.clone()).await?;
+    if m.is_none() && reg.core.pull.manifest(&reg.core, &repo, &reference).await? {
+        m = lookup(repo.clone(), reference.clone()).await?;
+    }
+    let m = m.ok_or_else(|| {
+        OciError::new(
+            Code::ManifestUnknown,
+            format!("manifest {reference} is not in {repo}"),
+        )
+    })?;
     let headers = [
         ("content-type", m.media_type.clone()),
         ("docker-content-digest", m.digest.to_oci()),

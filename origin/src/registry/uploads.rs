@@ -20,6 +20,7 @@ use super::read;
 use super::{respond, Code, OciError, Query, RegResult, Registry};
 use crate::db;
 use crate::ingest::BlobWriter;
+use crate::upstream::Pulled;
 use crate::util::{now, random_secret};
 
 /// An upload session untouched this long is dropped.
@@ -370,18 +371,42 @@ pub(crate) async fn get_blob(
     range: Option<&str>,
     head: bool,
 ) -> RegResult<Response> {
-    let r2 = repo.clone();
-    let recipe = reg
-        .core
-        .db
-        .call(move |c| db::oci::repo_blob(c, &r2, &digest))
-        .await?
-        .ok_or_else(|| {
-            OciError::new(
-                Code::BlobUnknown,
-                format!("blob {} is not in {repo}", digest.to_oci()),
-            )
-        })?;
+    let lookup = |repo: RepoName| async move {
+        reg.core
+            .db
+            .call(move |c| db::oci::repo_blob(c, &repo, &digest))
+            .await
+    };
+    let mut recipe = lookup(repo.clone()).await?;
+    if recipe.is_none() {
+        match reg.core.pull.blob(&reg.core, &repo, &digest).await? {
+            // A fresh fetch streams to this client; with a Range or for HEAD the client waits
+            // for the store (the stream is drained by the fetch task either way).
+            Some(Pulled::Streaming(body, len)) if range.is_none() && !head => {
+                let mut h = vec![
+                    ("content-type", "application/octet-stream".to_owned()),
+                    ("docker-content-digest", digest.to_oci()),
+                ];
+                if let Some(l) = len {
+                    h.push(("content-length", l.to_string()));
+                }
+                return Ok(respond(StatusCode::OK, &h, body));
+            }
+            Some(Pulled::Streaming(body, _)) => {
+                let mut drain = body.into_data_stream();
+                while drain.next().await.is_some() {}
+                recipe = lookup(repo.clone()).await?;
+            }
+            Some(Pulled::Stored) => recipe = lookup(repo.clone()).await?,
+            None => {}
+        }
+    }
+    let recipe = recipe.ok_or_else(|| {
+        OciError::new(
+            Code::BlobUnknown,
+            format!("blob {} is not in {repo}", digest.to_oci()),
+        )
+    })?;
     let len = recipe.len;
     let (status, start, end) = match read::range(range, len) {
         Ok(None) => (StatusCode::OK, 0, len),

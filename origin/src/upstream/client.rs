@@ -19,12 +19,30 @@ pub(crate) const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+jso
 /// Where and how to reach one upstream registry.
 #[derive(Debug, Clone)]
 pub(crate) struct UpstreamSpec {
-    /// Host and port as in image references (`docker.io` is mapped to its API host).
-    pub(crate) host: String,
-    /// Plain HTTP instead of HTTPS.
-    pub(crate) insecure: bool,
+    /// Base URL, `https://registry.example:5000`.
+    pub(crate) base: String,
     /// Basic credentials (also used to obtain bearer tokens).
     pub(crate) credentials: Option<(String, String)>,
+}
+
+impl UpstreamSpec {
+    /// The registry of an image reference's host (`docker.io` is served by
+    /// `registry-1.docker.io`).
+    pub(crate) fn for_host(
+        host: &str,
+        insecure: bool,
+        credentials: Option<(String, String)>,
+    ) -> Self {
+        let api_host = if host == "docker.io" {
+            "registry-1.docker.io"
+        } else {
+            host
+        };
+        Self {
+            base: format!("{}://{api_host}", if insecure { "http" } else { "https" }),
+            credentials,
+        }
+    }
 }
 
 /// A client of one upstream registry.
@@ -42,15 +60,7 @@ fn err(what: impl std::fmt::Display) -> Error {
 
 impl Upstream {
     pub(crate) fn new(spec: UpstreamSpec) -> Result<Self> {
-        let api_host = if spec.host == "docker.io" {
-            "registry-1.docker.io"
-        } else {
-            spec.host.as_str()
-        };
-        let base = format!(
-            "{}://{api_host}",
-            if spec.insecure { "http" } else { "https" }
-        );
+        let base = spec.base.trim_end_matches('/').to_owned();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(Duration::from_secs(60))
@@ -108,7 +118,7 @@ impl Upstream {
             if self.spec.credentials.is_none() {
                 return Err(err(format!(
                     "{} requires credentials ({challenge:?})",
-                    self.spec.host
+                    self.base
                 )));
             }
             *self
@@ -174,7 +184,7 @@ impl Upstream {
         if !status.is_success() {
             return Err(err(format!(
                 "manifest {path}:{reference} at {}: HTTP {status}",
-                self.spec.host
+                self.base
             )));
         }
         let media_type = resp
@@ -214,7 +224,7 @@ impl Upstream {
             return Err(err(format!(
                 "blob {} of {path} at {}: HTTP {}",
                 digest.to_oci(),
-                self.spec.host,
+                self.base,
                 resp.status()
             )));
         }

@@ -9,6 +9,7 @@
 //! everything it references is stored.
 
 mod client;
+mod pull;
 
 use std::sync::Arc;
 
@@ -19,9 +20,11 @@ use sitecast_protocol::oci::{parse_digest, ImageRef, Reference, RepoName};
 use sitecast_protocol::Sha256Digest;
 
 pub(crate) use client::{Upstream, UpstreamSpec};
+pub(crate) use pull::{PullThrough, Pulled};
 
 use crate::core::Core;
 use crate::db;
+use crate::db::oci::MissingRefs;
 use crate::error::{Error, Result};
 use crate::ingest::BlobWriter;
 use crate::registry::manifests::{self, DOCKER_LIST, MAX_MANIFEST, OCI_INDEX};
@@ -93,11 +96,11 @@ pub(crate) async fn import(core: &Arc<Core>, req: ImportRequest) -> Result<Vec<I
         (None, None) => None,
         _ => return Err(bad("username and password go together")),
     };
-    let up = Upstream::new(UpstreamSpec {
-        host: image.host.clone(),
-        insecure: req.insecure,
+    let up = Upstream::new(UpstreamSpec::for_host(
+        &image.host,
+        req.insecure,
         credentials,
-    })?;
+    ))?;
     let refs = if req.all_tags {
         up.tags(&image.path)
             .await?
@@ -187,7 +190,11 @@ impl Importer<'_> {
             &bytes,
             media_type.clone(),
             tag.as_deref(),
-            is_index && !self.platforms.is_empty(),
+            if is_index && !self.platforms.is_empty() {
+                MissingRefs::Children
+            } else {
+                MissingRefs::Refuse
+            },
         )
         .await
         .map_err(reg_err)?;
@@ -213,9 +220,16 @@ impl Importer<'_> {
             .manifest(self.path, &Reference::Digest(*digest), MAX_MANIFEST)
             .await?;
         self.blobs_of(&media_type, &bytes, counts).await?;
-        manifests::store(self.core, self.repo, &bytes, media_type, None, false)
-            .await
-            .map_err(reg_err)?;
+        manifests::store(
+            self.core,
+            self.repo,
+            &bytes,
+            media_type,
+            None,
+            MissingRefs::Refuse,
+        )
+        .await
+        .map_err(reg_err)?;
         counts.manifests += 1;
         Ok(())
     }
