@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use bytes::Bytes;
+use futures::StreamExt as _;
 use sitecast_protocol::{BlobRecipe, ChunkId};
 use sitecast_runtime::chunks::ChunkStore;
 
@@ -14,6 +15,8 @@ use crate::core::Core;
 use crate::error::{Error, Result};
 
 const READ_BATCH_BYTES: u64 = 1024 * 1024;
+/// Batches read ahead of the one being sent.
+const READ_AHEAD: usize = 3;
 
 /// The byte range `[start, end)` of `recipe` as a streamed body.
 pub(crate) fn body(core: &Arc<Core>, recipe: &BlobRecipe, start: u64, end: u64) -> Body {
@@ -32,22 +35,27 @@ pub(crate) fn body(core: &Arc<Core>, recipe: &BlobRecipe, start: u64, end: u64) 
             usize::try_from(take).unwrap_or(0),
         ));
     }
+    // Batches of about READ_BATCH_BYTES; the next READ_AHEAD are read (and verified) on the
+    // blocking pool while the current one is being sent.
+    let mut batches: Vec<Vec<(ChunkId, usize, usize)>> = Vec::new();
+    let mut bytes = 0u64;
+    for p in parts {
+        if batches.is_empty() || bytes >= READ_BATCH_BYTES {
+            batches.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += p.2 as u64;
+        if let Some(b) = batches.last_mut() {
+            b.push(p);
+        }
+    }
     let core = Arc::clone(core);
-    let stream = futures::stream::unfold((parts, 0usize), move |(parts, at)| {
-        let core = Arc::clone(&core);
-        async move {
-            if at >= parts.len() {
-                return None;
-            }
-            let mut next = at;
-            let mut bytes = 0u64;
-            while next < parts.len() && (next == at || bytes < READ_BATCH_BYTES) {
-                bytes += parts[next].2 as u64;
-                next += 1;
-            }
-            let batch = parts[at..next].to_vec();
-            let read = tokio::task::spawn_blocking(move || -> Result<Bytes> {
-                let mut out = Vec::with_capacity(usize::try_from(bytes).unwrap_or(0));
+    let stream = futures::stream::iter(batches)
+        .map(move |batch| {
+            let core = Arc::clone(&core);
+            tokio::task::spawn_blocking(move || -> Result<Bytes> {
+                let len: usize = batch.iter().map(|p| p.2).sum();
+                let mut out = Vec::with_capacity(len);
                 for (id, skip, take) in batch {
                     let data = core.store.get(&id)?;
                     let slice = data.get(skip..skip + take).ok_or_else(|| {
@@ -60,18 +68,25 @@ pub(crate) fn body(core: &Arc<Core>, recipe: &BlobRecipe, start: u64, end: u64) 
                 }
                 Ok(Bytes::from(out))
             })
-            .await;
-            let item = match read {
-                Ok(Ok(b)) => Ok(b),
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "blob read failed; cutting the response");
-                    Err(std::io::Error::other(e.to_string()))
-                }
-                Err(e) => Err(std::io::Error::other(e.to_string())),
-            };
-            let done = item.is_err();
-            Some((item, (if done { Vec::new() } else { parts }, next)))
-        }
+        })
+        .buffered(READ_AHEAD)
+        .map(|read| match read {
+            Ok(Ok(b)) => Ok(b),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "blob read failed; cutting the response");
+                Err(std::io::Error::other(e.to_string()))
+            }
+            Err(e) => Err(std::io::Error::other(e.to_string())),
+        });
+    // The first error ends the body: the client sees a cut response, never bad bytes.
+    let stream = stream.scan(false, |failed, item| {
+        let out = if *failed {
+            None
+        } else {
+            *failed = item.is_err();
+            Some(item)
+        };
+        futures::future::ready(out)
     });
     Body::from_stream(stream)
 }
