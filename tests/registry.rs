@@ -866,3 +866,65 @@ fn pull_through_fetches_missing_manifests_and_blobs_once_and_keeps_them() {
     );
     assert_eq!(r.status, 502, "{}", r.text());
 }
+
+#[test]
+fn a_rotten_chunk_cuts_the_blob_response_instead_of_serving_bad_bytes() {
+    let env = TestEnv::new("oci-rot", Duration::from_secs(60));
+    let origin = Origin::start(&env);
+    let cr = creds(&origin);
+    let base = format!("http://{}/v2/rot/app", origin.registry);
+    let file = env.path("layer");
+    write_random(&file, 77, 2 * MIB);
+    let d = digest(&std::fs::read(&file).unwrap());
+    let r = curl(
+        &env,
+        &[
+            "-u",
+            &cr,
+            "-X",
+            "POST",
+            "--data-binary",
+            &format!("@{}", file.display()),
+            &format!("{base}/blobs/uploads/?digest={d}"),
+        ],
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    // Flip bytes in every stored chunk file but keep their lengths (bit rot on disk).
+    let chunks = origin.dir.join("chunks");
+    let mut n = 0;
+    for sub in std::fs::read_dir(&chunks).unwrap() {
+        let sub = sub.unwrap().path();
+        if !sub.is_dir() {
+            continue;
+        }
+        for f in std::fs::read_dir(&sub).unwrap() {
+            let p = f.unwrap().path();
+            let mut b = std::fs::read(&p).unwrap();
+            if b.len() > 100 {
+                b[100] ^= 0xff;
+                std::fs::write(&p, b).unwrap();
+                n += 1;
+            }
+        }
+    }
+    assert!(
+        n > 1,
+        "expected several chunk files under {}",
+        chunks.display()
+    );
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-f", "--max-time", "30", "-u", &cr, "-o"])
+        .arg(env.path("got"))
+        .arg(format!("{base}/blobs/{d}"));
+    let o = run_cmd(&env, cmd, Duration::from_secs(40));
+    assert!(
+        !o.ok(),
+        "a blob with rotten chunks must not be served complete"
+    );
+    let got = std::fs::read(env.path("got")).unwrap_or_default();
+    assert!(
+        got.len() < 2 * MIB,
+        "the response must be cut, got {} bytes",
+        got.len()
+    );
+}
