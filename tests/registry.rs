@@ -43,11 +43,15 @@ fn creds(origin: &Origin) -> String {
     format!("sitecast:{}", origin.token)
 }
 
-/// The conformance binary: built by scripts/install-test-deps.sh into the cache (or named by
-/// OCI_CONFORMANCE_BIN).
+/// The conformance binary: built by scripts/install-test-deps.sh into the cache
+/// (`OCI_CONFORMANCE_WORK`, default `~/.cache/sitecast/oci-conformance`), or named by
+/// `OCI_CONFORMANCE_BIN`.
 fn conformance_bin() -> PathBuf {
     if let Ok(p) = std::env::var("OCI_CONFORMANCE_BIN") {
         return PathBuf::from(p);
+    }
+    if let Ok(w) = std::env::var("OCI_CONFORMANCE_WORK") {
+        return PathBuf::from(w).join("conformance.test");
     }
     let cache = std::env::var("XDG_CACHE_HOME")
         .map(PathBuf::from)
