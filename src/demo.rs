@@ -118,6 +118,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let env = [
         ("SITECAST_API", api.clone()),
         ("SITECAST_TOKEN", token.clone()),
+        ("SITECAST_ORIGIN_REGISTRY", ready.registry.to_string()),
         ("SITECAST_SITE", SITE.to_owned()),
         ("SITECAST_EDGE_HTTP", http.clone()),
         ("SITECAST_EDGE_FTP", ftp.clone()),
@@ -137,6 +138,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     println!(
         "\nsitecast demo is running (state in {dir}). Ctrl-C to stop.\n\n\
          origin REST API   {api}   (admin token in {tokfile})\n\
+         origin registry   {registry}   (OCI; the admin token is the password)\n\
          edge HTTP         http://{http}\n\
          edge FTP          ftp://{ftp}\n\
          edge SFTP         {sftp}\n\
@@ -150,10 +152,12 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
          \x20 curl -u {USER}:{password} -r 0-1023 http://{http}{SAMPLE_PATH} | xxd | head\n\
          \x20 export SITECAST_API={api} SITECAST_TOKEN={token}\n\
          \x20 {exe} ctl artifact list\n\
-         \x20 {exe} ctl push show {id}\n\n\
+         \x20 {exe} ctl push show {id}\n\
+         \x20 skopeo copy --dest-tls-verify=false --dest-creds sitecast:{token} oci:LAYOUT:TAG docker://{registry}/docker.io/library/NAME:TAG\n\n\
          The sample's SHA-256 is {sample_sha}.",
         dir = dir.display(),
         tokfile = ready.admin_token_file.display(),
+        registry = ready.registry,
         metrics = edge_ready.metrics,
         // The binary that is running, so the hint works from a fresh clone (`cargo run`) too.
         exe = std::env::current_exe()

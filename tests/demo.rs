@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const KEYS: [&str; 8] = [
+const KEYS: [&str; 9] = [
     "SITECAST_API",
     "SITECAST_TOKEN",
+    "SITECAST_ORIGIN_REGISTRY",
     "SITECAST_SITE",
     "SITECAST_EDGE_HTTP",
     "SITECAST_DEMO_USER",
@@ -178,6 +179,15 @@ fn check_sample(env: &TestEnv, vars: &BTreeMap<String, String>) {
         Duration::from_secs(30),
     );
     assert!(o.ok(), "ctl site show with the demo's API and token: {o:?}");
+
+    // The origin's registry answers with the same token, and refuses without it.
+    let reg = format!("http://{}/v2/", vars["SITECAST_ORIGIN_REGISTRY"]);
+    let r = curl(
+        env,
+        &["-u", &format!("sitecast:{}", vars["SITECAST_TOKEN"]), &reg],
+    );
+    assert_eq!(r.status, 200, "the demo's registry with its token");
+    assert_eq!(curl(env, &[&reg]).status, 401);
 }
 
 #[test]
