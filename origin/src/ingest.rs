@@ -76,6 +76,25 @@ impl BlobWriter {
         Ok(())
     }
 
+    /// Feed a whole stream of byte frames, refusing more than `limit` bytes in all
+    /// ([`Error::TooLarge`]); a failing frame is [`Error::BadRequest`] ("upload interrupted").
+    pub(crate) async fn feed_stream<S, B, E>(&mut self, mut stream: S, limit: u64) -> Result<()>
+    where
+        S: futures::Stream<Item = std::result::Result<B, E>> + Unpin,
+        B: AsRef<[u8]>,
+        E: std::fmt::Display,
+    {
+        while let Some(frame) = stream.next().await {
+            let data = frame.map_err(|e| Error::BadRequest(format!("upload interrupted: {e}")))?;
+            let data = data.as_ref();
+            if self.len + data.len() as u64 > limit {
+                return Err(Error::TooLarge { limit });
+            }
+            self.feed(data).await?;
+        }
+        Ok(())
+    }
+
     /// Cut and store the rest; returns the recipe. Every chunk of it is stored and pinned.
     pub(crate) async fn finish(&mut self) -> Result<BlobRecipe> {
         let chunker = std::mem::take(&mut self.chunker);
@@ -197,14 +216,7 @@ pub(crate) async fn ingest(core: &Arc<Core>, path: CatalogPath, body: Body) -> R
 
 async fn run(up: &mut BlobWriter, path: &CatalogPath, body: Body) -> Result<Published> {
     let limit = up.core.cfg.max_upload;
-    let mut stream = body.into_data_stream();
-    while let Some(frame) = stream.next().await {
-        let data = frame.map_err(|e| Error::BadRequest(format!("upload interrupted: {e}")))?;
-        if up.len() + data.len() as u64 > limit {
-            return Err(Error::TooLarge { limit });
-        }
-        up.feed(&data).await?;
-    }
+    up.feed_stream(body.into_data_stream(), limit).await?;
     let recipe = up.finish().await?;
     let path = path.clone();
     let published = up

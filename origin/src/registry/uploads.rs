@@ -131,24 +131,11 @@ fn accepted(repo: &RepoName, id: &str, len: u64) -> Response {
     )
 }
 
-/// Feed a request body into the writer, keeping the total under `max_upload`.
+/// Feed a request body into the writer, keeping the total under `max_upload`
+/// (`413 SIZE_INVALID` above it).
 async fn feed(reg: &Registry, w: &mut BlobWriter, body: Body) -> RegResult<()> {
     let limit = reg.core.cfg.max_upload;
-    let mut stream = body.into_data_stream();
-    while let Some(frame) = stream.next().await {
-        let data = frame.map_err(|e| {
-            OciError::new(Code::BlobUploadInvalid, format!("upload interrupted: {e}"))
-        })?;
-        if w.len() + data.len() as u64 > limit {
-            return Err(OciError::new(
-                Code::SizeInvalid,
-                format!("blob exceeds max_upload ({limit} bytes)"),
-            )
-            .with_status(StatusCode::PAYLOAD_TOO_LARGE));
-        }
-        w.feed(&data).await?;
-    }
-    Ok(())
+    Ok(w.feed_stream(body.into_data_stream(), limit).await?)
 }
 
 /// Finish a writer: check the digest, link the blob into `repo`.

@@ -13,7 +13,6 @@ mod pull;
 
 use std::sync::Arc;
 
-use futures::StreamExt as _;
 use oci_spec::image::ImageIndex;
 use serde::{Deserialize, Serialize};
 use sitecast_protocol::oci::{parse_digest, ImageRef, Reference, RepoName};
@@ -270,23 +269,13 @@ impl Importer<'_> {
         }
         let resp = self.up.blob(self.path, digest).await?;
         let mut w = BlobWriter::new(self.core);
-        let mut stream = resp.bytes_stream();
         let limit = self.core.cfg.max_upload;
-        let res: Result<()> = async {
-            while let Some(chunk) = stream.next().await {
-                let chunk =
-                    chunk.map_err(|e| Error::Upstream(format!("blob {}: {e}", digest.to_oci())))?;
-                if w.len() + chunk.len() as u64 > limit {
-                    return Err(Error::TooLarge { limit });
-                }
-                w.feed(&chunk).await?;
-            }
-            Ok(())
-        }
-        .await;
-        if let Err(e) = res {
+        if let Err(e) = w.feed_stream(resp.bytes_stream(), limit).await {
             w.abandon().await;
-            return Err(e);
+            return Err(match e {
+                Error::BadRequest(m) => Error::Upstream(format!("blob {}: {m}", digest.to_oci())),
+                e => e,
+            });
         }
         let recipe = match w.finish().await {
             Ok(r) => r,
