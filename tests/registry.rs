@@ -915,3 +915,89 @@ fn a_rotten_chunk_cuts_the_blob_response_instead_of_serving_bad_bytes() {
         got.len()
     );
 }
+
+#[test]
+fn ctl_pushes_an_oci_layout_byte_exact_and_skips_blobs_already_stored() {
+    let env = TestEnv::new("oci-push-layout", Duration::from_secs(120));
+    let origin = Origin::start(&env);
+    let cr = creds(&origin);
+    let dir = env.path("layout");
+    let l = write_layout(&dir, 5, &[MIB, 300 * 1024], &["amd64", "arm64"], "4.0");
+    let reg = origin.registry.to_string();
+    let v = origin.ctl_json(
+        &env,
+        &[
+            "image",
+            "push-layout",
+            dir.to_str().unwrap(),
+            "docker.io/library/layout",
+            "--registry",
+            &reg,
+        ],
+    );
+    assert_eq!(v["tags"][0]["tag"], "4.0", "{v}");
+    assert_eq!(v["tags"][0]["digest"], l.top.as_str());
+    assert_eq!(v["blobs_uploaded"], 6, "two configs and four layers: {v}");
+    let dest = format!("docker://{reg}/docker.io/library/layout:4.0");
+    let raw = skopeo_ok(
+        &env,
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--creds",
+            &cr,
+            &dest,
+        ],
+    );
+    assert_eq!(digest(raw.as_bytes()), l.top);
+    let out = env.path("arm64");
+    skopeo_ok(
+        &env,
+        &[
+            "copy",
+            "--preserve-digests",
+            "--override-arch",
+            "arm64",
+            "--override-os",
+            "linux",
+            "--src-tls-verify=false",
+            "--src-creds",
+            &cr,
+            &dest,
+            &format!("dir:{}", out.display()),
+        ],
+    );
+    check_dir_copy(&out, &l.platforms[1].1);
+    // Again: nothing to upload.
+    let v = origin.ctl_json(
+        &env,
+        &[
+            "image",
+            "push-layout",
+            dir.to_str().unwrap(),
+            "docker.io/library/layout",
+            "--registry",
+            &reg,
+        ],
+    );
+    assert_eq!(v["blobs_uploaded"], 0, "{v}");
+    assert_eq!(v["blobs_already_stored"], 6, "{v}");
+    // A hostile repository name is refused by the registry with its spec error.
+    let o = origin.ctl(
+        &env,
+        &[
+            "image",
+            "push-layout",
+            dir.to_str().unwrap(),
+            "../x",
+            "--registry",
+            &reg,
+        ],
+    );
+    assert!(
+        !o.ok() && o.stderr.contains("invalid repository name"),
+        "{}",
+        o.stderr
+    );
+}

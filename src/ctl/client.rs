@@ -60,6 +60,11 @@ impl Client {
         Ok(Self { http, base, token })
     }
 
+    /// The API token, if one was given.
+    pub(crate) fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
         let mut rb = self.http.request(method, format!("{}{path}", self.base));
         if let Some(t) = &self.token {

@@ -1,6 +1,7 @@
 //! `sitecast ctl`: the admin client of the origin's REST API (see docs/internals.md).
 
 mod client;
+mod layout;
 mod output;
 
 use std::collections::BTreeMap;
@@ -94,6 +95,17 @@ enum ImageCmd {
             requires = "username"
         )]
         password: Option<String>,
+    },
+    /// Push every tag of an OCI image-layout folder into REPO of the origin's registry
+    /// (byte-exact; blobs the repository holds are skipped).
+    PushLayout {
+        /// The layout folder (oci-layout, index.json, blobs/).
+        dir: PathBuf,
+        /// Repository, e.g. docker.io/library/nginx.
+        repo: String,
+        /// The origin's registry, HOST:PORT or URL.
+        #[arg(long, env = "SITECAST_REGISTRY", default_value = "127.0.0.1:8442")]
+        registry: String,
     },
 }
 
@@ -383,6 +395,32 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
                         i["blobs_reused"]
                     );
                 }
+                return Ok(ExitCode::SUCCESS);
+            }
+            v
+        }
+        CtlCommand::Image(ImageCmd::PushLayout {
+            dir,
+            repo,
+            registry,
+        }) => {
+            let token = c.token().ok_or_else(|| {
+                ApiError::Transport("no token (--token or SITECAST_TOKEN)".into())
+            })?;
+            let reg = layout::Registry::new(&registry, token.to_owned())?;
+            let v = layout::push(&reg, &dir, &repo).await?;
+            if out == Output::Text {
+                for t in v["tags"].as_array().into_iter().flatten() {
+                    println!(
+                        "{repo}:{} {}",
+                        t["tag"].as_str().unwrap_or("-"),
+                        t["digest"].as_str().unwrap_or("")
+                    );
+                }
+                println!(
+                    "{} blobs uploaded ({} bytes), {} already stored",
+                    v["blobs_uploaded"], v["bytes_uploaded"], v["blobs_already_stored"]
+                );
                 return Ok(ExitCode::SUCCESS);
             }
             v
