@@ -123,28 +123,20 @@ pub async fn run(
 
     let tasks_cancel = cancel.child_token();
     let mut tasks: JoinSet<(&'static str, Result<()>)> = JoinSet::new();
-    {
-        let app = crate::api::router(Arc::clone(&core));
-        let c = tasks_cancel.clone();
-        tasks.spawn(async move {
-            let r = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { c.cancelled().await })
-                .await
-                .map_err(|e| Error::io("serve", "api", e));
-            ("api", r)
-        });
-    }
-    {
-        let app = crate::registry::router(Arc::clone(&core));
-        let c = tasks_cancel.clone();
-        tasks.spawn(async move {
-            let r = axum::serve(reg_listener, app)
-                .with_graceful_shutdown(async move { c.cancelled().await })
-                .await
-                .map_err(|e| Error::io("serve", "registry", e));
-            ("registry", r)
-        });
-    }
+    serve_http(
+        &mut tasks,
+        "api",
+        listener,
+        crate::api::router(Arc::clone(&core)),
+        &tasks_cancel,
+    );
+    serve_http(
+        &mut tasks,
+        "registry",
+        reg_listener,
+        crate::registry::router(Arc::clone(&core)),
+        &tasks_cancel,
+    );
     {
         let (core, c) = (Arc::clone(&core), tasks_cancel.clone());
         tasks.spawn(async move { ("quic", crate::quic::serve(core, endpoint, c).await) });
@@ -178,6 +170,24 @@ pub async fn run(
     }
     tracing::info!("origin stopped");
     result
+}
+
+/// Serve `app` on `listener` as the task `name` until `cancel`.
+fn serve_http(
+    tasks: &mut JoinSet<(&'static str, Result<()>)>,
+    name: &'static str,
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    cancel: &CancellationToken,
+) {
+    let c = cancel.clone();
+    tasks.spawn(async move {
+        let r = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { c.cancelled().await })
+            .await
+            .map_err(|e| Error::io("serve", name, e));
+        (name, r)
+    });
 }
 
 async fn flusher(core: Arc<Core>, cancel: CancellationToken) -> Result<()> {
