@@ -13,7 +13,7 @@ BIN=${BIN:-target/release/sitecast}
 SIZE=${SIZE:-2147483648}
 STATE=$(mktemp -d /tmp/sitecast-oci-mem.XXXXXX)
 OPID=""
-cleanup() { [ -n "$OPID" ] && kill "$OPID" 2>/dev/null && wait "$OPID" 2>/dev/null; rm -rf "$STATE"; }
+cleanup() { if [ -n "$OPID" ]; then kill "$OPID" 2>/dev/null || true; wait "$OPID" 2>/dev/null || true; fi; rm -rf "$STATE"; }
 trap cleanup EXIT
 [ -x "$BIN" ] || { echo "no $BIN: cargo build --release first" >&2; exit 1; }
 

@@ -16,7 +16,8 @@ LT=${LT:-target/release/sitecast-loadtest}
 RUNS=${RUNS:-3} C=${C:-100} N=${N:-400}
 STATE=$(mktemp -d /tmp/sitecast-bench-oci.XXXXXX)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; rm -rf "$STATE"; }
+# `wait` returns the killed server's status; `|| true` keeps errexit from ending the trap early.
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$STATE"; }
 trap cleanup EXIT
 for x in "$BIN" "$LT"; do [ -x "$x" ] || { echo "no $x: cargo build --release --workspace" >&2; exit 1; }; done
 now() { date +%s.%N; }
