@@ -107,21 +107,31 @@ pub(crate) fn link_blob(
     Ok(())
 }
 
+/// The id of the blob with this SHA-256, if it is linked into `repo`.
+fn linked_blob(c: &Connection, repo: &RepoName, digest: &Sha256Digest) -> Result<Option<BlobId>> {
+    let b: Option<Vec<u8>> = c
+        .prepare_cached(
+            "SELECT rb.blob FROM oci_repo_blobs rb JOIN blobs b ON b.blake3 = rb.blob
+             WHERE rb.repo = ?1 AND b.sha256 = ?2 LIMIT 1",
+        )?
+        .query_row(params![repo.as_str(), digest.as_bytes().to_vec()], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    b.map(|b| id32(&b, "blob id", BlobId::from_bytes))
+        .transpose()
+}
+
 /// The recipe of the blob with this SHA-256, if it is linked into `repo`.
 pub(crate) fn repo_blob(
     c: &Connection,
     repo: &RepoName,
     digest: &Sha256Digest,
 ) -> Result<Option<BlobRecipe>> {
-    let r: Option<Vec<u8>> = c
-        .query_row(
-            "SELECT b.recipe FROM blobs b JOIN oci_repo_blobs rb ON rb.blob = b.blake3
-             WHERE rb.repo = ?1 AND b.sha256 = ?2 LIMIT 1",
-            params![repo.as_str(), digest.as_bytes().to_vec()],
-            |r| r.get(0),
-        )
-        .optional()?;
-    r.map(|b| decode_recipe(&b)).transpose()
+    match linked_blob(c, repo, digest)? {
+        Some(id) => super::artifacts::recipe(c, &id),
+        None => Ok(None),
+    }
 }
 
 /// The recipe of a blob with this SHA-256 linked into any repository (for a mount whose
@@ -154,21 +164,15 @@ pub(crate) fn unlink_blob(
     digest: &Sha256Digest,
 ) -> Result<Option<BlobId>> {
     let tx = c.transaction()?;
-    let b: Option<Vec<u8>> = tx
-        .query_row(
-            "SELECT rb.blob FROM oci_repo_blobs rb JOIN blobs b ON b.blake3 = rb.blob
-             WHERE rb.repo = ?1 AND b.sha256 = ?2 LIMIT 1",
-            params![repo.as_str(), digest.as_bytes().to_vec()],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let Some(b) = b else { return Ok(None) };
+    let Some(id) = linked_blob(&tx, repo, digest)? else {
+        return Ok(None);
+    };
     tx.execute(
         "DELETE FROM oci_repo_blobs WHERE repo = ?1 AND blob = ?2",
-        params![repo.as_str(), b],
+        params![repo.as_str(), id.as_bytes().to_vec()],
     )?;
     tx.commit()?;
-    Ok(Some(id32(&b, "blob id", BlobId::from_bytes)?))
+    Ok(Some(id))
 }
 
 /// What [`put_manifest`] did.
