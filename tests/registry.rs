@@ -39,6 +39,39 @@ fn skopeo_ok(env: &TestEnv, args: &[&str]) -> String {
     o.stdout
 }
 
+/// `skopeo copy --preserve-digests` of the layout `dir` at `tag` to `dest` (every platform of an
+/// index with `all`), with `cr` as the destination's credentials.
+fn push_layout(env: &TestEnv, cr: Option<&str>, dir: &Path, tag: &str, dest: &str, all: bool) {
+    let src = format!("oci:{}:{tag}", dir.display());
+    let mut args = vec!["copy", "--preserve-digests", "--dest-tls-verify=false"];
+    if all {
+        args.push("--all");
+    }
+    if let Some(c) = cr {
+        args.extend(["--dest-creds", c]);
+    }
+    args.extend([src.as_str(), dest]);
+    skopeo_ok(env, &args);
+}
+
+/// `skopeo copy --preserve-digests` of `src` (one linux platform, `arch` or this machine's) into
+/// the `dir:` folder `out`.
+fn pull_to_dir(env: &TestEnv, cr: &str, src: &str, arch: Option<&str>, out: &Path) {
+    let dest = format!("dir:{}", out.display());
+    let mut args = vec![
+        "copy",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        "--src-creds",
+        cr,
+    ];
+    if let Some(a) = arch {
+        args.extend(["--override-arch", a, "--override-os", "linux"]);
+    }
+    args.extend([src, dest.as_str()]);
+    skopeo_ok(env, &args);
+}
+
 fn creds(origin: &Origin) -> String {
     format!("sitecast:{}", origin.token)
 }
@@ -146,18 +179,7 @@ fn skopeo_pushes_and_pulls_images_and_indexes_byte_exact_with_layer_dedup() {
     let one = env.path("one");
     let l1 = write_layout(&one, 1, &[4 * MIB, MIB], &["amd64"], "1.0");
     let dest = format!("docker://{reg}/docker.io/library/sample:1.0");
-    skopeo_ok(
-        &env,
-        &[
-            "copy",
-            "--preserve-digests",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            &cr,
-            &format!("oci:{}:1.0", one.display()),
-            &dest,
-        ],
-    );
+    push_layout(&env, Some(&cr), &one, "1.0", &dest, false);
     let raw = skopeo_ok(
         &env,
         &[
@@ -171,18 +193,7 @@ fn skopeo_pushes_and_pulls_images_and_indexes_byte_exact_with_layer_dedup() {
     );
     assert_eq!(raw.as_bytes(), &l1.top_bytes[..], "manifest not byte-exact");
     let out = env.path("one-dir");
-    skopeo_ok(
-        &env,
-        &[
-            "copy",
-            "--preserve-digests",
-            "--src-tls-verify=false",
-            "--src-creds",
-            &cr,
-            &dest,
-            &format!("dir:{}", out.display()),
-        ],
-    );
+    pull_to_dir(&env, &cr, &dest, None, &out);
     check_dir_copy(&out, &l1.top);
     // Pull by digest too.
     let by_digest = format!("docker://{reg}/docker.io/library/sample@{}", l1.top);
@@ -196,17 +207,13 @@ fn skopeo_pushes_and_pulls_images_and_indexes_byte_exact_with_layer_dedup() {
 
     // The same image pushed to another repository stores no new blob (mount / dedup).
     let blobs_before = metric(&env, &origin, "sitecast_origin_blobs");
-    skopeo_ok(
+    push_layout(
         &env,
-        &[
-            "copy",
-            "--preserve-digests",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            &cr,
-            &format!("oci:{}:1.0", one.display()),
-            &format!("docker://{reg}/harbor.example/team/app:1.0"),
-        ],
+        Some(&cr),
+        &one,
+        "1.0",
+        &format!("docker://{reg}/harbor.example/team/app:1.0"),
+        false,
     );
     assert_eq!(
         metric(&env, &origin, "sitecast_origin_blobs"),
@@ -218,19 +225,7 @@ fn skopeo_pushes_and_pulls_images_and_indexes_byte_exact_with_layer_dedup() {
     let multi = env.path("multi");
     let lm = write_layout(&multi, 2, &[2 * MIB], &["amd64", "arm64"], "2.0");
     let mdest = format!("docker://{reg}/docker.io/library/multi:2.0");
-    skopeo_ok(
-        &env,
-        &[
-            "copy",
-            "--preserve-digests",
-            "--all",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            &cr,
-            &format!("oci:{}:2.0", multi.display()),
-            &mdest,
-        ],
-    );
+    push_layout(&env, Some(&cr), &multi, "2.0", &mdest, true);
     let raw = skopeo_ok(
         &env,
         &[
@@ -617,16 +612,13 @@ fn ctl_image_import_copies_from_a_cncf_registry_per_platform_fetching_each_blob_
     let cr = creds(&origin);
     let multi = env.path("multi");
     let lm = write_layout(&multi, 3, &[MIB, 256 * 1024], &["amd64", "arm64"], "2.0");
-    skopeo_ok(
+    push_layout(
         &env,
-        &[
-            "copy",
-            "--all",
-            "--preserve-digests",
-            "--dest-tls-verify=false",
-            &format!("oci:{}:2.0", multi.display()),
-            &format!("docker://{}/team/app:2.0", upstream.addr),
-        ],
+        None,
+        &multi,
+        "2.0",
+        &format!("docker://{}/team/app:2.0", upstream.addr),
+        true,
     );
     let reference = format!("{}/team/app:2.0", upstream.addr);
 
@@ -748,36 +740,18 @@ fn pull_through_fetches_missing_manifests_and_blobs_once_and_keeps_them() {
         &["amd64", "arm64"],
         "3.0",
     );
-    skopeo_ok(
+    push_layout(
         &env,
-        &[
-            "copy",
-            "--all",
-            "--preserve-digests",
-            "--dest-tls-verify=false",
-            &format!("oci:{}:3.0", multi.display()),
-            &format!("docker://{}/team/app:3.0", upstream.addr),
-        ],
+        None,
+        &multi,
+        "3.0",
+        &format!("docker://{}/team/app:3.0", upstream.addr),
+        true,
     );
     // Nothing was pushed to the origin: skopeo pulls the arm64 image through it.
     let src = format!("docker://{}/mirror.test/team/app:3.0", origin.registry);
     let out = env.path("arm64");
-    skopeo_ok(
-        &env,
-        &[
-            "copy",
-            "--preserve-digests",
-            "--override-arch",
-            "arm64",
-            "--override-os",
-            "linux",
-            "--src-tls-verify=false",
-            "--src-creds",
-            &cr,
-            &src,
-            &format!("dir:{}", out.display()),
-        ],
-    );
+    pull_to_dir(&env, &cr, &src, Some("arm64"), &out);
     let (_, arm_manifest, arm_layers) = &lm.platforms[1];
     check_dir_copy(&out, arm_manifest);
 
@@ -819,22 +793,7 @@ fn pull_through_fetches_missing_manifests_and_blobs_once_and_keeps_them() {
     let _ = upstream.child.kill();
     let _ = upstream.child.wait();
     let out2 = env.path("arm64-again");
-    skopeo_ok(
-        &env,
-        &[
-            "copy",
-            "--preserve-digests",
-            "--override-arch",
-            "arm64",
-            "--override-os",
-            "linux",
-            "--src-tls-verify=false",
-            "--src-creds",
-            &cr,
-            &src,
-            &format!("dir:{}", out2.display()),
-        ],
-    );
+    pull_to_dir(&env, &cr, &src, Some("arm64"), &out2);
     check_dir_copy(&out2, arm_manifest);
     let r = curl(&env, &["-u", &cr, "-I", &url]);
     assert_eq!(r.status, 200);
@@ -952,22 +911,7 @@ fn ctl_pushes_an_oci_layout_byte_exact_and_skips_blobs_already_stored() {
     );
     assert_eq!(digest(raw.as_bytes()), l.top);
     let out = env.path("arm64");
-    skopeo_ok(
-        &env,
-        &[
-            "copy",
-            "--preserve-digests",
-            "--override-arch",
-            "arm64",
-            "--override-os",
-            "linux",
-            "--src-tls-verify=false",
-            "--src-creds",
-            &cr,
-            &dest,
-            &format!("dir:{}", out.display()),
-        ],
-    );
+    pull_to_dir(&env, &cr, &dest, Some("arm64"), &out);
     check_dir_copy(&out, &l.platforms[1].1);
     // Again: nothing to upload.
     let v = origin.ctl_json(
