@@ -46,10 +46,12 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 
 # OCI clients and servers: skopeo (copy/inspect), docker-registry (CNCF distribution, the
-# upstream for imports and the conformance reference).
+# upstream for imports and the conformance reference), containerd (a real puller through a
+# hosts.toml mirror; the package ships both `containerd` and `ctr`).
 oci_missing=()
 command -v skopeo >/dev/null 2>&1 || oci_missing+=(skopeo)
 command -v docker-registry >/dev/null 2>&1 || oci_missing+=(docker-registry)
+{ command -v containerd >/dev/null 2>&1 && command -v ctr >/dev/null 2>&1; } || oci_missing+=(containerd)
 if ((${#oci_missing[@]})); then
     echo "install-test-deps: installing ${oci_missing[*]}" >&2
     SUDO=(); [[ $(id -u) -eq 0 ]] || SUDO=(sudo)

@@ -63,6 +63,9 @@ pub(crate) struct EdgeArgs {
     /// SFTP (SSH) listen address for devices.
     #[arg(long)]
     sftp_listen: Option<SocketAddr>,
+    /// OCI registry mirror listen address for kubelets and containerd.
+    #[arg(long)]
+    oci_listen: Option<SocketAddr>,
     /// Print the effective configuration as TOML and exit (the join token is left out).
     #[arg(long)]
     print_config: bool,
@@ -153,6 +156,9 @@ pub(crate) async fn edge(args: EdgeArgs) -> anyhow::Result<ExitCode> {
     if let Some(a) = args.sftp_listen {
         cfg.sftp.listen = a;
     }
+    if let Some(a) = args.oci_listen {
+        cfg.oci.listen = a;
+    }
     let cfg = cfg.validate().context("invalid edge configuration")?;
     if args.print_config {
         let mut shown = cfg.clone();
@@ -179,6 +185,9 @@ pub(crate) async fn edge(args: EdgeArgs) -> anyhow::Result<ExitCode> {
         }
         if let Some(a) = r.sftp {
             line["sftp"] = a.to_string().into();
+        }
+        if let Some(a) = r.oci {
+            line["oci"] = a.to_string().into();
         }
         print_ready(&line);
     }

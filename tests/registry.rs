@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::oci::{digest, write_layout, MT_MANIFEST};
+use common::oci::{digest, pull_to_dir, push_layout, skopeo_ok, write_layout, MT_MANIFEST};
 use common::*;
 
 const MIB: usize = 1 << 20;
@@ -19,57 +19,6 @@ fn metric(env: &TestEnv, origin: &Origin, name: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
         .unwrap_or_else(|| panic!("metric {name} missing:\n{text}"))
-}
-
-fn skopeo(env: &TestEnv, args: &[&str]) -> CmdOutput {
-    let mut cmd = Command::new("skopeo");
-    cmd.args(["--insecure-policy"]).args(args);
-    run_cmd(env, cmd, Duration::from_secs(120))
-}
-
-fn skopeo_ok(env: &TestEnv, args: &[&str]) -> String {
-    let o = skopeo(env, args);
-    assert!(
-        o.ok(),
-        "skopeo {args:?} failed ({:?}):\n{}\n{}",
-        o.code,
-        o.stdout,
-        o.stderr
-    );
-    o.stdout
-}
-
-/// `skopeo copy --preserve-digests` of the layout `dir` at `tag` to `dest` (every platform of an
-/// index with `all`), with `cr` as the destination's credentials.
-fn push_layout(env: &TestEnv, cr: Option<&str>, dir: &Path, tag: &str, dest: &str, all: bool) {
-    let src = format!("oci:{}:{tag}", dir.display());
-    let mut args = vec!["copy", "--preserve-digests", "--dest-tls-verify=false"];
-    if all {
-        args.push("--all");
-    }
-    if let Some(c) = cr {
-        args.extend(["--dest-creds", c]);
-    }
-    args.extend([src.as_str(), dest]);
-    skopeo_ok(env, &args);
-}
-
-/// `skopeo copy --preserve-digests` of `src` (one linux platform, `arch` or this machine's) into
-/// the `dir:` folder `out`.
-fn pull_to_dir(env: &TestEnv, cr: &str, src: &str, arch: Option<&str>, out: &Path) {
-    let dest = format!("dir:{}", out.display());
-    let mut args = vec![
-        "copy",
-        "--preserve-digests",
-        "--src-tls-verify=false",
-        "--src-creds",
-        cr,
-    ];
-    if let Some(a) = arch {
-        args.extend(["--override-arch", a, "--override-os", "linux"]);
-    }
-    args.extend([src, dest.as_str()]);
-    skopeo_ok(env, &args);
 }
 
 fn creds(origin: &Origin) -> String {
@@ -193,7 +142,7 @@ fn skopeo_pushes_and_pulls_images_and_indexes_byte_exact_with_layer_dedup() {
     );
     assert_eq!(raw.as_bytes(), &l1.top_bytes[..], "manifest not byte-exact");
     let out = env.path("one-dir");
-    pull_to_dir(&env, &cr, &dest, None, &out);
+    pull_to_dir(&env, Some(&cr), &dest, None, &out);
     check_dir_copy(&out, &l1.top);
     // Pull by digest too.
     let by_digest = format!("docker://{reg}/docker.io/library/sample@{}", l1.top);
@@ -751,7 +700,7 @@ fn pull_through_fetches_missing_manifests_and_blobs_once_and_keeps_them() {
     // Nothing was pushed to the origin: skopeo pulls the arm64 image through it.
     let src = format!("docker://{}/mirror.test/team/app:3.0", origin.registry);
     let out = env.path("arm64");
-    pull_to_dir(&env, &cr, &src, Some("arm64"), &out);
+    pull_to_dir(&env, Some(&cr), &src, Some("arm64"), &out);
     let (_, arm_manifest, arm_layers) = &lm.platforms[1];
     check_dir_copy(&out, arm_manifest);
 
@@ -793,7 +742,7 @@ fn pull_through_fetches_missing_manifests_and_blobs_once_and_keeps_them() {
     let _ = upstream.child.kill();
     let _ = upstream.child.wait();
     let out2 = env.path("arm64-again");
-    pull_to_dir(&env, &cr, &src, Some("arm64"), &out2);
+    pull_to_dir(&env, Some(&cr), &src, Some("arm64"), &out2);
     check_dir_copy(&out2, arm_manifest);
     let r = curl(&env, &["-u", &cr, "-I", &url]);
     assert_eq!(r.status, 200);
@@ -911,7 +860,7 @@ fn ctl_pushes_an_oci_layout_byte_exact_and_skips_blobs_already_stored() {
     );
     assert_eq!(digest(raw.as_bytes()), l.top);
     let out = env.path("arm64");
-    pull_to_dir(&env, &cr, &dest, Some("arm64"), &out);
+    pull_to_dir(&env, Some(&cr), &dest, Some("arm64"), &out);
     check_dir_copy(&out, &l.platforms[1].1);
     // Again: nothing to upload.
     let v = origin.ctl_json(

@@ -27,7 +27,10 @@ use crate::error::Error;
 /// Version byte in front of every encoded record.
 pub const RECORD_VERSION: u8 = 1;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/edge/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/edge/0001_init.sql")),
+    (2, include_str!("../../migrations/edge/0002_oci.sql")),
+];
 
 /// Published artifacts keyed by path text, as servers read them.
 pub type PublishedMap = BTreeMap<String, ArtifactManifest>;
@@ -53,14 +56,14 @@ pub struct Catalog {
     recipes: Mutex<HashMap<BlobId, Arc<BlobRecipe>>>,
 }
 
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     let mut out = vec![RECORD_VERSION];
     // postcard into a Vec only fails for types serde cannot represent, which ours are not.
     out.extend(postcard::to_stdvec(value).unwrap_or_default());
     out
 }
 
-fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, Error> {
+pub(crate) fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, Error> {
     let err = |reason: String| Error::Record {
         what: what.to_owned(),
         reason,
@@ -72,14 +75,14 @@ fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, Error> {
     }
 }
 
-fn id32(what: &str, bytes: &[u8]) -> Result<[u8; 32], Error> {
+pub(crate) fn id32(what: &str, bytes: &[u8]) -> Result<[u8; 32], Error> {
     bytes.try_into().map_err(|_| Error::Record {
         what: what.to_owned(),
         reason: format!("expected 32 bytes, found {}", bytes.len()),
     })
 }
 
-fn now_secs() -> i64 {
+pub(crate) fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -163,7 +166,7 @@ impl Catalog {
         Ok(cat)
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite half-written (transactions roll
         // back on drop), so a poisoned lock is safe to reuse.
         self.conn
@@ -380,9 +383,20 @@ impl Catalog {
             .clone()
     }
 
-    /// The published artifact at `path`, if any.
+    /// The published artifact at `path`, if any. Image blobs (below
+    /// [`sitecast_protocol::oci::BLOB_DIR`]) are not files: the file protocols never see them.
     #[must_use]
     pub fn lookup(&self, path: &CatalogPath) -> Option<ArtifactManifest> {
+        if sitecast_protocol::oci::is_blob_path(path.as_str()) {
+            return None;
+        }
+        self.published().get(path.as_str()).cloned()
+    }
+
+    /// The published image blob (manifest, config or layer) with this digest, if any.
+    #[must_use]
+    pub fn image_blob(&self, digest: &Sha256Digest) -> Option<ArtifactManifest> {
+        let path = sitecast_protocol::oci::blob_path(digest);
         self.published().get(path.as_str()).cloned()
     }
 
@@ -390,6 +404,9 @@ impl Catalog {
     /// (the root always exists). Sorted by name.
     #[must_use]
     pub fn list_dir(&self, dir: &CatalogPath) -> Option<Vec<DirEntry>> {
+        if sitecast_protocol::oci::is_blob_path(dir.as_str()) {
+            return None;
+        }
         let snap = self.published();
         let prefix = if dir.is_root() {
             "/".to_owned()
@@ -401,6 +418,9 @@ impl Catalog {
             let Some(rest) = path.strip_prefix(&prefix) else {
                 break;
             };
+            if sitecast_protocol::oci::is_blob_path(path) {
+                continue;
+            }
             match rest.split_once('/') {
                 None => {
                     out.insert(rest.to_owned(), DirEntry::File(m.clone()));
@@ -481,7 +501,8 @@ impl Catalog {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT blob FROM recipes WHERE blob NOT IN (SELECT blob FROM published)
-               AND blob NOT IN (SELECT blob FROM desired_artifacts)",
+               AND blob NOT IN (SELECT blob FROM desired_artifacts)
+               AND blob NOT IN (SELECT blob FROM oci_cache)",
         )?;
         let unused = stmt
             .query_map([], |r| r.get::<_, Vec<u8>>(0))?

@@ -40,6 +40,8 @@ pub struct EdgeConfig {
     pub ftp: FtpConfig,
     /// SFTP server settings.
     pub sftp: SftpConfig,
+    /// OCI registry mirror settings.
+    pub oci: OciConfig,
     /// Bytes of recently served chunks kept in memory, verified, for every protocol (a fleet
     /// downloading one firmware reads each chunk from disk and hashes it once). Default
     /// 268435456 (256 MiB); 0 turns the cache off.
@@ -184,6 +186,46 @@ pub struct SftpConfig {
     pub lockout_window: Duration,
 }
 
+/// OCI registry mirror settings (see the `oci` module).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OciConfig {
+    /// Serve the mirror at all. Default `true`.
+    pub enabled: bool,
+    /// Listen address. Default `0.0.0.0:5000`.
+    pub listen: SocketAddr,
+    /// The registry a request without `ns` names. Default `docker.io`.
+    pub default_registry: String,
+    /// Longest wait for the origin's first answer to a miss before answering 404 (so
+    /// containerd moves on to its next host). Default `2s`.
+    #[serde(with = "humantime_serde")]
+    pub miss_timeout: Duration,
+    /// How long a tag learned on demand is served before the origin is asked again (pushed
+    /// tags never are). Default `1min`.
+    #[serde(with = "humantime_serde")]
+    pub tag_ttl: Duration,
+    /// Most bytes of blobs fetched on demand kept on disk (pushed images do not count).
+    /// Default 10737418240 (10 GiB).
+    pub cache_max_bytes: u64,
+    /// Lifetime of the bearer tokens `/token` issues. Default `5min`.
+    #[serde(with = "humantime_serde")]
+    pub token_ttl: Duration,
+}
+
+impl Default for OciConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([0, 0, 0, 0], 5000)),
+            default_registry: "docker.io".to_owned(),
+            miss_timeout: Duration::from_secs(2),
+            tag_ttl: Duration::from_secs(60),
+            cache_max_bytes: 10 * 1024 * 1024 * 1024,
+            token_ttl: Duration::from_secs(300),
+        }
+    }
+}
+
 impl Default for FtpConfig {
     fn default() -> Self {
         Self {
@@ -232,6 +274,7 @@ impl Default for EdgeConfig {
             http: HttpConfig::default(),
             ftp: FtpConfig::default(),
             sftp: SftpConfig::default(),
+            oci: OciConfig::default(),
             chunk_cache_bytes: 256 * 1024 * 1024,
         }
     }
@@ -278,6 +321,7 @@ impl std::fmt::Debug for EdgeConfig {
             .field("http", &self.http)
             .field("ftp", &self.ftp)
             .field("sftp", &self.sftp)
+            .field("oci", &self.oci)
             .finish()
     }
 }
@@ -419,6 +463,34 @@ impl EdgeConfig {
         {
             return bad("ftp.listen and sftp.listen use the same port".into());
         }
+        let o = &self.oci;
+        if o.enabled {
+            let taken = [
+                (true, self.http_listen.port(), "http_listen"),
+                (true, self.metrics_listen.port(), "metrics_listen"),
+                (f.enabled, f.listen.port(), "ftp.listen"),
+                (self.sftp.enabled, self.sftp.listen.port(), "sftp.listen"),
+            ];
+            if let Some((_, _, other)) = taken
+                .iter()
+                .find(|(on, port, _)| *on && *port != 0 && *port == o.listen.port())
+            {
+                return bad(format!("oci.listen and {other} use the same port"));
+            }
+            let host_ok =
+                sitecast_protocol::oci::RepoName::parse(&format!("{}/x", o.default_registry))
+                    .is_ok()
+                    && !o.default_registry.contains('/');
+            if !host_ok {
+                return bad(format!(
+                    "oci.default_registry {:?} is not a registry host (e.g. docker.io or registry.example:5000)",
+                    o.default_registry
+                ));
+            }
+            if o.miss_timeout.is_zero() || o.token_ttl.is_zero() {
+                return bad("oci.miss_timeout and oci.token_ttl must be more than 0".into());
+            }
+        }
         Ok(self)
     }
 }
@@ -527,6 +599,19 @@ mod tests {
         assert!(c.clone().validate().is_err());
         c.ftp.max_connections_per_ip = 1;
         c.sftp.listen = c.ftp.listen;
-        assert!(c.validate().is_err());
+        assert!(c.clone().validate().is_err());
+        c.sftp.listen = "0.0.0.0:2222".parse().unwrap();
+        c.oci.listen = "0.0.0.0:8080".parse().unwrap();
+        assert!(c
+            .clone()
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("http_listen"));
+        c.oci.listen = "0.0.0.0:5000".parse().unwrap();
+        c.oci.default_registry = "https://docker.io".into();
+        assert!(c.clone().validate().is_err());
+        c.oci.default_registry = "registry.example:5000".into();
+        c.clone().validate().unwrap();
     }
 }

@@ -29,6 +29,12 @@ pub struct Core {
     pub metrics: Metrics,
     /// Recently served chunks, verified, in memory.
     pub(crate) cache: crate::chunk_cache::ChunkCache,
+    /// The current session with the origin (`None` while offline), for on-demand fetches.
+    pub(crate) uplink: tokio::sync::watch::Sender<Option<quinn::Connection>>,
+    /// Registry mirror fetches in flight.
+    pub(crate) flights: crate::oci::ondemand::Flights,
+    /// Key of the registry mirror's bearer tokens (born with the process).
+    pub(crate) token_key: [u8; 32],
     /// Blobs being read by a client right now, with the number of readers: garbage collection
     /// keeps their chunks, so a download of a version that was just replaced completes.
     readers: Mutex<HashMap<BlobId, usize>>,
@@ -63,6 +69,9 @@ impl Core {
         let cache = crate::chunk_cache::ChunkCache::new(cfg.chunk_cache_bytes);
         Ok(Self {
             cache,
+            uplink: tokio::sync::watch::channel(None).0,
+            flights: crate::oci::ondemand::Flights::default(),
+            token_key: rand::random(),
             readers: Mutex::default(),
             cfg,
             catalog: Arc::new(catalog),

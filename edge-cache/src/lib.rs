@@ -16,6 +16,7 @@
 //! cfg.metrics_listen = "127.0.0.1:0".parse().unwrap();
 //! cfg.ftp.listen = "127.0.0.1:0".parse().unwrap();
 //! cfg.sftp.listen = "127.0.0.1:0".parse().unwrap();
+//! cfg.oci.listen = "127.0.0.1:0".parse().unwrap();
 //! let cancel = tokio_util::sync::CancellationToken::new();
 //! let (tx, rx) = tokio::sync::oneshot::channel();
 //! let task = tokio::spawn(sitecast_edge::run(cfg, cancel.clone(), tx));
@@ -41,6 +42,7 @@ mod http;
 mod limits;
 mod login;
 mod metrics;
+mod oci;
 mod session;
 mod sftp;
 mod vfs;
@@ -54,12 +56,15 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::catalog::{Catalog, DirEntry, PublishedMap, RECORD_VERSION};
-pub use crate::config::{EdgeConfig, FtpConfig, HttpConfig, PortRange, QuicConfig, SftpConfig};
+pub use crate::config::{
+    EdgeConfig, FtpConfig, HttpConfig, OciConfig, PortRange, QuicConfig, SftpConfig,
+};
 pub use crate::core::Core;
 pub use crate::error::Error;
 pub use crate::ftp::FtpServer;
 pub use crate::http::HttpServer;
-pub use crate::metrics::{Metrics, SessionState};
+pub use crate::metrics::{Metrics, RepoCounters, SessionState};
+pub use crate::oci::OciServer;
 pub use crate::session::{PinnedCaVerifier, Session};
 pub use crate::sftp::{host_key_path, SftpServer};
 
@@ -74,6 +79,8 @@ pub struct EdgeReady {
     pub ftp: Option<SocketAddr>,
     /// Bound SFTP address (`None` when `sftp.enabled` is false).
     pub sftp: Option<SocketAddr>,
+    /// Bound OCI registry mirror address (`None` when `oci.enabled` is false).
+    pub oci: Option<SocketAddr>,
     /// This node's name.
     pub node: String,
 }
@@ -115,15 +122,22 @@ pub async fn run(
     } else {
         None
     };
+    let oci = if core.cfg.oci.enabled {
+        Some(bind(core.cfg.oci.listen).await?)
+    } else {
+        None
+    };
+    let oci_addr = oci.as_ref().map(|(_, a)| *a);
     let ftp_addr = ftp.as_ref().map(|(_, a)| *a);
     let sftp_addr = sftp.as_ref().map(|(_, a)| *a);
-    tracing::info!(http = %http_addr, metrics = %metrics_addr, ftp = ?ftp_addr, sftp = ?sftp_addr, node = %core.cfg.node,
+    tracing::info!(http = %http_addr, metrics = %metrics_addr, ftp = ?ftp_addr, sftp = ?sftp_addr, oci = ?oci_addr, node = %core.cfg.node,
         data_dir = %data_dir.display(), published = core.catalog.published().len(), "edge listening");
     let _ = ready.send(EdgeReady {
         http: http_addr,
         metrics: metrics_addr,
         ftp: ftp_addr,
         sftp: sftp_addr,
+        oci: oci_addr,
         node: core.cfg.node.clone(),
     });
 
@@ -140,6 +154,10 @@ pub async fn run(
     if let Some((l, _)) = sftp {
         let server = SftpServer::new(core.clone(), stop.clone());
         tasks.spawn(async move { ("sftp server", server.run(l).await) });
+    }
+    if let Some((l, _)) = oci {
+        let server = OciServer::new(core.clone(), stop.clone());
+        tasks.spawn(async move { ("oci server", server.run(l).await) });
     }
     {
         let (core, stop) = (core.clone(), stop.clone());

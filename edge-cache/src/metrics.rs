@@ -72,9 +72,40 @@ pub struct Metrics {
     /// File bytes sent to SFTP clients.
     pub sftp_bytes_served: AtomicU64,
     session: AtomicU8,
+    /// Registry mirror counters per repository.
+    repos: std::sync::Mutex<std::collections::BTreeMap<String, Arc<RepoCounters>>>,
+}
+
+/// Registry mirror counters of one repository.
+#[derive(Debug, Default)]
+pub struct RepoCounters {
+    /// Manifest and blob requests answered from the site.
+    pub hits: AtomicU64,
+    /// Requests for something the site lacked (fetched on demand, or refused).
+    pub misses: AtomicU64,
+    /// Chunk bytes fetched from the origin on demand.
+    pub bytes_on_demand: AtomicU64,
+    /// Blob bytes sent to clients.
+    pub bytes_served: AtomicU64,
+}
+
+impl RepoCounters {
+    /// Count bytes fetched on demand.
+    pub fn add_fetched(&self, n: u64) {
+        self.bytes_on_demand.fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 impl Metrics {
+    /// The counters of repository `repo` (created on first use).
+    pub fn repo(&self, repo: &str) -> Arc<RepoCounters> {
+        let mut m = self
+            .repos
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        m.entry(repo.to_owned()).or_default().clone()
+    }
+
     /// Count an HTTP response with this status.
     pub fn http_response(&self, status: u16) {
         let i = match status {
@@ -216,6 +247,46 @@ impl Metrics {
             &[("node", node)],
             cache.bytes() as f64,
         );
+        let repos: Vec<(String, Arc<RepoCounters>)> = self
+            .repos
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        type Field = fn(&RepoCounters) -> &AtomicU64;
+        let families: [(&str, &str, Field); 4] = [
+            (
+                "sitecast_edge_oci_hits_total",
+                "Registry mirror requests answered from the site, by repository.",
+                |c| &c.hits,
+            ),
+            (
+                "sitecast_edge_oci_misses_total",
+                "Registry mirror requests for content the site lacked, by repository.",
+                |c| &c.misses,
+            ),
+            (
+                "sitecast_edge_oci_bytes_on_demand_total",
+                "Chunk bytes fetched from the origin on demand, by repository.",
+                |c| &c.bytes_on_demand,
+            ),
+            (
+                "sitecast_edge_oci_bytes_served_total",
+                "Blob bytes sent by the registry mirror, by repository.",
+                |c| &c.bytes_served,
+            ),
+        ];
+        for (name, help, field) in families {
+            for (repo, c) in &repos {
+                p.counter(
+                    name,
+                    help,
+                    &[("node", node), ("repository", repo)],
+                    get(field(c)),
+                );
+            }
+        }
         p.finish()
     }
 }

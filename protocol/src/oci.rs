@@ -167,6 +167,24 @@ pub fn parse_digest(s: &str) -> Result<Sha256Digest, OciNameError> {
     hex.parse().map_err(|_| OciNameError::Digest(short()))
 }
 
+/// Directory of the catalog under which image blobs (layers, configs, manifests) travel to
+/// sites as ordinary artifacts, one per digest. Reserved: no artifact may be uploaded below it,
+/// and the file protocols of an edge never show it.
+pub const BLOB_DIR: &str = "/.oci";
+
+/// The catalog path an image blob travels under: `/.oci/sha256/<hex>`.
+#[must_use]
+pub fn blob_path(digest: &Sha256Digest) -> crate::CatalogPath {
+    crate::CatalogPath::parse(&format!("{BLOB_DIR}/sha256/{}", digest.to_hex()))
+        .expect("a hex digest is a valid path segment")
+}
+
+/// Whether `path` lies in the reserved [`BLOB_DIR`].
+#[must_use]
+pub fn is_blob_path(path: &str) -> bool {
+    path == BLOB_DIR || path.starts_with("/.oci/")
+}
+
 /// What a manifest request names: a tag or a digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reference {

@@ -17,12 +17,17 @@
 //! - control: [`Hello`] → [`Welcome`], then the origin sends [`SiteConfigMsg`] and
 //!   [`DesiredState`] whenever they change, and the edge sends [`StatusReport`]s;
 //! - recipe: [`RecipeRequest`] → [`RecipeResponse`] or [`ErrorMsg`];
-//! - chunks: [`ChunkRequest`] → one [`ChunkData`] per requested id, in order, or an [`ErrorMsg`].
+//! - chunks: [`ChunkRequest`] → one [`ChunkData`] per requested id, in order, or an [`ErrorMsg`];
+//! - image metadata: after a [`DesiredState`], the origin sends the site's [`ImageState`] on the
+//!   control stream (only to sites that were ever pushed an image, so older edges without
+//!   images keep working);
+//! - on demand: [`OciResolve`] → [`OciResolved`], and [`OciBlobRequest`] → [`RecipeResponse`],
+//!   or an [`ErrorMsg`] (`not_found` when neither the origin nor its upstream has it).
 
 use serde::{Deserialize, Serialize};
 
 use crate::access::SiteConfig;
-use crate::ids::{BlobId, ChunkId};
+use crate::ids::{BlobId, ChunkId, Sha256Digest};
 use crate::path::CatalogPath;
 use crate::recipe::{ArtifactManifest, BlobRecipe};
 
@@ -279,6 +284,87 @@ impl Request for ChunkRequest {
     type Response = ChunkData;
 }
 
+/// One manifest or index of an image, as an edge needs it to serve and to decide when a tag
+/// may be published. Its bytes (and every blob it references) travel as the artifact at
+/// [`crate::oci::blob_path`] of their digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageManifest {
+    /// The manifest's digest (the SHA-256 of its bytes).
+    pub digest: Sha256Digest,
+    /// Its media type as stored (served as `Content-Type`).
+    pub media_type: String,
+    /// Blobs it references (config and layers); for an index, none.
+    pub blobs: Vec<Sha256Digest>,
+    /// Child manifests (for an index: one per platform pushed).
+    pub children: Vec<Sha256Digest>,
+}
+
+/// A tag of a repository and the manifest it names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageTag {
+    /// The tag.
+    pub tag: String,
+    /// The manifest (or index) it points to.
+    pub digest: Sha256Digest,
+}
+
+/// A repository pushed to a site.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRepo {
+    /// Its name (`docker.io/library/nginx`).
+    pub repo: String,
+    /// Pushed tags.
+    pub tags: Vec<ImageTag>,
+    /// Every manifest pushed in it (tagged, by digest, and the children of indexes).
+    pub manifests: Vec<ImageManifest>,
+}
+
+/// Origin → edge: every image pushed to the site (same revision as the [`DesiredState`] it
+/// follows).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ImageState {
+    /// The desired-state revision this belongs to.
+    pub revision: u64,
+    /// The repositories.
+    pub repos: Vec<ImageRepo>,
+}
+
+/// Edge → origin: what is this manifest reference in this repository (on demand)?
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OciResolve {
+    /// Repository (`docker.io/library/nginx`).
+    pub repo: String,
+    /// A tag or `sha256:` digest.
+    pub reference: String,
+}
+
+/// Origin → edge: the manifest a reference names, with its bytes' recipe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OciResolved {
+    /// The manifest.
+    pub manifest: ImageManifest,
+    /// The recipe of the manifest's bytes.
+    pub recipe: BlobRecipe,
+}
+
+impl Request for OciResolve {
+    type Response = OciResolved;
+}
+
+/// Edge → origin: the recipe of this blob of this repository (on demand; the origin fetches it
+/// from its pull-through upstream when it lacks it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OciBlobRequest {
+    /// Repository.
+    pub repo: String,
+    /// The blob's digest.
+    pub digest: Sha256Digest,
+}
+
+impl Request for OciBlobRequest {
+    type Response = RecipeResponse;
+}
+
 macro_rules! messages {
     ($( $kind:literal => $variant:ident($ty:ty) ),* $(,)?) => {
         /// Every message that can cross the wire.
@@ -363,6 +449,8 @@ macro_rules! messages {
 }
 
 const CHUNK_DATA_KIND: u8 = 20;
+/// The highest postcard message kind.
+const LAST_KIND: u8 = 15;
 
 messages! {
     1 => Error(ErrorMsg),
@@ -376,6 +464,10 @@ messages! {
     9 => RecipeRequest(RecipeRequest),
     10 => RecipeResponse(RecipeResponse),
     11 => ChunkRequest(ChunkRequest),
+    12 => ImageState(ImageState),
+    13 => OciResolve(OciResolve),
+    14 => OciResolved(OciResolved),
+    15 => OciBlobRequest(OciBlobRequest),
 }
 
 impl From<ChunkData> for Message {
@@ -437,7 +529,7 @@ pub fn decode_header(h: &[u8; HEADER_LEN]) -> Result<FrameHeader, WireError> {
     if h[3] != WIRE_VERSION {
         return Err(WireError::UnsupportedVersion(h[3]));
     }
-    if !(1..=11).contains(&h[4]) && h[4] != CHUNK_DATA_KIND {
+    if !(1..=LAST_KIND).contains(&h[4]) && h[4] != CHUNK_DATA_KIND {
         return Err(WireError::UnknownKind(h[4]));
     }
     if h[5] != 0 {

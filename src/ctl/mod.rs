@@ -209,8 +209,12 @@ enum PushCmd {
     /// Push content to sites, starting now; prints the push id.
     Create {
         /// Artifact paths or prefixes (repeatable).
-        #[arg(long, required = true, num_args = 1..)]
+        #[arg(long, num_args = 1.., required_unless_present = "images")]
         content: Vec<String>,
+        /// Images (repeatable): `REPO:TAG`, `REPO@sha256:…`, or `REPO:PATTERN` with `*`/`?`
+        /// (`REPO:*` is every tag), e.g. `docker.io/library/nginx:1.27`.
+        #[arg(long = "image", num_args = 1..)]
+        images: Vec<String>,
         /// Target sites by name (repeatable).
         #[arg(long = "site", num_args = 1.., required_unless_present = "labels")]
         sites: Vec<String>,
@@ -428,6 +432,7 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
         CtlCommand::Push(p) => match p {
             PushCmd::Create {
                 content,
+                images,
                 sites,
                 labels,
                 max_rate,
@@ -440,7 +445,7 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
                 let v = c
                     .post(
                         "/api/v1/pushes",
-                        &json!({"content": content, "sites": sites, "labels": labels, "max_rate": max_rate}),
+                        &json!({"content": content, "images": images, "sites": sites, "labels": labels, "max_rate": max_rate}),
                     )
                     .await?;
                 if out == Output::Text {

@@ -13,6 +13,7 @@
 //! Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod containerd;
 pub mod oci;
 
 use std::ffi::OsString;
@@ -692,6 +693,8 @@ pub struct Edge {
     pub ftp: Option<SocketAddr>,
     /// SFTP address, when the edge serves SFTP.
     pub sftp: Option<SocketAddr>,
+    /// OCI registry mirror address, when the edge serves it.
+    pub oci: Option<SocketAddr>,
     args: Vec<OsString>,
     name: String,
     proc: Option<Proc>,
@@ -723,6 +726,8 @@ impl Edge {
             "127.0.0.1:0".into(),
             "--sftp-listen".into(),
             "127.0.0.1:0".into(),
+            "--oci-listen".into(),
+            "127.0.0.1:0".into(),
         ];
         if let Some(t) = join_token {
             args.push("--join-token".into());
@@ -749,6 +754,7 @@ impl Edge {
             node: ready["node"].as_str().unwrap_or_default().to_owned(),
             ftp: opt_addr(&ready, "ftp"),
             sftp: opt_addr(&ready, "sftp"),
+            oci: opt_addr(&ready, "oci"),
             args,
             name,
             proc: Some(proc),
@@ -783,6 +789,7 @@ impl Edge {
         self.metrics = parse_addr(&ready, "metrics");
         self.ftp = opt_addr(&ready, "ftp");
         self.sftp = opt_addr(&ready, "sftp");
+        self.oci = opt_addr(&ready, "oci");
         self.proc = Some(proc);
     }
 

@@ -3,9 +3,13 @@
 //! `index.json` naming each tag (an image index over the platforms when there are several).
 
 use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
+
+use super::{run_cmd, CmdOutput, TestEnv};
 
 /// OCI media types used here.
 pub const MT_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -125,4 +129,53 @@ pub fn write_layout(dir: &Path, seed: u64, layers: &[usize], arches: &[&str], ta
         platforms,
         blobs,
     }
+}
+
+/// `skopeo --insecure-policy ARGS` (two minutes at most).
+pub fn skopeo(env: &TestEnv, args: &[&str]) -> CmdOutput {
+    let mut cmd = Command::new("skopeo");
+    cmd.args(["--insecure-policy"]).args(args);
+    run_cmd(env, cmd, Duration::from_secs(120))
+}
+
+pub fn skopeo_ok(env: &TestEnv, args: &[&str]) -> String {
+    let o = skopeo(env, args);
+    assert!(
+        o.ok(),
+        "skopeo {args:?} failed ({:?}):\n{}\n{}",
+        o.code,
+        o.stdout,
+        o.stderr
+    );
+    o.stdout
+}
+
+/// `skopeo copy --preserve-digests` of the layout `dir` at `tag` to `dest` (every platform of an
+/// index with `all`), with `cr` as the destination's credentials.
+pub fn push_layout(env: &TestEnv, cr: Option<&str>, dir: &Path, tag: &str, dest: &str, all: bool) {
+    let src = format!("oci:{}:{tag}", dir.display());
+    let mut args = vec!["copy", "--preserve-digests", "--dest-tls-verify=false"];
+    if all {
+        args.push("--all");
+    }
+    if let Some(c) = cr {
+        args.extend(["--dest-creds", c]);
+    }
+    args.extend([src.as_str(), dest]);
+    skopeo_ok(env, &args);
+}
+
+/// `skopeo copy --preserve-digests` of `src` (one linux platform, `arch` or this machine's) into
+/// the `dir:` folder `out`, with `cr` as the source's credentials.
+pub fn pull_to_dir(env: &TestEnv, cr: Option<&str>, src: &str, arch: Option<&str>, out: &Path) {
+    let dest = format!("dir:{}", out.display());
+    let mut args = vec!["copy", "--preserve-digests", "--src-tls-verify=false"];
+    if let Some(c) = cr {
+        args.extend(["--src-creds", c]);
+    }
+    if let Some(a) = arch {
+        args.extend(["--override-arch", a, "--override-os", "linux"]);
+    }
+    args.extend([src, dest.as_str()]);
+    skopeo_ok(env, &args);
 }

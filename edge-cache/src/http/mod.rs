@@ -15,6 +15,7 @@
 //! - methods other than GET and HEAD get 405.
 
 mod file;
+pub(crate) use self::file::{parse_range, RangeReq};
 mod listing;
 
 use std::net::SocketAddr;

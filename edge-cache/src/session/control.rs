@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sitecast_protocol::wire::{
-    ArtifactStatus, DesiredState, ErrorCode, ErrorMsg, Hello, Message, StatusReport,
+    ArtifactStatus, DesiredState, ErrorCode, ErrorMsg, Hello, ImageState, Message, StatusReport,
 };
 use sitecast_protocol::{SiteConfig, SOFTWARE_VERSION};
 use sitecast_runtime::framed::{read_frame, write_frame};
@@ -151,6 +151,20 @@ async fn apply_desired(
     Ok(())
 }
 
+async fn apply_images(core: &Arc<Core>, state: ImageState) -> Result<(), Error> {
+    let (catalog, stored) = (core.catalog.clone(), state.clone());
+    blocking("save image state", move || {
+        catalog.save_image_state(&stored)
+    })
+    .await?;
+    tracing::info!(
+        revision = state.revision,
+        repositories = state.repos.len(),
+        "image state applied"
+    );
+    crate::oci::publish::refresh(core).await
+}
+
 fn report(shared: &Shared, full: bool) -> Option<StatusReport> {
     let mut st = shared.lock();
     let keys: Vec<String> = if full {
@@ -198,6 +212,7 @@ pub(crate) async fn run(core: Arc<Core>, shared: Arc<Shared>, control: Control) 
             let outcome = match msg {
                 Message::SiteConfig(m) => apply_config(&core, m.config).await,
                 Message::DesiredState(d) => apply_desired(&core, &shared, d).await,
+                Message::ImageState(s) => apply_images(&core, s).await,
                 Message::Error(e) => {
                     let msg = format!("origin error ({:?}): {}", e.code, e.message);
                     return (Error::Protocol(msg), false);

@@ -88,6 +88,11 @@ pub(crate) async fn run(
                     .artifacts_published
                     .fetch_add(1, Ordering::Relaxed);
                 shared.lock().gc_needed = true;
+                if sitecast_protocol::oci::is_blob_path(artifact.path.as_str()) {
+                    if let Err(e) = crate::oci::publish::refresh(&core).await {
+                        tracing::warn!(error = %e, "publishing image tags failed");
+                    }
+                }
             }
             Ok(false) => tracing::debug!(path = %artifact.path, "no longer desired; dropped"),
             Err(e) if e.is_connection() && conn.close_reason().is_some() => {

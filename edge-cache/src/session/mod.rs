@@ -27,10 +27,10 @@ use rand::Rng as _;
 use sitecast_protocol::wire::{Enroll, ErrorCode, Message};
 use sitecast_runtime::framed::{read_frame, write_frame};
 use sitecast_runtime::tls::{JoinToken, ORIGIN_SERVER_NAME};
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use self::fetch::collect_garbage;
+pub(crate) use self::state::batches;
 use self::state::Shared;
 use self::tls::IdentityDir;
 pub use self::tls::PinnedCaVerifier;
@@ -43,7 +43,6 @@ pub struct Session {
     core: Arc<Core>,
     cancel: CancellationToken,
     shared: Arc<Shared>,
-    conn_tx: watch::Sender<Option<quinn::Connection>>,
     endpoint: Option<(bool, quinn::Endpoint)>,
 }
 
@@ -61,12 +60,10 @@ impl Session {
     /// A session for `core`, stopping when `cancel` fires.
     #[must_use]
     pub fn new(core: Arc<Core>, cancel: CancellationToken) -> Self {
-        let (conn_tx, _) = watch::channel(None);
         Self {
             core,
             cancel,
             shared: Arc::new(Shared::default()),
-            conn_tx,
             endpoint: None,
         }
     }
@@ -82,7 +79,7 @@ impl Session {
         let fetcher = tokio::spawn(fetch::run(
             self.core.clone(),
             self.shared.clone(),
-            self.conn_tx.subscribe(),
+            self.core.uplink.subscribe(),
             self.cancel.clone(),
         ));
         let q = self.core.cfg.quic.clone();
@@ -116,14 +113,14 @@ impl Session {
                     wait
                 }
             };
-            self.conn_tx.send_replace(None);
+            self.core.uplink.send_replace(None);
             self.core.metrics.set_session(SessionState::Connecting);
             tokio::select! {
                 () = self.cancel.cancelled() => break Ok(()),
                 () = tokio::time::sleep(wait) => {}
             }
         };
-        self.conn_tx.send_replace(None);
+        self.core.uplink.send_replace(None);
         if let Some((_, ep)) = &self.endpoint {
             ep.close(0u32.into(), b"edge stopping");
         }
@@ -153,7 +150,7 @@ impl Session {
             Err(e) => return Ended::Before(e),
         };
         self.core.metrics.set_session(SessionState::Connected);
-        self.conn_tx.send_replace(Some(conn.clone()));
+        self.core.uplink.send_replace(Some(conn.clone()));
         self.shared.work.notify_one();
         let e = tokio::select! {
             () = self.cancel.cancelled() => {

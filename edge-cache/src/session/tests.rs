@@ -372,6 +372,7 @@ fn edge_config(dir: &std::path::Path, origin: &FakeOrigin) -> EdgeConfig {
     cfg.metrics_listen = "127.0.0.1:0".parse().unwrap();
     cfg.ftp.listen = "127.0.0.1:0".parse().unwrap();
     cfg.sftp.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.oci.listen = "127.0.0.1:0".parse().unwrap();
     cfg.retry_failed = Duration::from_millis(200);
     cfg.quic.reconnect_min = Duration::from_millis(50);
     cfg.quic.reconnect_max = Duration::from_millis(500);

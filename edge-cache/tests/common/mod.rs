@@ -222,6 +222,7 @@ pub async fn start_in(dir: tempfile::TempDir, edit: impl FnOnce(&mut EdgeConfig)
     cfg.metrics_listen = "127.0.0.1:0".parse().unwrap();
     cfg.ftp.listen = "127.0.0.1:0".parse().unwrap();
     cfg.sftp.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.oci.listen = "127.0.0.1:0".parse().unwrap();
     // A wide passive range: tests run in parallel and one runs 200 transfers at once.
     cfg.ftp.passive_ports = "40000-44999".to_owned().try_into().unwrap();
     edit(&mut cfg);

@@ -15,6 +15,12 @@ use crate::ingest;
 
 fn artifact_path(raw: &str) -> ApiResult<CatalogPath> {
     let full = format!("/{raw}");
+    if sitecast_protocol::oci::is_blob_path(&full) {
+        return Err(ApiError::bad_request(format!(
+            "{full:?} is below {}, which is reserved for image blobs",
+            sitecast_protocol::oci::BLOB_DIR
+        )));
+    }
     CatalogPath::parse_artifact(&full).map_err(|e| Error::bad_path(&full, e).into())
 }
 

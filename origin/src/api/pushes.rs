@@ -18,7 +18,10 @@ const MAX_WAIT: Duration = Duration::from_secs(60);
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PushReq {
+    #[serde(default)]
     content: Vec<String>,
+    #[serde(default)]
+    images: Vec<String>,
     #[serde(default)]
     sites: Vec<String>,
     #[serde(default)]
@@ -39,11 +42,13 @@ pub(super) async fn create(State(core): State<AppState>, body: Body) -> ApiResul
         sites: req.sites,
         labels: req.labels,
         max_rate: req.max_rate,
+        images: req.images,
     };
     let push = core.db.call(move |c| db::pushes::create(c, &p)).await?;
     tracing::info!(
         push = push.id,
         artifacts = push.content.len(),
+        images = push.images.len(),
         sites = push.sites.len(),
         "push created"
     );

@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 
 pub(crate) mod access;
 pub(crate) mod artifacts;
+pub(crate) mod images;
 pub(crate) mod oci;
 pub(crate) mod pushes;
 pub(crate) mod sites;
@@ -27,6 +28,10 @@ mod tests;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../../migrations/origin/0001_init.sql")),
     (2, include_str!("../../../migrations/origin/0002_oci.sql")),
+    (
+        3,
+        include_str!("../../../migrations/origin/0003_push_images.sql"),
+    ),
 ];
 
 /// Handle on the catalog database; cheap to clone.
@@ -185,6 +190,9 @@ pub struct PushInfo {
     pub state: &'static str,
     /// The artifact paths the push resolved to.
     pub content: Vec<String>,
+    /// The images it resolved to: `repo:tag@digest`, or `repo@digest` when pushed by digest.
+    /// Their manifests and blobs are counted in the sites' byte figures.
+    pub images: Vec<String>,
     /// Bandwidth limit in bytes/s, if any.
     pub max_rate: Option<u64>,
     /// Per-site progress.

@@ -134,6 +134,17 @@ pub(crate) fn repo_blob(
     }
 }
 
+/// Whether `blob` is a layer, config or manifest of any repository (an edge may fetch it on
+/// demand).
+pub(crate) fn is_image_blob(c: &Connection, blob: &BlobId) -> Result<bool> {
+    let b = blob.as_bytes().to_vec();
+    Ok(c.prepare_cached(
+        "SELECT 1 WHERE EXISTS (SELECT 1 FROM oci_repo_blobs WHERE blob = ?1)
+                     OR EXISTS (SELECT 1 FROM oci_manifests WHERE blob = ?1)",
+    )?
+    .exists([b])?)
+}
+
 /// The recipe of a blob with this SHA-256 linked into any repository (for a mount whose
 /// source the caller may read).
 pub(crate) fn any_repo_blob(

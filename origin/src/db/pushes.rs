@@ -34,6 +34,8 @@ pub(crate) struct NewPush {
     pub(crate) labels: Option<Labels>,
     /// Bandwidth limit, bytes/s.
     pub(crate) max_rate: Option<u64>,
+    /// Image selectors (see [`super::images`]).
+    pub(crate) images: Vec<String>,
 }
 
 struct Resolved {
@@ -45,11 +47,6 @@ struct Resolved {
 }
 
 fn resolve_content(c: &Connection, content: &[String]) -> Result<Vec<Resolved>> {
-    if content.is_empty() {
-        return Err(Error::BadRequest(
-            "content must name at least one path or prefix".into(),
-        ));
-    }
     let mut out: BTreeMap<String, Resolved> = BTreeMap::new();
     for entry in content {
         let mut found = 0usize;
@@ -130,8 +127,21 @@ fn resolve_sites(c: &Connection, names: &[String], labels: Option<&Labels>) -> R
 
 /// Create a push: resolve content and sites now, set the sites' desired state.
 pub(crate) fn create(c: &mut Connection, p: &NewPush) -> Result<PushInfo> {
+    if p.content.is_empty() && p.images.is_empty() {
+        return Err(Error::BadRequest(
+            "content must name at least one path, prefix or image".into(),
+        ));
+    }
     let tx = c.transaction()?;
-    let arts = resolve_content(&tx, &p.content)?;
+    let mut arts = resolve_content(&tx, &p.content)?;
+    let images = super::images::resolve(&tx, &p.images)?;
+    arts.extend(images.blobs.into_iter().map(|b| Resolved {
+        path: b.path,
+        blob: b.blob,
+        len: b.len,
+        sha256: b.sha256,
+        modified: 0,
+    }));
     let sites = resolve_sites(&tx, &p.sites, p.labels.as_ref())?;
     let content_json =
         serde_json::to_string(&p.content).map_err(|e| Error::BadRequest(e.to_string()))?;
@@ -140,6 +150,7 @@ pub(crate) fn create(c: &mut Connection, p: &NewPush) -> Result<PushInfo> {
         params![now(), content_json, p.max_rate.map(i64_of)],
     )?;
     let id = tx.last_insert_rowid();
+    super::images::insert(&tx, id, &images.images)?;
     let total: i64 = arts.iter().map(|a| a.len).sum();
     for a in &arts {
         tx.execute(
@@ -309,9 +320,12 @@ pub(crate) fn get(c: &Connection, id: i64) -> Result<Option<PushInfo>> {
         return Ok(None);
     };
     let content: Vec<String> = c
-        .prepare_cached("SELECT path FROM push_artifacts WHERE push = ?1 ORDER BY path")?
+        .prepare_cached(
+            "SELECT path FROM push_artifacts WHERE push = ?1 AND path NOT LIKE '/.oci/%' ORDER BY path",
+        )?
         .query_map([id], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
+    let images = super::images::of_push(c, id)?;
     let sites: Vec<PushSiteInfo> = c
         .prepare_cached(
             "SELECT site, state, bytes_total, bytes_needed, payload_bytes, framing_bytes, error
@@ -347,6 +361,7 @@ pub(crate) fn get(c: &Connection, id: i64) -> Result<Option<PushInfo>> {
         created: rfc3339(created),
         state,
         content,
+        images,
         max_rate: max_rate.map(u64_of),
         sites,
     }))

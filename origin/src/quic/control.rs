@@ -163,6 +163,14 @@ async fn send_updates(
                 }),
             )
             .await?;
+            let site = peer.site.to_string();
+            if let Some(images) = core
+                .db
+                .call(move |c| db::images::site_state(c, &site, revision))
+                .await?
+            {
+                write(core, peer, send, &Message::ImageState(images)).await?;
+            }
         }
     }
     Ok(true)

@@ -1,4 +1,5 @@
-//! Recipe and chunk streams. A site may only fetch blobs pushed to it.
+//! Recipe and chunk streams. A site may only fetch blobs pushed to it, or (on demand, for its
+//! registry mirror) blobs stored in an OCI repository.
 //!
 //! Chunks are read from the store on the blocking pool one ahead of the one being written, and
 //! paced by the site's token bucket. Bytes are counted per site and, through
@@ -22,7 +23,9 @@ use crate::error::{Error, Result};
 async fn allowed(core: &Core, peer: &Peer, blob: BlobId) -> Result<bool> {
     let site = peer.site.to_string();
     core.db
-        .call(move |c| db::pushes::site_has_blob(c, &site, &blob))
+        .call(move |c| {
+            Ok(db::pushes::site_has_blob(c, &site, &blob)? || db::oci::is_image_blob(c, &blob)?)
+        })
         .await
 }
 

@@ -26,6 +26,7 @@ use crate::error::{Error, Result};
 mod control;
 mod data;
 mod enroll;
+mod images;
 pub(crate) mod pace;
 
 /// Application close code: the client certificate is not an enrolled node's.
@@ -198,6 +199,8 @@ async fn stream_task(
         Message::Hello(h) => control::run(&core, &peer, send, recv, h, cancel).await,
         Message::RecipeRequest(r) => data::recipe(&core, &peer, send, recv, r).await,
         Message::ChunkRequest(r) => data::chunks(&core, &peer, send, recv, r).await,
+        Message::OciResolve(r) => images::resolve(&core, &peer, send, recv, r).await,
+        Message::OciBlobRequest(r) => images::blob(&core, &peer, send, recv, r).await,
         Message::Enroll(_) => {
             let msg =
                 "this connection is already authenticated; enroll without a client certificate"

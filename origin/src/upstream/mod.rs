@@ -9,7 +9,7 @@
 //! everything it references is stored.
 
 mod client;
-mod pull;
+pub(crate) mod pull;
 
 use std::sync::Arc;
 

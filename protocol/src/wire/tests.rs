@@ -99,6 +99,51 @@ fn samples() -> Vec<Message> {
             chunks: vec![ChunkId::of(b"a"), ChunkId::of(b"b")],
         }
         .into(),
+        ImageState {
+            revision: 3,
+            repos: vec![ImageRepo {
+                repo: "docker.io/library/nginx".into(),
+                tags: vec![ImageTag {
+                    tag: "1.27".into(),
+                    digest: Sha256Digest::of(b"m"),
+                }],
+                manifests: vec![ImageManifest {
+                    digest: Sha256Digest::of(b"m"),
+                    media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+                    blobs: vec![Sha256Digest::of(b"l")],
+                    children: vec![],
+                }],
+            }],
+        }
+        .into(),
+        OciResolve {
+            repo: "docker.io/library/nginx".into(),
+            reference: "latest".into(),
+        }
+        .into(),
+        OciResolved {
+            manifest: ImageManifest {
+                digest: Sha256Digest::of(b"i"),
+                media_type: "application/vnd.oci.image.index.v1+json".into(),
+                blobs: vec![],
+                children: vec![Sha256Digest::of(b"m")],
+            },
+            recipe: BlobRecipe {
+                blake3: blob,
+                sha256: Sha256Digest::of(b"i"),
+                len: 1,
+                chunks: vec![ChunkRef {
+                    id: ChunkId::of(b"i"),
+                    len: 1,
+                }],
+            },
+        }
+        .into(),
+        OciBlobRequest {
+            repo: "docker.io/library/nginx".into(),
+            digest: Sha256Digest::of(b"l"),
+        }
+        .into(),
         ChunkData {
             id: ChunkId::of(b"abc"),
             data: b"abc".to_vec(),
@@ -177,7 +222,7 @@ fn chunk_verify_detects_corruption() {
 proptest! {
     /// Every truncation of every valid frame is reported as truncated, never a panic.
     #[test]
-    fn truncated_frames_are_rejected(i in 0usize..12, cut in 0usize..4096) {
+    fn truncated_frames_are_rejected(i in 0usize..16, cut in 0usize..4096) {
         let m = &samples()[i];
         let bytes = encode(m);
         let cut = cut % bytes.len();
@@ -194,7 +239,7 @@ proptest! {
     /// Corrupting any payload byte after a valid header never panics and never yields
     /// a different message of another kind.
     #[test]
-    fn corrupted_payload_is_rejected_or_same_kind(i in 0usize..12, pos in 0usize..4096, byte in any::<u8>()) {
+    fn corrupted_payload_is_rejected_or_same_kind(i in 0usize..16, pos in 0usize..4096, byte in any::<u8>()) {
         let m = &samples()[i];
         let mut bytes = encode(m);
         if bytes.len() > HEADER_LEN {
@@ -208,7 +253,7 @@ proptest! {
 
     /// Frames with arbitrary header-valid kinds and random bodies never panic.
     #[test]
-    fn random_bodies_never_panic(kind in 1u8..=11, body in proptest::collection::vec(any::<u8>(), 0..256)) {
+    fn random_bodies_never_panic(kind in 1u8..=15, body in proptest::collection::vec(any::<u8>(), 0..256)) {
         let mut f = header(kind, body.len()).to_vec();
         f.extend_from_slice(&body);
         let _ = decode(&f);

@@ -1,0 +1,286 @@
+//! End-to-end tests of the site's OCI registry mirror (issue 8): `sitecast origin` and
+//! `sitecast edge` on loopback, images pushed to the origin's registry with skopeo, pushed to
+//! the site over QUIC (or fetched on demand), and pulled from the edge with skopeo, curl and a
+//! private containerd.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::oci::{digest, pull_to_dir, push_layout, skopeo, skopeo_ok, write_layout, Layout};
+use common::*;
+
+const KIB: usize = 1 << 10;
+
+/// An origin with site `s1`, an edge enrolled in it, and an anonymous grant on every image.
+fn site(env: &TestEnv) -> (Origin, Edge) {
+    let origin = Origin::start(env);
+    let token = origin.create_site(env, "s1", &[]);
+    origin.ctl_ok(env, &["grant", "create", "--anonymous", "--path", "/oci"]);
+    let edge = Edge::start(env, origin.quic, Some(&token), &env.path("edge"), &[]);
+    (origin, edge)
+}
+
+fn origin_creds(origin: &Origin) -> String {
+    format!("sitecast:{}", origin.token)
+}
+
+/// Write a layout and push it to the origin as `repo:tag` (all platforms).
+fn publish(
+    env: &TestEnv,
+    origin: &Origin,
+    seed: u64,
+    layers: &[usize],
+    arches: &[&str],
+    repo: &str,
+    tag: &str,
+) -> Layout {
+    let dir = env.path(&format!("layout-{seed}"));
+    let l = write_layout(&dir, seed, layers, arches, tag);
+    let dest = format!("docker://{}/{repo}:{tag}", origin.registry);
+    push_layout(
+        env,
+        Some(&origin_creds(origin)),
+        &dir,
+        tag,
+        &dest,
+        arches.len() > 1,
+    );
+    l
+}
+
+/// Every file of a `skopeo copy … dir:` folder is named by its digest and hashes to it.
+fn check_dir(out: &Path, expect: &[String]) {
+    for d in expect {
+        let hex = d.strip_prefix("sha256:").unwrap();
+        let bytes = std::fs::read(out.join(hex))
+            .unwrap_or_else(|e| panic!("{d} missing from {}: {e}", out.display()));
+        assert_eq!(
+            digest(&bytes),
+            *d,
+            "blob {d} pulled from the edge has other bytes"
+        );
+    }
+}
+
+fn edge_metric(env: &TestEnv, edge: &Edge, name: &str, repo: &str) -> f64 {
+    let text = curl(env, &[&format!("http://{}/metrics", edge.metrics)]).text();
+    prom_sum(&text, name, &[("repository", repo)]).unwrap_or(0.0)
+}
+
+#[test]
+fn pushed_images_are_pulled_from_the_edge_byte_exact() {
+    let env = TestEnv::new("mirror-push", Duration::from_secs(240));
+    let (origin, edge) = site(&env);
+    let oci = edge.oci.expect("edge serves the mirror");
+    let single = publish(
+        &env,
+        &origin,
+        1,
+        &[300 * KIB, 40 * KIB],
+        &["amd64"],
+        "docker.io/library/hello",
+        "1",
+    );
+    let multi = publish(
+        &env,
+        &origin,
+        2,
+        &[200 * KIB],
+        &["amd64", "arm64"],
+        "docker.io/library/multi",
+        "2",
+    );
+
+    // Before any push the site serves nothing of these tags from its own store; the push
+    // sends both images (every platform of the index).
+    let id = origin.push(
+        &env,
+        &[
+            "--image",
+            "docker.io/library/hello:1",
+            "library/multi:2",
+            "--site",
+            "s1",
+        ],
+    );
+    let push = origin.push_wait_ok(&env, &id, 120);
+    let s = push_site(&push, "s1");
+    let total: u64 = single
+        .blobs
+        .iter()
+        .chain(&multi.blobs)
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(u64_field(s, "bytes_total"), total, "{push:#}");
+    let needed = u64_field(s, "bytes_needed");
+    assert!(
+        needed > 0 && needed <= total,
+        "bytes_needed {needed} of {total}: {push:#}"
+    );
+    eprintln!(
+        "image push: bytes_total {total}, bytes_needed {needed}, bytes_sent {}",
+        u64_field(s, "bytes_sent")
+    );
+    let images: Vec<&str> = push["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(
+        images,
+        vec![
+            format!("docker.io/library/hello:1@{}", single.top),
+            format!("docker.io/library/multi:2@{}", multi.top)
+        ],
+        "{push:#}"
+    );
+    assert!(
+        push["content"].as_array().unwrap().is_empty(),
+        "image blobs are not listed as files: {push:#}"
+    );
+
+    // The file protocols do not show image blobs.
+    let r = curl(&env, &[&edge.url("/.oci/")]);
+    assert!(
+        r.status == 404 || r.status == 401,
+        "/.oci/ over HTTP: {}",
+        r.status
+    );
+
+    // skopeo against the edge: byte-exact manifest, every digest verified. No `ns`: the
+    // default registry (docker.io) is assumed, as for `docker pull edge/library/hello:1`.
+    let src = format!("docker://{oci}/library/hello:1");
+    let raw = skopeo_ok(&env, &["inspect", "--raw", "--tls-verify=false", &src]);
+    assert_eq!(
+        digest(raw.as_bytes()),
+        single.top,
+        "manifest rewritten by the edge"
+    );
+    let out = env.path("pulled-single");
+    pull_to_dir(&env, None, &src, None, &out);
+    check_dir(&out, &single.platforms[0].2);
+    // The index resolves per platform.
+    let out = env.path("pulled-arm");
+    let src = format!("docker://{oci}/library/multi:2");
+    pull_to_dir(&env, None, &src, Some("arm64"), &out);
+    let arm = multi.platforms.iter().find(|p| p.0 == "arm64").unwrap();
+    check_dir(&out, &arm.2);
+    let m = std::fs::read(out.join("manifest.json")).unwrap();
+    assert_eq!(digest(&m), arm.1, "arm64 manifest from the index");
+
+    // Every answer came from the site; nothing was fetched on demand.
+    let repo = "docker.io/library/hello";
+    assert!(edge_metric(&env, &edge, "sitecast_edge_oci_hits_total", repo) >= 3.0);
+    assert_eq!(
+        edge_metric(&env, &edge, "sitecast_edge_oci_bytes_on_demand_total", repo),
+        0.0
+    );
+
+    // Spec answers: HEAD by tag carries the digest; unknown tag / blob / repo; Range; tags
+    // list; catalog; a digest of another repository is not served here.
+    let base = format!("http://{oci}/v2/library/hello");
+    let r = curl(&env, &["-I", &format!("{base}/manifests/1?ns=docker.io")]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("docker-content-digest"), Some(single.top.as_str()));
+    assert_eq!(r.header("content-type"), Some(common::oci::MT_MANIFEST));
+    let layer = &single.platforms[0].2[0];
+    let r = curl(
+        &env,
+        &["-H", "Range: bytes=10-19", &format!("{base}/blobs/{layer}")],
+    );
+    assert_eq!(r.status, 206, "{:?}", r.headers);
+    assert_eq!(r.body.len(), 10);
+    let tags = curl(&env, &[&format!("{base}/tags/list")]).json();
+    assert_eq!(tags["tags"], serde_json::json!(["1"]), "{tags}");
+    let cat = curl(&env, &[&format!("http://{oci}/v2/_catalog")]).json();
+    assert_eq!(
+        cat["repositories"],
+        serde_json::json!(["docker.io/library/hello", "docker.io/library/multi"]),
+        "{cat}"
+    );
+    let other_layer = &multi.platforms[0].2[0];
+    let r = curl(&env, &[&format!("{base}/blobs/{other_layer}")]);
+    assert_eq!(r.status, 404, "a blob of another repository: {}", r.text());
+    assert!(r.text().contains("BLOB_UNKNOWN"), "{}", r.text());
+    let r = curl(&env, &[&format!("{base}/manifests/nope")]);
+    assert_eq!(r.status, 404);
+    assert!(r.text().contains("MANIFEST_UNKNOWN"), "{}", r.text());
+    let r = curl(
+        &env,
+        &[&format!("http://{oci}/v2/library/nothing/tags/list")],
+    );
+    assert_eq!(r.status, 404);
+    assert!(r.text().contains("NAME_UNKNOWN"), "{}", r.text());
+    let r = curl(&env, &["-X", "PUT", &format!("{base}/manifests/2")]);
+    assert_eq!(r.status, 405, "the mirror is read-only");
+    let r = curl(&env, &[&format!("http://{oci}/v2/Bad..Name/manifests/1")]);
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("NAME_INVALID"), "{}", r.text());
+}
+
+#[test]
+fn an_image_nobody_pushed_is_fetched_on_demand_once() {
+    let env = TestEnv::new("mirror-demand", Duration::from_secs(240));
+    let (origin, edge) = site(&env);
+    let oci = edge.oci.unwrap();
+    let l = publish(
+        &env,
+        &origin,
+        3,
+        &[2 << 20, 64 * KIB],
+        &["amd64"],
+        "docker.io/library/ondemand",
+        "1",
+    );
+    let size: u64 = l.blobs.iter().map(|(_, n)| n).sum();
+    let src = format!("docker://{oci}/library/ondemand:1");
+    let out = env.path("pulled-1");
+    pull_to_dir(&env, None, &src, None, &out);
+    check_dir(&out, &l.platforms[0].2);
+    let repo = "docker.io/library/ondemand";
+    let fetched = edge_metric(&env, &edge, "sitecast_edge_oci_bytes_on_demand_total", repo);
+    assert!(
+        fetched >= (2 << 20) as f64 && fetched <= size as f64 * 1.02,
+        "on demand {fetched} of {size}"
+    );
+    eprintln!("on-demand pull: {fetched} bytes fetched for an image of {size}");
+    // A second pull (and one by digest) is answered from the site.
+    let out = env.path("pulled-2");
+    pull_to_dir(
+        &env,
+        None,
+        &format!("docker://{oci}/library/ondemand@{}", l.top),
+        None,
+        &out,
+    );
+    check_dir(&out, &l.platforms[0].2);
+    assert_eq!(
+        edge_metric(&env, &edge, "sitecast_edge_oci_bytes_on_demand_total", repo),
+        fetched,
+        "the second pull fetched again"
+    );
+    // Something the origin does not have either: a spec 404, quickly.
+    let t = std::time::Instant::now();
+    let o = skopeo(
+        &env,
+        &[
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{oci}/library/absent:1"),
+        ],
+    );
+    assert!(!o.ok());
+    assert!(
+        o.stderr.contains("manifest unknown") || o.stderr.contains("MANIFEST_UNKNOWN"),
+        "{}",
+        o.stderr
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "a miss took {:?}",
+        t.elapsed()
+    );
+}
