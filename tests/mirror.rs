@@ -8,7 +8,10 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::oci::{digest, pull_to_dir, push_layout, skopeo, skopeo_ok, write_layout, Layout};
+use common::containerd::{Containerd, Fallback};
+use common::oci::{
+    digest, pull_to_dir, push_layout, skopeo, skopeo_ok, write_layout, Layout, Upstream,
+};
 use common::*;
 
 const KIB: usize = 1 << 10;
@@ -283,4 +286,192 @@ fn an_image_nobody_pushed_is_fetched_on_demand_once() {
         "a miss took {:?}",
         t.elapsed()
     );
+}
+
+/// An origin whose `docker.io/` repositories pull through from a CNCF registry, a site `s1`
+/// with anonymous pulls, and its edge.
+fn site_with_upstream(env: &TestEnv) -> (Upstream, Origin, Edge) {
+    let upstream = Upstream::start(env);
+    let origin = Origin::start_with_config(
+        env,
+        &format!(
+            "[[registry_upstreams]]\nprefix = \"docker.io/\"\nurl = \"http://{}\"\n",
+            upstream.addr
+        ),
+    );
+    let token = origin.create_site(env, "s1", &[]);
+    origin.ctl_ok(env, &["grant", "create", "--anonymous", "--path", "/oci"]);
+    let edge = Edge::start(env, origin.quic, Some(&token), &env.path("edge"), &[]);
+    (upstream, origin, edge)
+}
+
+/// Write a layout and push it to the CNCF upstream as `path:tag`.
+fn publish_upstream(
+    env: &TestEnv,
+    up: &Upstream,
+    seed: u64,
+    layers: &[usize],
+    path: &str,
+    tag: &str,
+) -> Layout {
+    let dir = env.path(&format!("up-layout-{seed}"));
+    let l = write_layout(&dir, seed, layers, &["amd64"], tag);
+    push_layout(
+        env,
+        None,
+        &dir,
+        tag,
+        &format!("docker://{}/{path}:{tag}", up.addr),
+        false,
+    );
+    l
+}
+
+fn blob_gets(up: &Upstream, path: &str, l: &Layout) -> Vec<usize> {
+    l.blobs
+        .iter()
+        .filter(|(d, _)| l.platforms[0].2.contains(d))
+        .map(|(d, _)| up.gets(&format!("/v2/{path}/blobs/{d}")))
+        .collect()
+}
+
+#[test]
+fn containerd_pulls_pushed_and_unpushed_images_through_the_edge_and_pushed_ones_offline() {
+    let env = TestEnv::new("mirror-containerd", Duration::from_secs(280));
+    let (upstream, mut origin, edge) = site_with_upstream(&env);
+    let oci = edge.oci.unwrap();
+    let pushed = publish(
+        &env,
+        &origin,
+        11,
+        &[512 * KIB, 64 * KIB],
+        &["amd64"],
+        "docker.io/library/pushed",
+        "1",
+    );
+    let id = origin.push(
+        &env,
+        &["--image", "docker.io/library/pushed:1", "--site", "s1"],
+    );
+    origin.push_wait_ok(&env, &id, 120);
+    let remote = publish_upstream(&env, &upstream, 12, &[768 * KIB], "library/remote", "1");
+
+    let ctrd = Containerd::start(&env);
+    // The stock mirror configuration; a miss at the edge must not reach the internet.
+    ctrd.write_hosts("docker.io", &format!("http://{oci}"), Fallback::Refused);
+
+    // A pushed image: every answer from the site.
+    ctrd.pull_ok(&env, "docker.io/library/pushed:1");
+    assert_eq!(
+        ctrd.image_digest(&env, "docker.io/library/pushed:1")
+            .as_deref(),
+        Some(pushed.top.as_str())
+    );
+    let c = ctrd
+        .check(&env, "docker.io/library/pushed:1")
+        .expect("image listed");
+    assert!(c.is_complete(), "{c:?}");
+    assert_eq!(
+        edge_metric(
+            &env,
+            &edge,
+            "sitecast_edge_oci_misses_total",
+            "docker.io/library/pushed"
+        ),
+        0.0
+    );
+
+    // Not pushed, not at the origin: edge -> origin -> CNCF upstream, each blob fetched once.
+    ctrd.pull_ok(&env, "docker.io/library/remote:1");
+    assert_eq!(
+        ctrd.image_digest(&env, "docker.io/library/remote:1")
+            .as_deref(),
+        Some(remote.top.as_str())
+    );
+    assert!(ctrd
+        .check(&env, "docker.io/library/remote:1")
+        .unwrap()
+        .is_complete());
+    let gets = blob_gets(&upstream, "library/remote", &remote);
+    assert!(gets.iter().all(|n| *n == 1), "upstream blob GETs {gets:?}");
+
+    // The origin gone: pushed images still pull (content removed from containerd first), an
+    // image cached on demand too, and a miss fails within the bound instead of hanging.
+    origin.kill();
+    ctrd.remove(&env, "docker.io/library/pushed:1");
+    ctrd.remove(&env, "docker.io/library/remote:1");
+    ctrd.pull_ok(&env, "docker.io/library/pushed:1");
+    assert!(ctrd
+        .check(&env, "docker.io/library/pushed:1")
+        .unwrap()
+        .is_complete());
+    ctrd.pull_ok(&env, "docker.io/library/remote:1");
+    let t = std::time::Instant::now();
+    let o = ctrd.pull(&env, "docker.io/library/never:1");
+    assert!(!o.ok(), "pulling an unknown image succeeded: {}", o.stdout);
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "a miss offline took {:?}",
+        t.elapsed()
+    );
+    let r = curl(
+        &env,
+        &[&format!(
+            "http://{oci}/v2/library/never/manifests/1?ns=docker.io"
+        )],
+    );
+    assert_eq!(r.status, 404);
+    // Killed, the origin is either known to be gone or does not answer within the bound.
+    let text = r.text();
+    assert!(
+        text.contains("MANIFEST_UNKNOWN")
+            && (text.contains("offline") || text.contains("did not answer")),
+        "{text}"
+    );
+}
+
+#[test]
+fn fifty_concurrent_pulls_of_an_unpushed_image_cross_the_wan_once() {
+    let env = TestEnv::new("mirror-fifty", Duration::from_secs(280));
+    let (upstream, origin, edge) = site_with_upstream(&env);
+    let oci = edge.oci.unwrap();
+    let l = publish_upstream(
+        &env,
+        &upstream,
+        21,
+        &[3 << 20, 1 << 20],
+        "library/busy",
+        "1",
+    );
+    let size: u64 = l.blobs.iter().map(|(_, n)| n).sum();
+    let src = format!("docker://{oci}/library/busy:1");
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..50)
+            .map(|i| {
+                let (env, src, l) = (&env, &src, &l);
+                s.spawn(move || {
+                    let out = env.path(&format!("pull-{i}"));
+                    pull_to_dir(env, None, src, None, &out);
+                    check_dir(&out, &l.platforms[0].2);
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().expect("a pull failed");
+        }
+    });
+    let text = curl(&env, &[&format!("{}/metrics", origin.url())]).text();
+    let sent = prom_sum(
+        &text,
+        "sitecast_origin_sent_bytes_total",
+        &[("site", "s1"), ("kind", "payload")],
+    )
+    .unwrap_or(0.0);
+    eprintln!("50 concurrent on-demand pulls: origin sent {sent} payload bytes for an image of {size} ({:.4} x)", sent / size as f64);
+    assert!(
+        sent <= size as f64 * 1.02,
+        "origin sent {sent} bytes for an image of {size}"
+    );
+    let gets = blob_gets(&upstream, "library/busy", &l);
+    assert!(gets.iter().all(|n| *n == 1), "upstream blob GETs {gets:?}");
 }

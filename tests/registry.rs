@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::oci::{digest, pull_to_dir, push_layout, skopeo_ok, write_layout, MT_MANIFEST};
+use common::oci::{
+    digest, pull_to_dir, push_layout, skopeo_ok, write_layout, Upstream, MT_MANIFEST,
+};
 use common::*;
 
 const MIB: usize = 1 << 20;
@@ -488,71 +490,6 @@ fn registry_refuses_bad_input_with_spec_errors_and_stores_nothing() {
     assert_eq!(r.status, 202);
 }
 
-/// Debian's CNCF distribution (`docker-registry`) on a loopback port, stopped on drop.
-struct Upstream {
-    addr: String,
-    child: std::process::Child,
-    log: PathBuf,
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Upstream {
-    fn start(env: &TestEnv) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("picking a port")
-            .port();
-        let dir = env.path("upstream");
-        std::fs::create_dir_all(dir.join("data")).unwrap();
-        let cfg = dir.join("config.yml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                dir.join("data").display()
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.join("registry.log")).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&cfg)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("starting docker-registry (scripts/install-test-deps.sh installs it)");
-        let addr = format!("127.0.0.1:{port}");
-        let until = std::time::Instant::now() + Duration::from_secs(15);
-        while std::net::TcpStream::connect(&addr).is_err() {
-            assert!(
-                std::time::Instant::now() < until,
-                "docker-registry did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self {
-            addr,
-            child,
-            log: dir.join("registry.log"),
-        }
-    }
-
-    /// How many GET requests for this path the upstream has answered (its access log).
-    fn gets(&self, path: &str) -> usize {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        log.lines()
-            .filter(|l| l.contains("response completed") && l.contains("http.request.method=GET"))
-            .filter(|l| l.contains(&format!("http.request.uri=\"{path}\"")))
-            .count()
-    }
-}
-
 #[test]
 fn ctl_image_import_copies_from_a_cncf_registry_per_platform_fetching_each_blob_once() {
     let env = TestEnv::new("oci-import", Duration::from_secs(180));
@@ -739,8 +676,7 @@ fn pull_through_fetches_missing_manifests_and_blobs_once_and_keeps_them() {
     }
 
     // Upstream gone: everything fetched still serves from the origin.
-    let _ = upstream.child.kill();
-    let _ = upstream.child.wait();
+    upstream.kill();
     let out2 = env.path("arm64-again");
     pull_to_dir(&env, Some(&cr), &src, Some("arm64"), &out2);
     check_dir_copy(&out2, arm_manifest);

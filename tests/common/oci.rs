@@ -179,3 +179,76 @@ pub fn pull_to_dir(env: &TestEnv, cr: Option<&str>, src: &str, arch: Option<&str
     args.extend([src, dest.as_str()]);
     skopeo_ok(env, &args);
 }
+
+/// Debian's CNCF distribution (`docker-registry`) on a loopback port, stopped on drop.
+pub struct Upstream {
+    /// `127.0.0.1:port`.
+    pub addr: String,
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Upstream {
+    /// Start it with an empty store under the test's directory.
+    pub fn start(env: &TestEnv) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("picking a port")
+            .port();
+        let dir = env.path("upstream");
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let cfg = dir.join("config.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.join("data").display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("registry.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting docker-registry (scripts/install-test-deps.sh installs it)");
+        let addr = format!("127.0.0.1:{port}");
+        let until = std::time::Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(
+                std::time::Instant::now() < until,
+                "docker-registry did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            addr,
+            child,
+            log: dir.join("registry.log"),
+        }
+    }
+
+    /// Stop it (SIGKILL) and wait.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// How many GET requests for this path the upstream has answered (its access log).
+    pub fn gets(&self, path: &str) -> usize {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        log.lines()
+            .filter(|l| l.contains("response completed") && l.contains("http.request.method=GET"))
+            .filter(|l| l.contains(&format!("http.request.uri=\"{path}\"")))
+            .count()
+    }
+}

@@ -181,6 +181,12 @@ impl Upstream {
             )
             .await?;
         let status = resp.status();
+        if status == StatusCode::NOT_FOUND {
+            return Err(Error::NotFound(format!(
+                "manifest {path}:{reference} is not at {}",
+                self.base
+            )));
+        }
         if !status.is_success() {
             return Err(err(format!(
                 "manifest {path}:{reference} at {}: HTTP {status}",
@@ -220,6 +226,13 @@ impl Upstream {
         let resp = self
             .get(&format!("/v2/{path}/blobs/{}", digest.to_oci()), None)
             .await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Err(Error::NotFound(format!(
+                "blob {} of {path} is not at {}",
+                digest.to_oci(),
+                self.base
+            )));
+        }
         if !resp.status().is_success() {
             return Err(err(format!(
                 "blob {} of {path} at {}: HTTP {}",

@@ -8,7 +8,9 @@
 //! is stored) even if the first client goes away. A blob whose bytes do not match its digest is
 //! not stored, and the first client's response is cut.
 //!
-//! Tags already at the origin are answered without asking the upstream (no refresh yet).
+//! Tags already at the origin are answered without asking the upstream (no refresh yet). What
+//! the upstream answers 404 for is absent, as if no upstream were configured (a push into a
+//! pull-through repository checks for blobs first).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -113,7 +115,11 @@ impl PullThrough {
         {
             return Ok(true);
         }
-        let (bytes, media_type) = up.manifest(&path, reference, MAX_MANIFEST).await?;
+        let (bytes, media_type) = match up.manifest(&path, reference, MAX_MANIFEST).await {
+            // The upstream does not have it either: as absent as if there were no upstream.
+            Err(Error::NotFound(_)) => return Ok(false),
+            r => r?,
+        };
         let tag = match reference {
             Reference::Tag(t) => Some(t.as_str()),
             Reference::Digest(_) => None,
@@ -157,7 +163,10 @@ impl PullThrough {
         if have {
             return Ok(Some(Pulled::Stored));
         }
-        let resp = up.blob(&path, digest).await?;
+        let resp = match up.blob(&path, digest).await {
+            Err(Error::NotFound(_)) => return Ok(None),
+            r => r?,
+        };
         let len = resp.content_length();
         let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
         let (core, repo, digest) = (Arc::clone(core), repo.clone(), *digest);
