@@ -475,3 +475,257 @@ fn fifty_concurrent_pulls_of_an_unpushed_image_cross_the_wan_once() {
     let gets = blob_gets(&upstream, "library/busy", &l);
     assert!(gets.iter().all(|n| *n == 1), "upstream blob GETs {gets:?}");
 }
+
+#[test]
+fn edge_mirror_passes_every_read_only_pull_and_discovery_spec_for_pushed_content() {
+    let env = TestEnv::new("mirror-conformance", Duration::from_secs(240));
+    let bin = common::oci::conformance_bin();
+    assert!(
+        bin.exists(),
+        "{} is missing: scripts/install-test-deps.sh builds it",
+        bin.display()
+    );
+    let (origin, edge) = site(&env);
+    let repo = "docker.io/conformance/edge";
+    let tags = ["t1", "t2", "t3", "t4", "t5"];
+    let l = publish(&env, &origin, 31, &[64 * KIB], &["amd64"], repo, tags[0]);
+    let dir = env.path("layout-31");
+    for t in &tags[1..] {
+        let dest = format!("docker://{}/{repo}:{t}", origin.registry);
+        let src = format!("oci:{}:{}", dir.display(), tags[0]);
+        skopeo_ok(
+            &env,
+            &[
+                "copy",
+                "--preserve-digests",
+                "--dest-tls-verify=false",
+                "--dest-creds",
+                &origin_creds(&origin),
+                &src,
+                &dest,
+            ],
+        );
+    }
+    let id = origin.push(&env, &["--image", &format!("{repo}:*"), "--site", "s1"]);
+    origin.push_wait_ok(&env, &id, 120);
+    let oci = edge.oci.unwrap();
+    let mut cmd = std::process::Command::new(&bin);
+    cmd.current_dir(env.dir())
+        .env("OCI_ROOT_URL", format!("http://{oci}"))
+        .env("OCI_NAMESPACE", repo)
+        .env("OCI_TEST_PULL", "1")
+        .env("OCI_TEST_CONTENT_DISCOVERY", "1")
+        .env("OCI_TAG_NAME", tags[0])
+        .env("OCI_MANIFEST_DIGEST", &l.top)
+        .env("OCI_BLOB_DIGEST", &l.platforms[0].2[0])
+        .env("OCI_TAG_LIST", tags.join(","))
+        .env("OCI_HIDE_SKIPPED_WORKFLOWS", "0")
+        .env("OCI_REPORT_DIR", "none")
+        .env("GOMAXPROCS", "1")
+        .arg("-ginkgo.no-color");
+    let o = run_cmd(&env, cmd, Duration::from_secs(180));
+    let summary: Vec<&str> = o
+        .stdout
+        .lines()
+        .filter(|l| l.contains("Passed") || l.contains("[FAIL]") || l.starts_with("Ran "))
+        .collect();
+    println!("edge conformance: {}", summary.join("\n"));
+    // Read-only, the suite cannot create the referrers its three referrers specs look for
+    // (their subject is a manifest its own setup pushes, with a random config): those three
+    // fail against any read-only registry. Every other pull and discovery spec must pass; the
+    // edge's referrers API is checked with a referrer of our own in another test.
+    let failed: Vec<&str> = o
+        .stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("[FAIL]"))
+        .collect();
+    let unexpected: Vec<&&str> = failed
+        .iter()
+        .filter(|l| !l.contains("(listing references)"))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "conformance specs failed against the edge:\n{}\n{}",
+        o.stdout,
+        o.stderr
+    );
+    assert!(
+        o.stdout.contains("Ran 22 of"),
+        "expected the 22 read-only pull and discovery specs to run:\n{}",
+        summary.join("\n")
+    );
+    assert!(
+        o.stdout.contains("19 Passed"),
+        "expected 19 passing specs:\n{}",
+        summary.join("\n")
+    );
+}
+
+const ALICE: (&str, &str) = ("alice", "alice-pw-1");
+const BOB: (&str, &str) = ("bob", "bob-pw-2");
+
+#[test]
+fn mirror_access_uses_the_site_grants_with_basic_bearer_tokens_and_a_429_before_hashing() {
+    let env = TestEnv::new("mirror-auth", Duration::from_secs(240));
+    let origin = Origin::start(&env);
+    let token = origin.create_site(&env, "s1", &[]);
+    origin.ctl_ok(&env, &["user", "create", ALICE.0, "--password", ALICE.1]);
+    origin.ctl_ok(&env, &["user", "create", BOB.0, "--password", BOB.1]);
+    origin.ctl_ok(
+        &env,
+        &[
+            "grant",
+            "create",
+            "--user",
+            ALICE.0,
+            "--path",
+            "/oci/docker.io/library",
+            "--site",
+            "s1",
+        ],
+    );
+    let edge = Edge::start(&env, origin.quic, Some(&token), &env.path("edge"), &[]);
+    let oci = edge.oci.unwrap();
+    let l = publish(
+        &env,
+        &origin,
+        41,
+        &[100 * KIB],
+        &["amd64"],
+        "docker.io/library/private",
+        "1",
+    );
+    let id = origin.push(
+        &env,
+        &["--image", "docker.io/library/private:1", "--site", "s1"],
+    );
+    origin.push_wait_ok(&env, &id, 120);
+    // The site config (users, grants) reaches the edge with or before the push.
+    let url = format!("http://{oci}/v2/library/private/manifests/1?ns=docker.io");
+    let alice = format!("{}:{}", ALICE.0, ALICE.1);
+
+    // Anonymous: 401 with the bearer challenge naming the realm, service and scope.
+    let r = curl(&env, &["-I", &url]);
+    assert_eq!(r.status, 401);
+    let challenge = r
+        .headers
+        .iter()
+        .find(|(k, v)| k == "www-authenticate" && v.starts_with("Bearer"))
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| panic!("no Bearer challenge: {:?}", r.headers));
+    assert!(
+        challenge.contains(&format!("realm=\"http://{oci}/token\""))
+            && challenge.contains("service=\"sitecast-edge\"")
+            && challenge.contains("scope=\"repository:library/private:pull\""),
+        "{challenge}"
+    );
+    let r = curl(&env, &[&format!("http://{oci}/v2/")]);
+    assert_eq!(
+        r.status, 401,
+        "/v2/ without credentials when nothing is anonymous"
+    );
+
+    // Basic: alice is granted, bob is not (403 DENIED), a wrong password is 401.
+    assert_eq!(curl(&env, &["-u", &alice, &url]).status, 200);
+    let r = curl(&env, &["-u", &format!("{}:{}", BOB.0, BOB.1), &url]);
+    assert_eq!(r.status, 403);
+    assert!(r.text().contains("DENIED"), "{}", r.text());
+    assert_eq!(curl(&env, &["-u", "alice:wrong", &url]).status, 401);
+
+    // Token GET with Basic, and the OAuth2 POST containerd sends first.
+    let scope = "scope=repository%3Alibrary%2Fprivate%3Apull&service=sitecast-edge";
+    let t = curl(
+        &env,
+        &["-u", &alice, &format!("http://{oci}/token?{scope}")],
+    )
+    .json();
+    let bearer = format!(
+        "Authorization: Bearer {}",
+        t["token"].as_str().expect("token")
+    );
+    assert!(t["expires_in"].as_u64().unwrap() > 0, "{t}");
+    assert_eq!(curl(&env, &["-H", &bearer, &url]).status, 200);
+    let other = format!("http://{oci}/v2/library/other/manifests/1");
+    assert_eq!(
+        curl(&env, &["-H", &bearer, &other]).status,
+        401,
+        "token scoped to one repository"
+    );
+    let form = format!(
+        "grant_type=password&username={}&password={}&client_id=containerd-client&{scope}",
+        ALICE.0, ALICE.1
+    );
+    let t = curl(&env, &["-d", &form, &format!("http://{oci}/token")]).json();
+    let bearer2 = format!(
+        "Authorization: Bearer {}",
+        t["access_token"].as_str().expect("token")
+    );
+    assert_eq!(curl(&env, &["-H", &bearer2, &url]).status, 200);
+    let forged = format!("{}x", &bearer2);
+    assert_eq!(curl(&env, &["-H", &forged, &url]).status, 401);
+    // An anonymous token does not grant what anonymous may not do.
+    let t = curl(&env, &[&format!("http://{oci}/token?{scope}")]).json();
+    let anon = format!("Authorization: Bearer {}", t["token"].as_str().unwrap());
+    assert_eq!(curl(&env, &["-H", &anon, &url]).status, 401);
+
+    // Real clients: skopeo follows the bearer flow; containerd with --user POSTs for a token.
+    let out = env.path("pulled-auth");
+    pull_to_dir(
+        &env,
+        Some(&alice),
+        &format!("docker://{oci}/library/private:1"),
+        None,
+        &out,
+    );
+    check_dir(&out, &l.platforms[0].2);
+    let ctrd = Containerd::start(&env);
+    ctrd.write_hosts("docker.io", &format!("http://{oci}"), Fallback::Refused);
+    let o = ctrd.pull(&env, "docker.io/library/private:1");
+    assert!(
+        !o.ok(),
+        "an anonymous containerd pull of a private image succeeded"
+    );
+    let o = ctrd.pull_args(&env, "docker.io/library/private:1", &["--user", &alice]);
+    assert!(
+        o.ok(),
+        "containerd pull as alice: {}\n{}",
+        o.stdout,
+        o.stderr
+    );
+    assert!(ctrd
+        .check(&env, "docker.io/library/private:1")
+        .unwrap()
+        .is_complete());
+
+    // Failed logins from one address: after the limit, 429 with Retry-After, and the refused
+    // attempts do not reach argon2.
+    let metrics = format!("http://{}/metrics", edge.metrics);
+    for _ in 0..10 {
+        curl(&env, &["-u", "alice:bad", &url]);
+    }
+    let before = prom_sum(
+        &curl(&env, &[&metrics]).text(),
+        "sitecast_edge_password_verifications_total",
+        &[],
+    )
+    .unwrap();
+    let r = curl(&env, &["-u", "alice:bad2", &url]);
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(
+        r.text().contains("TOOMANYREQUESTS") && r.header("retry-after").is_some(),
+        "{:?}",
+        r.headers
+    );
+    let r = curl(
+        &env,
+        &["-u", "alice:bad3", &format!("http://{oci}/token?{scope}")],
+    );
+    assert_eq!(r.status, 429, "the token endpoint shares the limit");
+    let after = prom_sum(
+        &curl(&env, &[&metrics]).text(),
+        "sitecast_edge_password_verifications_total",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(before, after, "a refused login was hashed");
+}

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -27,28 +27,10 @@ fn creds(origin: &Origin) -> String {
     format!("sitecast:{}", origin.token)
 }
 
-/// The conformance binary: built by scripts/install-test-deps.sh into the cache
-/// (`OCI_CONFORMANCE_WORK`, default `~/.cache/sitecast/oci-conformance`), or named by
-/// `OCI_CONFORMANCE_BIN`.
-fn conformance_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("OCI_CONFORMANCE_BIN") {
-        return PathBuf::from(p);
-    }
-    if let Ok(w) = std::env::var("OCI_CONFORMANCE_WORK") {
-        return PathBuf::from(w).join("conformance.test");
-    }
-    let cache = std::env::var("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache")
-        });
-    cache.join("sitecast/oci-conformance/conformance.test")
-}
-
 #[test]
 fn origin_registry_passes_every_workflow_of_the_conformance_suite() {
     let env = TestEnv::new("oci-conformance", Duration::from_secs(240));
-    let bin = conformance_bin();
+    let bin = common::oci::conformance_bin();
     assert!(
         bin.exists(),
         "{} is missing: scripts/install-test-deps.sh builds it (scripts/oci-conformance/build.sh)",

@@ -2,7 +2,7 @@
 //! uncompressed tar layers of seeded random files, a config and a manifest per platform, and an
 //! `index.json` naming each tag (an image index over the platforms when there are several).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -251,4 +251,22 @@ impl Upstream {
             .filter(|l| l.contains(&format!("http.request.uri=\"{path}\"")))
             .count()
     }
+}
+
+/// The conformance binary: built by scripts/install-test-deps.sh into the cache
+/// (`OCI_CONFORMANCE_WORK`, default `~/.cache/sitecast/oci-conformance`), or named by
+/// `OCI_CONFORMANCE_BIN`.
+pub fn conformance_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("OCI_CONFORMANCE_BIN") {
+        return PathBuf::from(p);
+    }
+    if let Ok(w) = std::env::var("OCI_CONFORMANCE_WORK") {
+        return PathBuf::from(w).join("conformance.test");
+    }
+    let cache = std::env::var("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache")
+        });
+    cache.join("sitecast/oci-conformance/conformance.test")
 }

@@ -250,7 +250,18 @@ pub(crate) async fn manifest(
     headers: &HeaderMap,
     head: bool,
 ) -> OciResult<Response> {
-    let reference = Reference::parse(reference)?;
+    // A reference that is no tag or digest names nothing here: 404, as the spec's pull
+    // workflow expects (a malformed digest stays a 400 DIGEST_INVALID).
+    let reference = match Reference::parse(reference) {
+        Ok(r) => r,
+        Err(sitecast_protocol::oci::OciNameError::Tag(t)) => {
+            return Err(OciError::new(
+                Code::ManifestUnknown,
+                format!("{t:?} is not a tag or digest of {}", repo.name),
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    };
     let (mut d, mut media_type, mut bytes) = manifest_bytes(core, repo, &reference).await?;
     if !accepts(headers, &media_type) {
         let child = INDEX_TYPES
