@@ -729,3 +729,284 @@ fn mirror_access_uses_the_site_grants_with_basic_bearer_tokens_and_a_429_before_
     .unwrap();
     assert_eq!(before, after, "a refused login was hashed");
 }
+
+/// Poll `f` until it holds (an event the test cannot await otherwise), for at most `limit`.
+fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < until {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+#[test]
+fn a_moved_tag_costs_its_new_layer_referrers_are_listed_and_manifests_prefetch_layers() {
+    let env = TestEnv::new("mirror-update", Duration::from_secs(240));
+    let (origin, edge) = site(&env);
+    let oci = edge.oci.unwrap();
+    let cr = origin_creds(&origin);
+    let repo = "docker.io/library/app";
+    let push_version = |seeds: &[(u64, usize)], dir: &str| -> Layout {
+        let d = env.path(dir);
+        let l = common::oci::write_layout_seeded(&d, seeds, &["amd64"], "1");
+        push_layout(
+            &env,
+            Some(&cr),
+            &d,
+            "1",
+            &format!("docker://{}/{repo}:1", origin.registry),
+            false,
+        );
+        let id = origin.push(&env, &["--image", &format!("{repo}:1"), "--site", "s1"]);
+        let p = origin.push_wait_ok(&env, &id, 120);
+        let s = push_site(&p, "s1");
+        eprintln!(
+            "push of {repo}:1 ({dir}): bytes_total {}, bytes_needed {}, bytes_sent {}",
+            u64_field(s, "bytes_total"),
+            u64_field(s, "bytes_needed"),
+            u64_field(s, "bytes_sent")
+        );
+        l
+    };
+    let base = format!("http://{oci}/v2/library/app");
+    let v1 = push_version(&[(1, 2 << 20), (2, 128 * KIB)], "v1");
+    let r = curl(&env, &["-I", &format!("{base}/manifests/1")]);
+    assert_eq!(r.header("docker-content-digest"), Some(v1.top.as_str()));
+    // v2 keeps the 2 MiB layer and changes the small one: the site is sent about the new layer.
+    let v2 = push_version(&[(1, 2 << 20), (3, 128 * KIB)], "v2");
+    let r = curl(&env, &["-I", &format!("{base}/manifests/1")]);
+    assert_eq!(
+        r.header("docker-content-digest"),
+        Some(v2.top.as_str()),
+        "the tag moved after the push completed"
+    );
+    let pushes = origin.ctl_json(&env, &["push", "list"]);
+    let second = &pushes["pushes"][0];
+    let s = push_site(second, "s1");
+    let new_bytes: u64 = v2
+        .blobs
+        .iter()
+        .filter(|b| !v1.blobs.contains(b))
+        .map(|(_, n)| n)
+        .sum();
+    let needed = u64_field(s, "bytes_needed");
+    assert!(
+        needed <= new_bytes + 4096 && needed * 10 < u64_field(s, "bytes_total"),
+        "v2 needed {needed}, new blobs {new_bytes}: {second:#}"
+    );
+    // v1 is still pullable by digest (its blobs stay pinned by the first push).
+    let r = curl(&env, &["-I", &format!("{base}/manifests/{}", v1.top)]);
+    assert_eq!(r.status, 200);
+
+    // A referrer of v2 (an SBOM-like artifact) pushed with it, listed by the edge.
+    let reg = format!("http://{}/v2/{repo}", origin.registry);
+    let empty = "{}";
+    let empty_digest = digest(empty.as_bytes());
+    let r = curl(
+        &env,
+        &[
+            "-u",
+            &cr,
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/octet-stream",
+            "--data-binary",
+            empty,
+            &format!("{reg}/blobs/uploads/?digest={empty_digest}"),
+        ],
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let referrer = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": common::oci::MT_MANIFEST,
+        "artifactType": "application/vnd.example.sbom",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty_digest, "size": 2},
+        "layers": [{"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty_digest, "size": 2}],
+        "subject": {"mediaType": common::oci::MT_MANIFEST, "digest": v2.top, "size": v2.top_bytes.len()},
+        "annotations": {"org.example.kind": "sbom"},
+    }))
+    .unwrap();
+    let rd = digest(&referrer);
+    let body = env.path("referrer.json");
+    std::fs::write(&body, &referrer).unwrap();
+    let r = curl(
+        &env,
+        &[
+            "-u",
+            &cr,
+            "-X",
+            "PUT",
+            "-H",
+            &format!("Content-Type: {}", common::oci::MT_MANIFEST),
+            "--data-binary",
+            &format!("@{}", body.display()),
+            &format!("{reg}/manifests/{rd}"),
+        ],
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = origin.push(&env, &["--image", &format!("{repo}@{rd}"), "--site", "s1"]);
+    origin.push_wait_ok(&env, &id, 60);
+    let list = curl(&env, &[&format!("{base}/referrers/{}", v2.top)]);
+    assert_eq!(
+        list.header("content-type"),
+        Some("application/vnd.oci.image.index.v1+json")
+    );
+    let v = list.json();
+    assert_eq!(v["manifests"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v["manifests"][0]["digest"], rd.as_str());
+    assert_eq!(
+        v["manifests"][0]["artifactType"],
+        "application/vnd.example.sbom"
+    );
+    assert_eq!(v["manifests"][0]["annotations"]["org.example.kind"], "sbom");
+    let v = curl(
+        &env,
+        &[&format!(
+            "{base}/referrers/{}?artifactType=application/other",
+            v2.top
+        )],
+    )
+    .json();
+    assert_eq!(v["manifests"].as_array().map(Vec::len), Some(0), "{v}");
+
+    // A platform manifest fetched on demand prefetches its layers: they arrive without being
+    // asked for, and the blob requests that follow are hits.
+    let pre = publish(
+        &env,
+        &origin,
+        51,
+        &[1 << 20],
+        &["amd64"],
+        "docker.io/library/pre",
+        "1",
+    );
+    let r = curl(&env, &[&format!("http://{oci}/v2/library/pre/manifests/1")]);
+    assert_eq!(digest(&r.body), pre.top);
+    let prefetched = eventually(Duration::from_secs(20), || {
+        edge_metric(
+            &env,
+            &edge,
+            "sitecast_edge_oci_bytes_on_demand_total",
+            "docker.io/library/pre",
+        ) >= (1 << 20) as f64
+    });
+    assert!(prefetched, "the layer was not prefetched");
+    let layer = &pre.platforms[0].2[0];
+    let hits = edge_metric(
+        &env,
+        &edge,
+        "sitecast_edge_oci_hits_total",
+        "docker.io/library/pre",
+    );
+    let got = curl(
+        &env,
+        &[&format!("http://{oci}/v2/library/pre/blobs/{layer}")],
+    );
+    assert_eq!(digest(&got.body), *layer);
+    // The prefetch may still be verifying: the request then joins it (a miss) — wait for it.
+    let hit = eventually(Duration::from_secs(10), || {
+        curl(
+            &env,
+            &["-I", &format!("http://{oci}/v2/library/pre/blobs/{layer}")],
+        );
+        edge_metric(
+            &env,
+            &edge,
+            "sitecast_edge_oci_hits_total",
+            "docker.io/library/pre",
+        ) > hits
+    });
+    assert!(hit, "blob requests after the prefetch are not hits");
+}
+
+#[test]
+fn the_on_demand_cache_keeps_to_its_quota_sparing_pushed_images() {
+    let env = TestEnv::new("mirror-quota", Duration::from_secs(240));
+    let origin = Origin::start(&env);
+    let token = origin.create_site(&env, "s1", &[]);
+    origin.ctl_ok(&env, &["grant", "create", "--anonymous", "--path", "/oci"]);
+    let cfg = env.path("edge.toml");
+    std::fs::write(&cfg, "[oci]\ncache_max_bytes = 1500000\n").unwrap();
+    let cfg = cfg.display().to_string();
+    let edge = Edge::start(
+        &env,
+        origin.quic,
+        Some(&token),
+        &env.path("edge"),
+        &["--config", &cfg],
+    );
+    let oci = edge.oci.unwrap();
+    let pinned = publish(
+        &env,
+        &origin,
+        61,
+        &[1 << 20],
+        &["amd64"],
+        "docker.io/library/pinned",
+        "1",
+    );
+    let id = origin.push(
+        &env,
+        &["--image", "docker.io/library/pinned:1", "--site", "s1"],
+    );
+    origin.push_wait_ok(&env, &id, 60);
+    let a = publish(
+        &env,
+        &origin,
+        62,
+        &[1 << 20],
+        &["amd64"],
+        "docker.io/library/a",
+        "1",
+    );
+    let b = publish(
+        &env,
+        &origin,
+        63,
+        &[1 << 20],
+        &["amd64"],
+        "docker.io/library/b",
+        "1",
+    );
+    let pull = |name: &str, l: &Layout, i: usize| {
+        let out = env.path(&format!("pull-{name}-{i}"));
+        pull_to_dir(
+            &env,
+            None,
+            &format!("docker://{oci}/library/{name}:1"),
+            None,
+            &out,
+        );
+        check_dir(&out, &l.platforms[0].2);
+    };
+    let on_demand = |name: &str| {
+        edge_metric(
+            &env,
+            &edge,
+            "sitecast_edge_oci_bytes_on_demand_total",
+            &format!("docker.io/library/{name}"),
+        )
+    };
+    pull("a", &a, 1);
+    let a1 = on_demand("a");
+    pull("b", &b, 1); // 2 MiB on demand > 1.5 MB: a (least recently used) goes
+    pull("b", &b, 2);
+    let b1 = on_demand("b");
+    pull("a", &a, 2);
+    assert!(
+        on_demand("a") >= a1 * 2.0 - 1.0,
+        "a was not evicted: {} then {}",
+        a1,
+        on_demand("a")
+    );
+    // b was used less recently than a now: b goes, and its second pull fetches again.
+    pull("b", &b, 3);
+    assert!(on_demand("b") > b1, "b was not evicted after a came back");
+    // The pushed image is never evicted: pulled again, nothing is fetched on demand.
+    pull("pinned", &pinned, 1);
+    assert_eq!(on_demand("pinned"), 0.0);
+}

@@ -62,6 +62,22 @@ fn layer(seed: u64, len: usize) -> Vec<u8> {
 /// layer per entry of `layers` (bytes of file payload, seeded by `seed`, the layer index and the
 /// arch). With more than one arch the tag names an index.
 pub fn write_layout(dir: &Path, seed: u64, layers: &[usize], arches: &[&str], tag: &str) -> Layout {
+    let seeded: Vec<(u64, usize)> = layers
+        .iter()
+        .enumerate()
+        .map(|(li, len)| (seed * 1000 + li as u64, *len))
+        .collect();
+    write_layout_seeded(dir, &seeded, arches, tag)
+}
+
+/// As [`write_layout`], with each layer's own seed: two images that name the same
+/// `(seed, len)` share that layer byte for byte (the arch index is added to the seed).
+pub fn write_layout_seeded(
+    dir: &Path,
+    layers: &[(u64, usize)],
+    arches: &[&str],
+    tag: &str,
+) -> Layout {
     std::fs::create_dir_all(dir.join("blobs/sha256")).expect("creating the layout");
     std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     let mut blobs = Vec::new();
@@ -71,8 +87,8 @@ pub fn write_layout(dir: &Path, seed: u64, layers: &[usize], arches: &[&str], ta
         let mut layer_descs = Vec::new();
         let mut diff_ids = Vec::new();
         let mut layer_digests = Vec::new();
-        for (li, len) in layers.iter().enumerate() {
-            let t = layer(seed * 1000 + ai as u64 * 100 + li as u64, *len);
+        for (seed, len) in layers {
+            let t = layer(seed + ai as u64 * 100, *len);
             let d = put(dir, &t, &mut blobs);
             diff_ids.push(Value::from(d.clone()));
             layer_descs.push(json!({"mediaType": MT_LAYER, "digest": d, "size": t.len()}));

@@ -9,7 +9,8 @@
 //! report of progress for a failed artifact moves it (and the site) back to transferring.
 //!
 //! `bytes_needed` per artifact is the first non-zero value the edge reports (what it lacked
-//! when it first started on it); it stays frozen afterwards, so an edge that resumes after a
+//! when it first started on it), or 0 when the site already held the path complete with the
+//! same blob when the push was created; it stays frozen afterwards, so an edge that resumes after a
 //! restart (and then lacks less) does not shrink the figure. An artifact the edge already held
 //! completely reports 0 and stays 0.
 
@@ -165,9 +166,25 @@ pub(crate) fn create(c: &mut Connection, p: &NewPush) -> Result<PushInfo> {
             params![id, s, total, now()],
         )?;
         for a in &arts {
+            // What the site already holds complete (pushed before at this path) is needed 0
+            // and done: the edge would re-report the figure of its first transfer otherwise.
+            let held = tx
+                .prepare_cached(
+                    "SELECT 1 FROM push_site_artifacts
+                     WHERE site = ?1 AND path = ?2 AND blob = ?3 AND state = 'complete' LIMIT 1",
+                )?
+                .exists(params![s, a.path, a.blob])?;
             tx.execute(
-                "INSERT INTO push_site_artifacts (push, site, path, blob, state) VALUES (?1, ?2, ?3, ?4, 'queued')",
-                params![id, s, a.path, a.blob],
+                "INSERT INTO push_site_artifacts (push, site, path, blob, state, bytes_needed)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    id,
+                    s,
+                    a.path,
+                    a.blob,
+                    if held { "complete" } else { "queued" },
+                    held.then_some(0i64)
+                ],
             )?;
             // An older push's different content for this path at this site is replaced.
             let mut st = tx.prepare_cached(
@@ -187,6 +204,9 @@ pub(crate) fn create(c: &mut Connection, p: &NewPush) -> Result<PushInfo> {
     }
     for (push, site) in older {
         recompute(&tx, push, &site)?;
+    }
+    for s in &sites {
+        recompute(&tx, id, s)?; // complete at once when the site held everything
     }
     super::sites::bump_desired(&tx, &sites)?;
     let info = get(&tx, id)?.ok_or_else(|| Error::NotFound(format!("push {id} not found")))?;
@@ -269,7 +289,9 @@ pub(crate) fn apply_report(c: &mut Connection, site: &str, report: &StatusReport
         }
         tx.prepare_cached(
             "UPDATE push_site_artifacts SET state = ?4, error = ?5,
-                 bytes_needed = CASE WHEN bytes_needed IS NULL OR bytes_needed = 0 THEN ?6 ELSE bytes_needed END
+                 bytes_needed = CASE WHEN state = 'complete' AND bytes_needed IS NOT NULL THEN bytes_needed
+                                     WHEN bytes_needed IS NULL OR bytes_needed = 0 THEN ?6
+                                     ELSE bytes_needed END
              WHERE site = ?1 AND path = ?2 AND blob = ?3 AND state NOT IN ('superseded', 'removed')",
         )?
         .execute(params![

@@ -372,6 +372,26 @@ fn push_lifecycle_from_reports() {
             &status("/other", &r2, ArtifactState::Complete, 0, None)
         )?);
 
+        // Pushing again what s1 holds complete: done at once, nothing needed, and the edge's
+        // re-report of its first transfer's figure does not change that.
+        let again = pushes::create(
+            c,
+            &NewPush {
+                content: vec!["/fw/".into()],
+                sites: vec!["s1".into()],
+                ..NewPush::default()
+            },
+        )?;
+        let s = &again.sites[0];
+        assert_eq!((s.state.as_str(), s.bytes_needed), ("complete", 0));
+        pushes::apply_report(
+            c,
+            "s1",
+            &status("/fw/a.bin", &r1, ArtifactState::Complete, 250_000, None),
+        )?;
+        let s = pushes::get(c, again.id)?.unwrap().sites.remove(0);
+        assert_eq!((s.state.as_str(), s.bytes_needed), ("complete", 0));
+
         // s2 fails: the push is failed once every site is done.
         pushes::apply_report(
             c,
@@ -421,7 +441,7 @@ fn push_lifecycle_from_reports() {
         assert_eq!(pushes::get(c, push2.id)?.unwrap().state, "complete");
         let (_, desired) = pushes::desired_state(c, "s2")?.unwrap();
         assert!(desired.iter().all(|m| m.path.as_str() != "/fw/b.bin"));
-        assert_eq!(pushes::list(c)?.len(), 2);
+        assert_eq!(pushes::list(c)?.len(), 3);
         Ok(())
     })
     .unwrap();
