@@ -16,6 +16,7 @@ use sitecast_origin::OriginConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::ctl::{encode_path, Client};
+use crate::demo_image::{SAMPLE_REPO, SAMPLE_TAG};
 
 const SITE: &str = "demo-site";
 const NODE: &str = "demo-node";
@@ -70,6 +71,12 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .upload(&sample, SAMPLE_PATH, |_| {})
         .await
         .context("uploading the sample firmware")?;
+    let image_digest = crate::demo_image::write(&dir.join("sample-image"))?;
+    let reg = crate::ctl::layout::Registry::new(&ready.registry.to_string(), token.clone())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::ctl::layout::push(&reg, &dir.join("sample-image"), SAMPLE_REPO)
+        .await
+        .map_err(|e| anyhow::anyhow!("pushing the sample image: {e}"))?;
 
     // Edge.
     let edge_cfg = EdgeConfig {
@@ -87,6 +94,10 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             listen: "127.0.0.1:0".parse()?,
             ..Default::default()
         },
+        oci: sitecast_edge::OciConfig {
+            listen: "127.0.0.1:0".parse()?,
+            ..Default::default()
+        },
         ..EdgeConfig::default()
     }
     .validate()?;
@@ -98,7 +109,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let push = client
         .post(
             "/api/v1/pushes",
-            &json!({"content": [SAMPLE_PATH], "sites": [SITE]}),
+            &json!({"content": [SAMPLE_PATH], "images": [format!("{SAMPLE_REPO}:{SAMPLE_TAG}")], "sites": [SITE]}),
         )
         .await
         .context("creating the push")?;
@@ -108,6 +119,12 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let http = edge_ready.http.to_string();
     let ftp = edge_ready.ftp.map(|a| a.to_string()).unwrap_or_default();
     let sftp = edge_ready.sftp.map(|a| a.to_string()).unwrap_or_default();
+    let mirror = edge_ready.oci.map(|a| a.to_string()).unwrap_or_default();
+    let image = format!("{SAMPLE_REPO}:{SAMPLE_TAG}");
+    let short_image = format!(
+        "{}:{SAMPLE_TAG}",
+        SAMPLE_REPO.trim_start_matches("docker.io/")
+    );
     let sftp_port = edge_ready.sftp.map(|a| a.port()).unwrap_or_default();
     let ftp_host = edge_ready
         .ftp
@@ -127,6 +144,9 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         ("SITECAST_DEMO_PASSWORD", password.clone()),
         ("SITECAST_SAMPLE_PATH", SAMPLE_PATH.to_owned()),
         ("SITECAST_SAMPLE_SHA256", sample_sha.clone()),
+        ("SITECAST_EDGE_REGISTRY", mirror.clone()),
+        ("SITECAST_SAMPLE_IMAGE", image.clone()),
+        ("SITECAST_SAMPLE_IMAGE_DIGEST", image_digest.clone()),
     ];
     if let Some(f) = &args.env_file {
         let mut text = String::new();
@@ -142,6 +162,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
          edge HTTP         http://{http}\n\
          edge FTP          ftp://{ftp}\n\
          edge SFTP         {sftp}\n\
+         edge registry     {mirror}   (OCI mirror; {image} is pushed, anyone may pull it)\n\
          edge metrics      http://{metrics}/metrics\n\n\
          Try:\n\
          \x20 curl -u {USER}:{password} -O http://{http}{SAMPLE_PATH}\n\
@@ -153,8 +174,15 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
          \x20 export SITECAST_API={api} SITECAST_TOKEN={token}\n\
          \x20 {exe} ctl artifact list\n\
          \x20 {exe} ctl push show {id}\n\
-         \x20 skopeo copy --dest-tls-verify=false --dest-creds sitecast:{token} oci:LAYOUT:TAG docker://{registry}/docker.io/library/NAME:TAG\n\n\
-         The sample's SHA-256 is {sample_sha}.",
+         \x20 skopeo copy --dest-tls-verify=false --dest-creds sitecast:{token} oci:LAYOUT:TAG docker://{registry}/docker.io/library/NAME:TAG\n\
+         \x20 skopeo inspect --tls-verify=false docker://{mirror}/{short_image}\n\
+         \x20 ctr images pull --plain-http {mirror}/{short_image}\n\
+         \x20 # containerd through the mirror: /etc/containerd/certs.d/docker.io/hosts.toml\n\
+         \x20 #   server = \"https://registry-1.docker.io\"\n\
+         \x20 #   [host.\"http://{mirror}\"]\n\
+         \x20 #     capabilities = [\"pull\", \"resolve\"]\n\
+         \x20 # then: ctr images pull --hosts-dir /etc/containerd/certs.d {image}\n\n\
+         The sample's SHA-256 is {sample_sha}; the sample image is {image_digest}.",
         dir = dir.display(),
         tokfile = ready.admin_token_file.display(),
         registry = ready.registry,
@@ -241,6 +269,20 @@ async fn ensure_grant(c: &Client) -> anyhow::Result<()> {
         )
         .await
         .context("granting the demo user")?;
+    }
+    // Anyone at the site may pull the sample image (containerd and skopeo without credentials).
+    let image_path = format!("/oci/{SAMPLE_REPO}");
+    let exists = grants["grants"].as_array().is_some_and(|gs| {
+        gs.iter()
+            .any(|g| g["user"].is_null() && g["path"] == image_path.as_str())
+    });
+    if !exists {
+        c.post(
+            "/api/v1/grants",
+            &json!({"user": null, "path": image_path, "site": SITE, "read": true, "list": false}),
+        )
+        .await
+        .context("granting anonymous pulls of the sample image")?;
     }
     Ok(())
 }

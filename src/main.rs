@@ -5,6 +5,7 @@
 
 mod ctl;
 mod demo;
+mod demo_image;
 mod rate;
 mod serve;
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const KEYS: [&str; 9] = [
+const KEYS: [&str; 12] = [
     "SITECAST_API",
     "SITECAST_TOKEN",
     "SITECAST_ORIGIN_REGISTRY",
@@ -21,6 +21,9 @@ const KEYS: [&str; 9] = [
     "SITECAST_DEMO_PASSWORD",
     "SITECAST_SAMPLE_PATH",
     "SITECAST_SAMPLE_SHA256",
+    "SITECAST_EDGE_REGISTRY",
+    "SITECAST_SAMPLE_IMAGE",
+    "SITECAST_SAMPLE_IMAGE_DIGEST",
 ];
 
 /// A running demo; SIGKILLed on drop unless it was stopped.
@@ -188,6 +191,28 @@ fn check_sample(env: &TestEnv, vars: &BTreeMap<String, String>) {
     );
     assert_eq!(r.status, 200, "the demo's registry with its token");
     assert_eq!(curl(env, &[&reg]).status, 401);
+
+    // The sample image, pushed to the site: the edge's mirror serves it byte-exact, without
+    // credentials, by the reference and digest the env file names.
+    let image = &vars["SITECAST_SAMPLE_IMAGE"];
+    let (repo, tag) = image.rsplit_once(':').expect("image reference with a tag");
+    let path = repo.strip_prefix("docker.io/").expect("a docker.io image");
+    let url = format!(
+        "http://{}/v2/{path}/manifests/{tag}?ns=docker.io",
+        vars["SITECAST_EDGE_REGISTRY"]
+    );
+    let r = curl(env, &[&url]);
+    assert_eq!(
+        r.status,
+        200,
+        "sample image manifest from the edge: {}",
+        r.text()
+    );
+    assert_eq!(
+        common::oci::digest(&r.body),
+        vars["SITECAST_SAMPLE_IMAGE_DIGEST"],
+        "the edge's manifest is the pushed one"
+    );
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! `sitecast ctl`: the admin client of the origin's REST API (see docs/internals.md).
 
 mod client;
-mod layout;
+pub(crate) mod layout;
 mod output;
 
 use std::collections::BTreeMap;
