@@ -25,34 +25,7 @@ mbs() { awk -v b="$1" -v a="$2" -v c="$3" 'BEGIN{printf "%.1f", b/(c-a)/1e6}'; }
 secs() { awk -v a="$1" -v c="$2" 'BEGIN{printf "%.3f", c-a}'; }
 
 # Images: a 512 MiB layer (single stream) and a small one (fleet), as OCI layouts.
-python3 - "$STATE" <<'EOF'
-import hashlib, io, json, os, sys, tarfile
-out = sys.argv[1]
-def blob(d, b):
-    h = hashlib.sha256(b).hexdigest()
-    open(f"{d}/blobs/sha256/{h}", "wb").write(b)
-    return f"sha256:{h}", len(b)
-def layout(name, size, seed):
-    d = f"{out}/{name}"; os.makedirs(f"{d}/blobs/sha256")
-    open(f"{d}/oci-layout", "w").write('{"imageLayoutVersion":"1.0.0"}')
-    data = hashlib.shake_256(seed.encode()).digest(size) if size <= 64 << 20 else None
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as t:
-        ti = tarfile.TarInfo("payload.bin"); ti.size = size; ti.mtime = 1704067200
-        src = io.BytesIO(data) if data is not None else open("/dev/urandom", "rb")
-        t.addfile(ti, src)
-    ld, ll = blob(d, buf.getvalue())
-    cfg = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [ld]}}).encode()
-    cd, cl = blob(d, cfg)
-    m = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cl},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": ll}]}).encode()
-    md, ml = blob(d, m)
-    json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "digest": md, "size": ml, "annotations": {"org.opencontainers.image.ref.name": "1"}}]}, open(f"{d}/index.json", "w"))
-    open(f"{out}/{name}.layer", "w").write(ld)
-layout("big", 512 << 20, "big"); layout("small", 1 << 20, "small")
-EOF
+loadtest/oci-layouts.py "$STATE" big=big:512M small=small:1M
 sync
 
 # CNCF distribution.

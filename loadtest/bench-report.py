@@ -95,10 +95,12 @@ def main():
         out.append("")
         out.append("### OCI pulls (manifest, index, config and layers, 4 clients)")
         out.append("")
-        out.append("| registry pulls/s | registry MB/s | sitecast |")
-        out.append("|---:|---:|---|")
-        out.append(f"| {f(col('oci', 'oci', 'peers', 'requests_per_s'))} | {f(col('oci', 'oci', 'peers', 'throughput_mb_s'))} | "
-                   "not measured: sitecast has no OCI mirror yet |")
+        out.append("| registry pulls/s | edge mirror pulls/s | ratio | registry MB/s | edge MB/s | failures |")
+        out.append("|---:|---:|---:|---:|---:|---|")
+        k = ("oci", "oci")
+        out.append(f"| {f(col(*k, 'peers', 'requests_per_s'))} | {f(col(*k, 'sitecast', 'requests_per_s'))} | "
+                   f"{f(ratio(*k, 'requests_per_s'), '{:.2f}')} | {f(col(*k, 'peers', 'throughput_mb_s'))} | "
+                   f"{f(col(*k, 'sitecast', 'throughput_mb_s'))} | {errs(*k, 'peers')} / {errs(*k, 'sitecast')} |")
     ing = defaultdict(list)
     for r in rows:
         if r.get("test") == "ingest":

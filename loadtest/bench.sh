@@ -12,8 +12,8 @@
 #                  per download, over HTTP, FTP, SFTP: downloads/s, latency p50/p99, errors
 #   fleet_anonymous  the FTP fleet logging in as anonymous (no password hashing on either side)
 #   keepalive      CONC devices on kept-alive HTTP connections for DURATION: downloads/s, p99
-#   oci            registry pull (manifest → index → config + layers); sitecast has no OCI
-#                  mirror yet, so only the registry is measured (noted in the table)
+#   oci            registry pull (manifest → index → config + layers): the CNCF registry vs
+#                  the edge's mirror serving the same image (pushed to the site)
 #   ingest         `sitecast ctl artifact upload` of BIG vs sha256sum / b3sum of the same file
 #   ingest_memory  the origin's RSS (sampled every 0.2 s, and VmHWM) during a 2 GiB upload
 #                  of unique data (MEM_UPLOAD=0 skips it)
@@ -85,7 +85,8 @@ start() {  # start NAME ARGS...: background sitecast process; prints its ready l
   done
   log "$name did not start: $(tail -5 "$STATE/$name.log")"; exit 1
 }
-O=$(start origin origin --data-dir "$STATE/origin" --api-listen 127.0.0.1:0 --quic-listen 127.0.0.1:0)
+O=$(start origin origin --data-dir "$STATE/origin" --api-listen 127.0.0.1:0 --quic-listen 127.0.0.1:0 \
+      --registry-listen 127.0.0.1:0)
 export SITECAST_API=http://$(jget "$O" api) SITECAST_TOKEN=$(cat "$(jget "$O" admin_token_file)")
 ctl() { "$SC" ctl "$@"; }
 
@@ -151,8 +152,15 @@ max_connections_per_ip = 10000
 EOF
 E=$(start edge edge --config "$STATE/edge.toml" --data-dir "$STATE/edge" --origin "$(jget "$O" quic)" \
       --join-token "$TOKEN" --node bench-1 --http-listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 \
-      --ftp-listen 127.0.0.1:0 --sftp-listen 127.0.0.1:0)
-PUSH=$(ctl push create --content /fw --site bench)
+      --ftp-listen 127.0.0.1:0 --sftp-listen 127.0.0.1:0 --oci-listen 127.0.0.1:0)
+# The peers' OCI image, every tag, into the origin's registry and to the site (anonymous pulls).
+O_REG=$(jget "$O" registry)
+for tag in ${PEER_OCI_TAGS//,/ }; do
+  skopeo --insecure-policy copy --all --preserve-digests --dest-tls-verify=false \
+    --dest-creds "x:$SITECAST_TOKEN" "oci:$OCI:$tag" "docker://$O_REG/docker.io/$PEER_OCI_REPO:$tag" > /dev/null
+done
+ctl grant create --anonymous --path /oci --site bench > /dev/null
+PUSH=$(ctl push create --content /fw --image "docker.io/$PEER_OCI_REPO:*" --site bench)
 ctl push wait "$PUSH" --timeout 900 > /dev/null
 HOSTKEY=$(ssh-keygen -y -f "$STATE/edge/identity/ssh_host_ed25519_key" | cut -d' ' -f1,2)
 SFTP_ADDR=$(jget "$E" sftp)
@@ -170,6 +178,9 @@ PEER_SFTP_PORT=${SFTP_ADDR##*:}
 PEER_SFTP_USER=reader
 PEER_SFTP_PASS=reader-pass
 PEER_SFTP_KNOWN_HOSTS=$STATE/edge_known_hosts
+PEER_REGISTRY_URL=http://$(jget "$E" oci)
+PEER_OCI_REPO=$PEER_OCI_REPO
+PEER_OCI_TAGS=$PEER_OCI_TAGS
 EOF
 SC_ENV=$STATE/sitecast-env/peers.env
 log "edge ready: $E"
@@ -205,7 +216,7 @@ for i in $(seq "$RUNS"); do
       --user anonymous --password device@
   done
   for t in $order; do lt "$t" http keepalive "$i" --path "$SMALL" -c "$CONC" --duration "$DURATION"; done
-  lt peers oci oci "$i" -c 4 -n 40
+  for t in $order; do lt "$t" oci oci "$i" -c 4 -n 40; done
 done
 
 # --- update bytes: sitecast push vs rsync --------------------------------------------------------
