@@ -223,9 +223,17 @@ fn registry_refuses_bad_input_with_spec_errors_and_stores_nothing() {
     // No or wrong credentials: 401 with a challenge.
     let r = curl(&env, &[&format!("{base}/")]);
     assert_eq!(r.status, 401);
-    assert!(r
-        .header("www-authenticate")
-        .is_some_and(|v| v.starts_with("Basic")));
+    let challenges: Vec<&str> = r
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "www-authenticate")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert!(
+        challenges.iter().any(|v| v.starts_with("Basic"))
+            && challenges.iter().any(|v| v.starts_with("Bearer")),
+        "{challenges:?}"
+    );
     assert_eq!(code(&r), "UNAUTHORIZED");
     let r = curl(&env, &["-u", "x:wrong", &format!("{base}/")]);
     assert_eq!(r.status, 401);
@@ -810,5 +818,195 @@ fn ctl_pushes_an_oci_layout_byte_exact_and_skips_blobs_already_stored() {
         !o.ok() && o.stderr.contains("invalid repository name"),
         "{}",
         o.stderr
+    );
+}
+
+#[test]
+fn users_push_and_pull_by_registry_grants_with_basic_or_bearer_tokens() {
+    let env = TestEnv::new("oci-users", Duration::from_secs(180));
+    let origin = Origin::start(&env);
+    let reg = origin.registry;
+    origin.ctl_ok(&env, &["user", "create", "carol", "--password", "carol-pw"]);
+    origin.ctl_ok(&env, &["user", "create", "dave", "--password", "dave-pw"]);
+    let g = origin.ctl_json(
+        &env,
+        &[
+            "registry-grant",
+            "create",
+            "--user",
+            "carol",
+            "--repository",
+            "docker.io/team/*",
+            "--push",
+        ],
+    );
+    origin.ctl_ok(
+        &env,
+        &[
+            "registry-grant",
+            "create",
+            "--user",
+            "dave",
+            "--repository",
+            "docker.io/team/*",
+        ],
+    );
+    let bad = origin.ctl(
+        &env,
+        &[
+            "registry-grant",
+            "create",
+            "--user",
+            "carol",
+            "--repository",
+            "Bad Pattern",
+        ],
+    );
+    assert!(!bad.ok(), "a malformed pattern was accepted");
+
+    // No credentials: the challenge names the token realm and service.
+    let r = curl(&env, &[&format!("http://{reg}/v2/")]);
+    assert_eq!(r.status, 401);
+    let wa: Vec<&str> = r
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "www-authenticate")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert!(
+        wa.iter().any(|v| v.starts_with("Bearer")
+            && v.contains(&format!("realm=\"http://{reg}/token\""))
+            && v.contains("service=\"sitecast-origin\"")),
+        "{wa:?}"
+    );
+
+    // carol pushes into docker.io/team/* (skopeo follows the bearer flow), not elsewhere.
+    let dir = env.path("layout");
+    let l = write_layout(&dir, 7, &[64 * 1024], &["amd64"], "1");
+    push_layout(
+        &env,
+        Some("carol:carol-pw"),
+        &dir,
+        "1",
+        &format!("docker://{reg}/docker.io/team/app:1"),
+        false,
+    );
+    let src = format!("oci:{}:1", dir.display());
+    let denied = common::oci::skopeo(
+        &env,
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            "carol:carol-pw",
+            &src,
+            &format!("docker://{reg}/docker.io/other/app:1"),
+        ],
+    );
+    assert!(!denied.ok(), "carol pushed outside her grant");
+    // dave pulls, but may not push.
+    let out = env.path("dave-pull");
+    pull_to_dir(
+        &env,
+        Some("dave:dave-pw"),
+        &format!("docker://{reg}/docker.io/team/app:1"),
+        None,
+        &out,
+    );
+    assert_eq!(
+        digest(&std::fs::read(out.join("manifest.json")).unwrap()),
+        l.top
+    );
+    let denied = common::oci::skopeo(
+        &env,
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            "dave:dave-pw",
+            &src,
+            &format!("docker://{reg}/docker.io/team/dave:1"),
+        ],
+    );
+    assert!(!denied.ok(), "dave pushed with a pull-only grant");
+    let r = curl(
+        &env,
+        &[
+            "-u",
+            "dave:dave-pw",
+            "-X",
+            "DELETE",
+            &format!("http://{reg}/v2/docker.io/team/app/manifests/{}", l.top),
+        ],
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("DENIED"), "{}", r.text());
+    let r = curl(
+        &env,
+        &["-u", "dave:dave-pw", &format!("http://{reg}/v2/_catalog")],
+    );
+    assert_eq!(r.status, 403, "the catalog is for API tokens");
+
+    // Tokens: GET with Basic and the OAuth2 POST, each limited to its scopes.
+    let manifest = format!("http://{reg}/v2/docker.io/team/app/manifests/1");
+    let t = curl(&env, &["-u", "carol:carol-pw", &format!("http://{reg}/token?service=sitecast-origin&scope=repository:docker.io/team/app:pull,push")]).json();
+    let bearer = format!(
+        "Authorization: Bearer {}",
+        t["token"].as_str().expect("token")
+    );
+    assert_eq!(curl(&env, &["-I", "-H", &bearer, &manifest]).status, 200);
+    let other = format!("http://{reg}/v2/docker.io/team/other/tags/list");
+    assert_eq!(
+        curl(&env, &["-H", &bearer, &other]).status,
+        401,
+        "outside the token's scope"
+    );
+    let t = curl(&env, &["-d", "grant_type=password&username=dave&password=dave-pw&scope=repository:docker.io/team/app:pull,push", &format!("http://{reg}/token")]).json();
+    let dave_bearer = format!(
+        "Authorization: Bearer {}",
+        t["access_token"].as_str().expect("token")
+    );
+    assert_eq!(
+        curl(&env, &["-I", "-H", &dave_bearer, &manifest]).status,
+        200
+    );
+    let r = curl(
+        &env,
+        &[
+            "-X",
+            "DELETE",
+            "-H",
+            &dave_bearer,
+            &format!("http://{reg}/v2/docker.io/team/app/manifests/{}", l.top),
+        ],
+    );
+    assert_eq!(
+        r.status, 401,
+        "a token dave got for pull,push carries only pull"
+    );
+    assert_eq!(
+        curl(&env, &["-H", &format!("{dave_bearer}x"), &manifest]).status,
+        401,
+        "a forged token"
+    );
+
+    // A deleted grant stops working at once, tokens included.
+    origin.ctl_ok(&env, &["registry-grant", "delete", &id_text(&g["id"])]);
+    assert_eq!(
+        curl(&env, &["-I", "-u", "carol:carol-pw", &manifest]).status,
+        403
+    );
+    assert_eq!(curl(&env, &["-I", "-H", &bearer, &manifest]).status, 403);
+
+    // Failed logins: 429 before any more hashing.
+    for _ in 0..10 {
+        curl(&env, &["-u", "carol:wrong", &manifest]);
+    }
+    let r = curl(&env, &["-u", "carol:wrong", &manifest]);
+    assert_eq!(r.status, 429);
+    assert!(
+        r.text().contains("TOOMANYREQUESTS") && r.header("retry-after").is_some(),
+        "{:?}",
+        r.headers
     );
 }

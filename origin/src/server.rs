@@ -182,6 +182,7 @@ fn serve_http(
 ) {
     let c = cancel.clone();
     tasks.spawn(async move {
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let r = axum::serve(listener, app)
             .with_graceful_shutdown(async move { c.cancelled().await })
             .await

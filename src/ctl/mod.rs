@@ -57,6 +57,9 @@ enum CtlCommand {
     /// Grants of read/list access to users or anonymous.
     #[command(subcommand)]
     Grant(GrantCmd),
+    /// Users' pull and push access to the origin's registry, by repository pattern.
+    #[command(subcommand)]
+    RegistryGrant(RegistryGrantCmd),
     /// API tokens.
     #[command(subcommand)]
     Token(TokenCmd),
@@ -160,6 +163,26 @@ enum UserCmd {
     Delete { name: String },
     /// Add an OpenSSH public key (for SFTP) from FILE, e.g. ~/.ssh/id_ed25519.pub.
     AddKey { name: String, file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum RegistryGrantCmd {
+    /// Let a user pull (and with --push also push and delete) repositories matching a pattern.
+    Create {
+        /// The user.
+        #[arg(long)]
+        user: String,
+        /// Repository pattern with `*`/`?`, e.g. 'docker.io/library/*'.
+        #[arg(long)]
+        repository: String,
+        /// Also allow pushes and deletes.
+        #[arg(long)]
+        push: bool,
+    },
+    /// List registry grants.
+    List,
+    /// Delete a registry grant.
+    Delete { id: String },
 }
 
 #[derive(Subcommand)]
@@ -362,6 +385,24 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
             }
             GrantCmd::List => c.get("/api/v1/grants").await?,
             GrantCmd::Delete { id } => c.delete(&format!("/api/v1/grants/{}", seg(&id))).await?,
+        },
+        CtlCommand::RegistryGrant(g) => match g {
+            RegistryGrantCmd::Create {
+                user,
+                repository,
+                push,
+            } => {
+                c.post(
+                    "/api/v1/registry-grants",
+                    &json!({"user": user, "repository": repository, "push": push}),
+                )
+                .await?
+            }
+            RegistryGrantCmd::List => c.get("/api/v1/registry-grants").await?,
+            RegistryGrantCmd::Delete { id } => {
+                c.delete(&format!("/api/v1/registry-grants/{}", seg(&id)))
+                    .await?
+            }
         },
         CtlCommand::Token(TokenCmd::Create { name }) => {
             let v = c.post("/api/v1/tokens", &json!({"name": name})).await?;

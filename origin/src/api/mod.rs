@@ -26,6 +26,7 @@ mod error;
 mod images;
 mod metrics;
 mod pushes;
+mod registry_grants;
 mod sites;
 
 pub(crate) use error::ApiError;
@@ -56,6 +57,11 @@ pub(crate) fn router(core: Arc<Core>) -> Router {
         )
         .route("/grants/{id}", delete(access::delete_grant))
         .route("/tokens", post(access::create_token))
+        .route(
+            "/registry-grants",
+            get(registry_grants::list).post(registry_grants::create),
+        )
+        .route("/registry-grants/{id}", delete(registry_grants::delete))
         .route("/pushes", get(pushes::list).post(pushes::create))
         .route("/pushes/{id}", get(pushes::show))
         .route("/images/import", post(images::import))

@@ -21,6 +21,7 @@ pub(crate) mod artifacts;
 pub(crate) mod images;
 pub(crate) mod oci;
 pub(crate) mod pushes;
+pub(crate) mod registry_grants;
 pub(crate) mod sites;
 #[cfg(test)]
 mod tests;
@@ -31,6 +32,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         3,
         include_str!("../../../migrations/origin/0003_push_images.sql"),
+    ),
+    (
+        4,
+        include_str!("../../../migrations/origin/0004_registry_grants.sql"),
     ),
 ];
 

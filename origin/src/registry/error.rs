@@ -21,6 +21,7 @@ pub(crate) enum Code {
     NameUnknown,
     SizeInvalid,
     Unauthorized,
+    Denied,
     Unsupported,
     TooManyRequests,
 }
@@ -39,6 +40,7 @@ impl Code {
             Self::NameUnknown => "NAME_UNKNOWN",
             Self::SizeInvalid => "SIZE_INVALID",
             Self::Unauthorized => "UNAUTHORIZED",
+            Self::Denied => "DENIED",
             Self::Unsupported => "UNSUPPORTED",
             Self::TooManyRequests => "TOOMANYREQUESTS",
         }
@@ -51,6 +53,7 @@ impl Code {
             | Self::ManifestUnknown
             | Self::NameUnknown => StatusCode::NOT_FOUND,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Denied => StatusCode::FORBIDDEN,
             Self::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
             Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::BAD_REQUEST,
@@ -96,14 +99,6 @@ impl OciError {
     ) -> Self {
         self.headers.push((name, value.into()));
         self
-    }
-
-    /// A request the caller's credentials do not allow.
-    pub(crate) fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(Code::Unauthorized, message).with_header(
-            header::WWW_AUTHENTICATE,
-            "Basic realm=\"sitecast registry\"",
-        )
     }
 
     /// Not a route of the distribution API.
@@ -155,7 +150,7 @@ impl IntoResponse for OciError {
         let mut r = (self.status, axum::Json(body)).into_response();
         for (name, value) in self.headers {
             if let Ok(v) = HeaderValue::from_str(&value) {
-                r.headers_mut().insert(name, v);
+                r.headers_mut().append(name, v);
             }
         }
         r

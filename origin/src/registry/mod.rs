@@ -7,9 +7,10 @@
 //! indexes are stored byte-exact as blobs too; a manifest is accepted only when everything it
 //! references is already in its repository.
 //!
-//! Auth: every request needs a sitecast API token, as `Authorization: Bearer <token>` or as
+//! Auth ([`auth`]): a sitecast API token (everything), as `Authorization: Bearer <token>` or as
 //! the password of HTTP Basic (any user name), so `skopeo --dest-creds x:TOKEN` and
-//! `docker login -p TOKEN` work unchanged.
+//! `docker login -p TOKEN` work unchanged; or a user with registry grants on repository
+//! patterns, by Basic or the bearer-token flow (`/token`).
 //!
 //! Routes are parsed by hand from the right (`…/manifests/<ref>`, `…/blobs/uploads/<id>`,
 //! `…/blobs/<digest>`, `…/tags/list`, `…/referrers/<digest>`) because repository names contain
@@ -28,9 +29,8 @@ use base64::Engine as _;
 use sitecast_protocol::oci::{parse_digest, Reference, RepoName};
 
 use crate::core::Core;
-use crate::db;
-use crate::util::hash_secret;
 
+mod auth;
 mod error;
 pub(crate) mod manifests;
 mod read;
@@ -44,6 +44,7 @@ type RegResult<T> = Result<T, OciError>;
 pub(crate) struct Registry {
     core: Arc<Core>,
     uploads: uploads::Sessions,
+    auth: auth::Auth,
 }
 
 /// The registry's router.
@@ -51,8 +52,10 @@ pub(crate) fn router(core: Arc<Core>) -> Router {
     let reg = Arc::new(Registry {
         core,
         uploads: uploads::Sessions::default(),
+        auth: auth::Auth::default(),
     });
     Router::new()
+        .route("/token", any(token))
         .route("/v2", any(base))
         .route("/v2/", any(base))
         .route("/v2/{*rest}", any(dispatch))
@@ -93,14 +96,105 @@ async fn api_version(req: Request, next: Next) -> Response {
     resp
 }
 
-/// The API token a request carries: `Bearer <token>`, or the password of `Basic`.
-fn presented_token(req: &Request) -> Option<String> {
-    let v = req
-        .headers()
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .trim();
+fn client_ip(req: &Request) -> std::net::IpAddr {
+    req.extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip())
+}
+
+/// Every route but `/token` needs credentials; who they are travels in the request's
+/// extensions to [`handle`], which decides per repository.
+async fn auth(State(reg): State<Arc<Registry>>, mut req: Request, next: Next) -> Response {
+    if req.uri().path() == "/token" {
+        return next.run(req).await;
+    }
+    let ip = client_ip(&req);
+    match reg.auth.identify(&reg.core, ip, req.headers()).await {
+        Ok(Some(who)) => {
+            req.extensions_mut().insert(who);
+            next.run(req).await
+        }
+        Ok(None) => auth::challenge(
+            req.headers(),
+            None,
+            "authentication required: a sitecast API token, or a user with a registry grant",
+        )
+        .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET /token` (Basic credentials) and the OAuth2 `POST /token` (`grant_type=password`).
+async fn token(State(reg): State<Arc<Registry>>, req: Request) -> Response {
+    let ip = client_ip(&req);
+    let r: RegResult<Response> = async {
+        let (parts, body) = req.into_parts();
+        let (user, scopes) = if parts.method == Method::POST {
+            let form = small_body(body, 16 * 1024, "token request").await?;
+            let q = Query::parse(Some(&String::from_utf8_lossy(&form)));
+            if q.get("grant_type") != Some("password") {
+                return Err(
+                    OciError::new(Code::Unsupported, "grant_type must be password")
+                        .with_status(StatusCode::BAD_REQUEST),
+                );
+            }
+            let (u, p) = (
+                q.get("username").unwrap_or(""),
+                q.get("password").unwrap_or(""),
+            );
+            reg.auth.login(&reg.core, ip, u, p).await?;
+            (u.to_owned(), q.all("scope"))
+        } else {
+            let q = Query::parse(parts.uri.query());
+            match reg.auth.identify(&reg.core, ip, &parts.headers).await? {
+                // An API token is already a bearer token for everything.
+                Some(auth::Identity::Admin) => {
+                    let t = presented_password(&parts.headers).unwrap_or_default();
+                    return Ok(
+                        axum::Json(serde_json::json!({"token": t, "access_token": t}))
+                            .into_response(),
+                    );
+                }
+                Some(auth::Identity::User { name, .. }) => (name, q.all("scope")),
+                None => {
+                    return Err(auth::challenge(
+                        &parts.headers,
+                        None,
+                        "log in to get a token",
+                    ))
+                }
+            }
+        };
+        let mut granted = Vec::new();
+        for scope in scopes.iter().flat_map(|s| s.split(' ')) {
+            let mut it = scope.splitn(3, ':');
+            let (Some("repository"), Some(repo), Some(actions)) = (it.next(), it.next(), it.next())
+            else {
+                continue;
+            };
+            let wants_push = actions
+                .split(',')
+                .any(|a| a == "push" || a == "delete" || a == "*");
+            if !auth::granted(&reg.core, &user, repo, auth::Action::Pull).await? {
+                continue;
+            }
+            let push =
+                wants_push && auth::granted(&reg.core, &user, repo, auth::Action::Push).await?;
+            granted.push((repo.to_owned(), push));
+        }
+        let (t, ttl) = reg.auth.issue(&user, granted);
+        Ok(
+            axum::Json(serde_json::json!({"token": t, "access_token": t, "expires_in": ttl}))
+                .into_response(),
+        )
+    }
+    .await;
+    r.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The API token of `Bearer <token>` or a Basic password.
+fn presented_password(headers: &axum::http::HeaderMap) -> Option<String> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
     let (scheme, rest) = v.split_once(' ')?;
     match scheme.to_ascii_lowercase().as_str() {
         "bearer" => Some(rest.trim().to_owned()),
@@ -109,31 +203,9 @@ fn presented_token(req: &Request) -> Option<String> {
                 .decode(rest.trim())
                 .ok()?;
             let text = String::from_utf8(raw).ok()?;
-            let (_, password) = text.split_once(':')?;
-            Some(password.to_owned())
+            Some(text.split_once(':')?.1.to_owned())
         }
         _ => None,
-    }
-    .filter(|t| !t.is_empty())
-}
-
-async fn auth(State(reg): State<Arc<Registry>>, req: Request, next: Next) -> Response {
-    let Some(token) = presented_token(&req) else {
-        return OciError::unauthorized(
-            "authentication required: a sitecast API token as Bearer or as the Basic password",
-        )
-        .into_response();
-    };
-    let hash = hash_secret(&token);
-    match reg
-        .core
-        .db
-        .call(move |c| db::access::token_name(c, &hash))
-        .await
-    {
-        Ok(Some(_)) => next.run(req).await,
-        Ok(None) => OciError::unauthorized("invalid credentials").into_response(),
-        Err(e) => OciError::from(e).into_response(),
     }
 }
 
@@ -157,6 +229,15 @@ impl Query {
             out.push((dec(k), dec(v)));
         }
         Self(out)
+    }
+
+    /// Every value of `key`.
+    pub(crate) fn all(&self, key: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 
     pub(crate) fn get(&self, key: &str) -> Option<&str> {
@@ -226,10 +307,50 @@ async fn handle(reg: &Arc<Registry>, req: Request) -> RegResult<Response> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
     let rest = path.strip_prefix("/v2/").unwrap_or(path);
-    let q = Query::parse(parts.uri.query());
+    let mut q = Query::parse(parts.uri.query());
     let m = &parts.method;
     let head = *m == Method::HEAD;
-    match route(rest)? {
+    let who = parts
+        .extensions
+        .get::<auth::Identity>()
+        .cloned()
+        .unwrap_or(auth::Identity::Admin);
+    let route = route(rest)?;
+    match &route {
+        Route::Catalog => {
+            if !matches!(who, auth::Identity::Admin) {
+                return Err(OciError::new(
+                    Code::Denied,
+                    "the catalog needs an API token",
+                ));
+            }
+        }
+        Route::Tags(n)
+        | Route::Manifest(n, _)
+        | Route::Blob(n, _)
+        | Route::Uploads(n, _)
+        | Route::Referrers(n, _) => {
+            let action = if matches!(route, Route::Uploads(..)) {
+                auth::Action::Push
+            } else {
+                auth::action_of(m)
+            };
+            auth::authorize(&reg.core, &parts.headers, &who, n.as_str(), action).await?;
+            if matches!(route, Route::Uploads(..)) && matches!(who, auth::Identity::User { .. }) {
+                match q.get("from").map(str::to_owned) {
+                    // A mount reads the source repository.
+                    Some(from) => {
+                        auth::authorize(&reg.core, &parts.headers, &who, &from, auth::Action::Pull)
+                            .await?
+                    }
+                    // No mount from "any repository" for users: it would reveal blobs of
+                    // repositories they may not read. The upload proceeds normally.
+                    None => q.0.retain(|(k, _)| k != "mount"),
+                }
+            }
+        }
+    }
+    match route {
         Route::Catalog if *m == Method::GET => manifests::catalog(reg, &q).await,
         Route::Tags(n) if *m == Method::GET => manifests::tags(reg, n, &q).await,
         Route::Manifest(n, r) => {

@@ -1,0 +1,53 @@
+//! `/api/v1/registry-grants`: which users may pull from or push to the origin's registry.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+
+use super::{json_body, ApiError, ApiResult, AppState};
+use crate::db;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Req {
+    user: String,
+    repository: String,
+    #[serde(default)]
+    push: bool,
+}
+
+pub(super) async fn create(State(core): State<AppState>, body: Body) -> ApiResult<Response> {
+    let r: Req = json_body(&core, body).await?;
+    let g = core
+        .db
+        .call(move |c| db::registry_grants::create(c, &r.user, &r.repository, r.push))
+        .await?;
+    Ok((StatusCode::CREATED, Json(g)).into_response())
+}
+
+pub(super) async fn list(State(core): State<AppState>) -> ApiResult<Response> {
+    let grants = core.db.call(|c| db::registry_grants::list(c)).await?;
+    Ok(Json(serde_json::json!({ "registry_grants": grants })).into_response())
+}
+
+pub(super) async fn delete(
+    State(core): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("invalid registry grant id {id:?}")))?;
+    if !core
+        .db
+        .call(move |c| db::registry_grants::delete(c, id))
+        .await?
+    {
+        return Err(ApiError::not_found(format!(
+            "registry grant {id} not found"
+        )));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
