@@ -1010,3 +1010,59 @@ fn users_push_and_pull_by_registry_grants_with_basic_or_bearer_tokens() {
         r.headers
     );
 }
+
+#[test]
+fn a_pull_through_tag_follows_its_upstream_after_the_ttl_and_survives_its_loss() {
+    let env = TestEnv::new("oci-tag-refresh", Duration::from_secs(180));
+    let mut upstream = Upstream::start(&env);
+    // tag_ttl 0s: every tag request asks the upstream (by HEAD) again.
+    let origin = Origin::start_with_config(
+        &env,
+        &format!(
+            "[[registry_upstreams]]\nprefix = \"mirror.test/\"\nurl = \"http://{}\"\ntag_ttl = \"0s\"\n",
+            upstream.addr
+        ),
+    );
+    let cr = creds(&origin);
+    let manifest = format!(
+        "http://{}/v2/mirror.test/team/moving/manifests/1",
+        origin.registry
+    );
+    let digest_of = |r: &Resp| r.header("docker-content-digest").map(str::to_owned);
+    let v1 = write_layout(&env.path("v1"), 41, &[64 * 1024], &["amd64"], "1");
+    push_layout(
+        &env,
+        None,
+        &env.path("v1"),
+        "1",
+        &format!("docker://{}/team/moving:1", upstream.addr),
+        false,
+    );
+    assert_eq!(
+        digest_of(&curl(&env, &["-I", "-u", &cr, &manifest])),
+        Some(v1.top.clone())
+    );
+    let v2 = write_layout(&env.path("v2"), 42, &[64 * 1024], &["amd64"], "1");
+    push_layout(
+        &env,
+        None,
+        &env.path("v2"),
+        "1",
+        &format!("docker://{}/team/moving:1", upstream.addr),
+        false,
+    );
+    assert_eq!(
+        digest_of(&curl(&env, &["-I", "-u", &cr, &manifest])),
+        Some(v2.top.clone()),
+        "the tag did not follow its upstream"
+    );
+    // An unchanged tag costs the upstream a HEAD, not a manifest GET.
+    let gets = upstream.gets("/v2/team/moving/manifests/1");
+    curl(&env, &["-I", "-u", &cr, &manifest]);
+    assert_eq!(upstream.gets("/v2/team/moving/manifests/1"), gets);
+    // The upstream gone: the stored digest keeps serving.
+    upstream.kill();
+    let r = curl(&env, &["-u", &cr, &manifest]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(digest(&r.body), v2.top);
+}

@@ -34,7 +34,7 @@ mod server;
 mod upstream;
 mod util;
 
-pub use config::{parse_size, OriginConfig, QuicOptions, UpstreamConfig};
+pub use config::{parse_size, Congestion, OriginConfig, QuicOptions, UpstreamConfig};
 pub use db::{ArtifactInfo, GrantInfo, NodeInfo, PushInfo, PushSiteInfo, SiteInfo, UserInfo};
 pub use error::{Error, Result};
 pub use server::{run, OriginReady};

@@ -25,6 +25,9 @@ use crate::core::Core;
 use crate::error::blocking;
 use crate::vfs::{Content, READ_BATCH_BYTES};
 
+/// Batches of about [`READ_BATCH_BYTES`] read ahead of the one being sent.
+const READ_AHEAD: usize = 3;
+
 const INDEX_TYPES: [&str; 2] = [
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
@@ -370,7 +373,7 @@ fn stream(
     let served = core.metrics.repo(repo);
     let http = core.clone();
     let s = futures::stream::iter(batches.into_iter().enumerate())
-        .then(move |(i, (from, to))| {
+        .map(move |(i, (from, to))| {
             let content = content.clone();
             let mut flight = flight.clone();
             async move {
@@ -400,6 +403,8 @@ fn stream(
                 ))
             }
         })
+        // The next batches are read (and verified) while this one is sent.
+        .buffered(READ_AHEAD)
         .try_flatten()
         .inspect_ok(move |piece: &Bytes| {
             let n = piece.len() as u64;

@@ -324,6 +324,28 @@ pub(crate) fn delete_manifest(
     Ok(Some(id32(&b, "blob id", BlobId::from_bytes)?))
 }
 
+/// The digest a tag names and when it was last set or confirmed.
+pub(crate) fn tag_row(
+    c: &Connection,
+    repo: &RepoName,
+    tag: &str,
+) -> Result<Option<(Sha256Digest, i64)>> {
+    let row: Option<(Vec<u8>, i64)> = c
+        .prepare_cached("SELECT digest, updated FROM oci_tags WHERE repo = ?1 AND tag = ?2")?
+        .query_row(params![repo.as_str(), tag], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    row.map(|(d, u)| Ok((digest_of(&d)?, u))).transpose()
+}
+
+/// Mark a tag as confirmed now (its upstream still names the same digest).
+pub(crate) fn touch_tag(c: &Connection, repo: &RepoName, tag: &str, now: i64) -> Result<()> {
+    c.execute(
+        "UPDATE oci_tags SET updated = ?3 WHERE repo = ?1 AND tag = ?2",
+        params![repo.as_str(), tag, now],
+    )?;
+    Ok(())
+}
+
 /// Delete a tag (the manifest stays, reachable by digest); false if there was none.
 pub(crate) fn delete_tag(c: &Connection, repo: &RepoName, tag: &str) -> Result<bool> {
     Ok(c.execute(

@@ -50,6 +50,9 @@ async fn resolved(core: &Arc<Core>, r: &OciResolve) -> Result<OciResolved> {
             .call(move |c| db::oci::get_manifest(c, &repo, &reference))
             .await
     };
+    if let Reference::Tag(t) = &reference {
+        core.pull.refresh_tag(core, &repo, t).await?;
+    }
     let mut m = lookup(repo.clone(), reference.clone()).await?;
     if m.is_none() && core.pull.manifest(core, &repo, &reference).await? {
         m = lookup(repo.clone(), reference.clone()).await?;

@@ -19,6 +19,7 @@ use sitecast_runtime::tls::cert_fingerprint;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+use crate::config::Congestion;
 use crate::core::Core;
 use crate::db;
 use crate::error::{Error, Result};
@@ -48,6 +49,18 @@ pub(crate) fn endpoint(core: &Core) -> Result<quinn::Endpoint> {
             .map_err(|_| Error::Config("quic.idle_timeout too large".into()))?,
     ));
     t.send_window(q.send_window);
+    t.packet_threshold(q.reordering_threshold);
+    match q.congestion {
+        Congestion::Bbr => {
+            t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()))
+        }
+        Congestion::Cubic => {
+            t.congestion_controller_factory(Arc::new(quinn::congestion::CubicConfig::default()))
+        }
+        Congestion::NewReno => {
+            t.congestion_controller_factory(Arc::new(quinn::congestion::NewRenoConfig::default()))
+        }
+    };
     t.max_concurrent_bidi_streams(VarInt::from_u32(q.max_streams));
     t.max_concurrent_uni_streams(VarInt::from_u32(0));
     sc.transport_config(Arc::new(t));

@@ -276,6 +276,9 @@ pub(crate) async fn get(
             .call(move |c| db::oci::get_manifest(c, &repo, &reference))
             .await
     };
+    if let Reference::Tag(t) = &reference {
+        reg.core.pull.refresh_tag(&reg.core, &repo, t).await?;
+    }
     let mut m = lookup(repo.clone(), reference.clone()).await?;
     if m.is_none() && reg.core.pull.manifest(&reg.core, &repo, &reference).await? {
         m = lookup(repo.clone(), reference.clone()).await?;

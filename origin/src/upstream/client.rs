@@ -84,9 +84,18 @@ impl Upstream {
 
     /// GET `path` (below the base URL), authenticating as the registry asks.
     async fn get(&self, path: &str, accept: Option<&str>) -> Result<Response> {
+        self.request(reqwest::Method::GET, path, accept).await
+    }
+
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        accept: Option<&str>,
+    ) -> Result<Response> {
         let url = format!("{}{path}", self.base);
         for attempt in 0..2 {
-            let mut rb = self.http.get(&url);
+            let mut rb = self.http.request(method.clone(), &url);
             if let Some(a) = accept {
                 rb = rb.header(ACCEPT, a);
             }
@@ -98,7 +107,7 @@ impl Upstream {
             let resp = rb
                 .send()
                 .await
-                .map_err(|e| err(format!("GET {url}: {e}")))?;
+                .map_err(|e| err(format!("{method} {url}: {e}")))?;
             if resp.status() != StatusCode::UNAUTHORIZED || attempt == 1 {
                 return Ok(resp);
             }
@@ -219,6 +228,41 @@ impl Upstream {
             }
         }
         Ok((bytes.to_vec(), media_type))
+    }
+
+    /// The digest a manifest reference names at the upstream, by `HEAD` (Docker Hub does not
+    /// count a `HEAD` against its pull limit); `Ok(None)` when the upstream answers without a
+    /// `Docker-Content-Digest`.
+    pub(crate) async fn manifest_digest(
+        &self,
+        path: &str,
+        reference: &Reference,
+    ) -> Result<Option<Sha256Digest>> {
+        let resp = self
+            .request(
+                reqwest::Method::HEAD,
+                &format!("/v2/{path}/manifests/{reference}"),
+                Some(MANIFEST_ACCEPT),
+            )
+            .await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Err(Error::NotFound(format!(
+                "manifest {path}:{reference} is not at {}",
+                self.base
+            )));
+        }
+        if !resp.status().is_success() {
+            return Err(err(format!(
+                "HEAD manifest {path}:{reference} at {}: HTTP {}",
+                self.base,
+                resp.status()
+            )));
+        }
+        Ok(resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|d| sitecast_protocol::oci::parse_digest(d).ok()))
     }
 
     /// A blob as a streaming response (status checked).

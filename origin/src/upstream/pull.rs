@@ -8,8 +8,10 @@
 //! is stored) even if the first client goes away. A blob whose bytes do not match its digest is
 //! not stored, and the first client's response is cut.
 //!
-//! Tags already at the origin are answered without asking the upstream (no refresh yet). What
-//! the upstream answers 404 for is absent, as if no upstream were configured (a push into a
+//! A tag fetched from an upstream is answered from the origin for the upstream's `tag_ttl`;
+//! after that the next request asks the upstream by `HEAD` and fetches the manifest only when
+//! the digest moved (an unreachable upstream leaves the stored digest serving). What the
+//! upstream answers 404 for is absent, as if no upstream were configured (a push into a
 //! pull-through repository checks for blobs first).
 
 use std::collections::HashMap;
@@ -36,7 +38,7 @@ type Flight = Arc<tokio::sync::Mutex<()>>;
 /// The configured upstreams and the fetches in flight.
 #[derive(Default)]
 pub(crate) struct PullThrough {
-    upstreams: Vec<(String, Upstream)>,
+    upstreams: Vec<(String, Upstream, std::time::Duration)>,
     flights: Mutex<HashMap<String, Flight>>,
 }
 
@@ -65,10 +67,10 @@ impl PullThrough {
                 base: u.url.clone(),
                 credentials,
             })?;
-            upstreams.push((u.prefix.clone(), up));
+            upstreams.push((u.prefix.clone(), up, u.tag_ttl));
         }
         // Longest prefix first.
-        upstreams.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        upstreams.sort_by_key(|(p, _, _)| std::cmp::Reverse(p.len()));
         Ok(Self {
             upstreams,
             flights: Mutex::new(HashMap::new()),
@@ -77,12 +79,76 @@ impl PullThrough {
 
     /// The upstream serving `repo`, and the repository's path there.
     fn find(&self, repo: &RepoName) -> Option<(&Upstream, String)> {
-        self.upstreams.iter().find_map(|(prefix, up)| {
+        self.find_ttl(repo).map(|(up, path, _)| (up, path))
+    }
+
+    fn find_ttl(&self, repo: &RepoName) -> Option<(&Upstream, String, std::time::Duration)> {
+        self.upstreams.iter().find_map(|(prefix, up, ttl)| {
             repo.as_str()
                 .strip_prefix(prefix.as_str())
                 .filter(|rest| !rest.is_empty())
-                .map(|rest| (up, rest.to_owned()))
+                .map(|rest| (up, rest.to_owned(), *ttl))
         })
+    }
+
+    /// Ask the upstream again about `tag` of `repo` when the stored one is older than the
+    /// upstream's `tag_ttl` (see the module docs). Failures of the upstream are logged, not
+    /// returned: the stored digest keeps serving.
+    pub(crate) async fn refresh_tag(
+        &self,
+        core: &Arc<Core>,
+        repo: &RepoName,
+        tag: &str,
+    ) -> Result<()> {
+        let Some((up, path, ttl)) = self.find_ttl(repo) else {
+            return Ok(());
+        };
+        let fresh = || {
+            let (r, t, core) = (repo.clone(), tag.to_owned(), Arc::clone(core));
+            async move {
+                let row = core.db.call(move |c| db::oci::tag_row(c, &r, &t)).await?;
+                let age = row.map(|(_, updated)| now() - updated);
+                Ok::<_, Error>(row.map(|(d, _)| d).zip(age))
+            }
+        };
+        let ttl_s = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
+        match fresh().await? {
+            None => return Ok(()), // not stored yet: the miss path fetches it
+            Some((_, age)) if !ttl.is_zero() && age < ttl_s => return Ok(()),
+            Some(_) => {}
+        }
+        let flight = self.flight(format!("m {repo} {tag}"));
+        let _g = flight.lock().await;
+        let Some((current, age)) = fresh().await? else {
+            return Ok(());
+        };
+        if !ttl.is_zero() && age < ttl_s {
+            return Ok(()); // refreshed by the request we waited for
+        }
+        let reference = Reference::Tag(tag.to_owned());
+        let (r, t) = (repo.clone(), tag.to_owned());
+        let touch = core.db.call(move |c| db::oci::touch_tag(c, &r, &t, now()));
+        match up.manifest_digest(&path, &reference).await {
+            Ok(Some(d)) if d == current => return touch.await,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(repo = %repo, tag, error = %e, "cannot refresh a tag from its upstream; serving the stored digest");
+                return Ok(());
+            }
+        }
+        match up.manifest(&path, &reference, MAX_MANIFEST).await {
+            Ok((bytes, media_type)) => {
+                manifests::store(core, repo, &bytes, media_type, Some(tag), MissingRefs::All)
+                    .await
+                    .map_err(|e| Error::Upstream(e.message().to_owned()))?;
+                tracing::info!(repo = %repo, tag, "tag moved at the upstream; new manifest stored");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(repo = %repo, tag, error = %e, "cannot fetch a moved tag; serving the stored digest");
+                Ok(())
+            }
+        }
     }
 
     fn flight(&self, key: String) -> Flight {
