@@ -1066,3 +1066,167 @@ fn a_pull_through_tag_follows_its_upstream_after_the_ttl_and_survives_its_loss()
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(digest(&r.body), v2.top);
 }
+
+#[test]
+fn ctl_image_push_archive_takes_oci_and_docker_archives_and_refuses_hostile_ones() {
+    let env = TestEnv::new("oci-archive", Duration::from_secs(180));
+    let origin = Origin::start(&env);
+    let cr = creds(&origin);
+    let reg = origin.registry.to_string();
+    let dir = env.path("layout");
+    let l = write_layout(&dir, 9, &[200 * 1024, 30 * 1024], &["amd64"], "1.0");
+    let src = format!("oci:{}:1.0", dir.display());
+    let oci_tar = env.path("image-oci.tar");
+    let docker_tar = env.path("image-docker.tar");
+    skopeo_ok(
+        &env,
+        &[
+            "copy",
+            "--preserve-digests",
+            &src,
+            &format!("oci-archive:{}:1.0", oci_tar.display()),
+        ],
+    );
+    skopeo_ok(
+        &env,
+        &[
+            "copy",
+            &src,
+            &format!(
+                "docker-archive:{}:docker.io/team/app:2.0",
+                docker_tar.display()
+            ),
+        ],
+    );
+
+    // An OCI archive: byte-exact, the same digest as the layout.
+    let v = origin.ctl_json(
+        &env,
+        &[
+            "image",
+            "push-archive",
+            &oci_tar.display().to_string(),
+            "docker.io/team/oci",
+            "--registry",
+            &reg,
+        ],
+    );
+    assert_eq!(v["format"], "oci-archive", "{v}");
+    assert_eq!(v["tags"][0]["digest"], l.top.as_str(), "{v}");
+    let r = curl(
+        &env,
+        &[
+            "-u",
+            &cr,
+            &format!("http://{reg}/v2/docker.io/team/oci/manifests/1.0"),
+        ],
+    );
+    assert_eq!(digest(&r.body), l.top);
+
+    // A Docker archive: layers and config keep their digests under a new schema 2 manifest,
+    // tagged as the archive says; the layers are already stored, so nothing is uploaded twice.
+    let v = origin.ctl_json(
+        &env,
+        &[
+            "image",
+            "push-archive",
+            &docker_tar.display().to_string(),
+            "docker.io/team/docker",
+            "--registry",
+            &reg,
+        ],
+    );
+    assert_eq!(v["format"], "docker-archive", "{v}");
+    assert_eq!(v["tags"][0]["tag"], "2.0", "{v}");
+    let r = curl(
+        &env,
+        &[
+            "-u",
+            &cr,
+            "-H",
+            "Accept: application/vnd.docker.distribution.manifest.v2+json",
+            &format!("http://{reg}/v2/docker.io/team/docker/manifests/2.0"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/vnd.docker.distribution.manifest.v2+json")
+    );
+    let m = r.json();
+    let layers: Vec<&str> = m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|x| x["digest"].as_str())
+        .collect();
+    assert_eq!(
+        layers,
+        l.platforms[0]
+            .2
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        "{m}"
+    );
+    let out = env.path("pulled");
+    pull_to_dir(
+        &env,
+        Some(&cr),
+        &format!("docker://{reg}/docker.io/team/docker:2.0"),
+        None,
+        &out,
+    );
+
+    // Not an archive, and an archive whose entry leaves it: refused, nothing stored.
+    let junk = env.path("junk.tar");
+    std::fs::write(&junk, b"not a tar at all").unwrap();
+    let o = origin.ctl(
+        &env,
+        &[
+            "image",
+            "push-archive",
+            &junk.display().to_string(),
+            "docker.io/team/junk",
+            "--registry",
+            &reg,
+        ],
+    );
+    assert!(!o.ok() && !o.stderr.is_empty(), "{o:?}");
+    let hostile = env.path("hostile.tar");
+    {
+        let f = std::fs::File::create(&hostile).unwrap();
+        let mut b = tar::Builder::new(f);
+        let mut h = tar::Header::new_gnu();
+        let data = b"x";
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.as_gnu_mut().unwrap().name[..12].copy_from_slice(b"../escape.tx");
+        h.set_cksum();
+        b.append(&h, &data[..]).unwrap();
+        b.finish().unwrap();
+    }
+    let o = origin.ctl(
+        &env,
+        &[
+            "image",
+            "push-archive",
+            &hostile.display().to_string(),
+            "docker.io/team/hostile",
+            "--registry",
+            &reg,
+        ],
+    );
+    assert!(!o.ok(), "a hostile archive was accepted: {o:?}");
+    assert!(o.stderr.contains("leaves the archive"), "{}", o.stderr);
+    assert!(!env.dir().parent().unwrap().join("escape.tx").exists());
+    let r = curl(
+        &env,
+        &[
+            "-u",
+            &cr,
+            &format!("http://{reg}/v2/docker.io/team/hostile/tags/list"),
+        ],
+    );
+    assert_eq!(r.status, 404);
+}

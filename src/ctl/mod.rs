@@ -1,5 +1,6 @@
 //! `sitecast ctl`: the admin client of the origin's REST API (see docs/internals.md).
 
+mod archive;
 mod client;
 pub(crate) mod layout;
 mod output;
@@ -104,6 +105,18 @@ enum ImageCmd {
     PushLayout {
         /// The layout folder (oci-layout, index.json, blobs/).
         dir: PathBuf,
+        /// Repository, e.g. docker.io/library/nginx.
+        repo: String,
+        /// The origin's registry, HOST:PORT or URL.
+        #[arg(long, env = "SITECAST_REGISTRY", default_value = "127.0.0.1:8442")]
+        registry: String,
+    },
+    /// Push an image archive into REPO of the origin's registry: an OCI archive (byte-exact) or
+    /// a Docker archive from `docker save` (its manifest is written anew, as `docker push`
+    /// does).
+    PushArchive {
+        /// The tar file.
+        file: PathBuf,
         /// Repository, e.g. docker.io/library/nginx.
         repo: String,
         /// The origin's registry, HOST:PORT or URL.
@@ -444,16 +457,29 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
             }
             v
         }
-        CtlCommand::Image(ImageCmd::PushLayout {
-            dir,
-            repo,
-            registry,
-        }) => {
+        CtlCommand::Image(cmd @ (ImageCmd::PushLayout { .. } | ImageCmd::PushArchive { .. })) => {
             let token = c.token().ok_or_else(|| {
                 ApiError::Transport("no token (--token or SITECAST_TOKEN)".into())
             })?;
-            let reg = layout::Registry::new(&registry, token.to_owned())?;
-            let v = layout::push(&reg, &dir, &repo).await?;
+            let (v, repo) = match cmd {
+                ImageCmd::PushLayout {
+                    dir,
+                    repo,
+                    registry,
+                } => {
+                    let reg = layout::Registry::new(&registry, token.to_owned())?;
+                    (layout::push(&reg, &dir, &repo).await?, repo)
+                }
+                ImageCmd::PushArchive {
+                    file,
+                    repo,
+                    registry,
+                } => {
+                    let reg = layout::Registry::new(&registry, token.to_owned())?;
+                    (archive::push(&reg, &file, &repo).await?, repo)
+                }
+                ImageCmd::Import { .. } => unreachable!("matched above"),
+            };
             if out == Output::Text {
                 for t in v["tags"].as_array().into_iter().flatten() {
                     println!(
