@@ -33,6 +33,11 @@ pub struct Core {
     pub(crate) uplink: tokio::sync::watch::Sender<Option<quinn::Connection>>,
     /// Registry mirror fetches in flight.
     pub(crate) flights: crate::oci::ondemand::Flights,
+    /// Held exclusively by a garbage collection from its snapshot of what is in use until its
+    /// last chunk removal, and shared by a registry flight while it registers its blob and
+    /// stores its recipe: a collection that started earlier cannot then remove the new recipe
+    /// or the chunks that arrive for it.
+    pub(crate) gc_lock: tokio::sync::RwLock<()>,
     /// Key of the registry mirror's bearer tokens (born with the process).
     pub(crate) token_key: [u8; 32],
     /// Blobs being read by a client right now, with the number of readers: garbage collection
@@ -72,6 +77,7 @@ impl Core {
             uplink: tokio::sync::watch::channel(None).0,
             flights: crate::oci::ondemand::Flights::default(),
             token_key: rand::random(),
+            gc_lock: tokio::sync::RwLock::new(()),
             readers: Mutex::default(),
             cfg,
             catalog: Arc::new(catalog),

@@ -243,13 +243,17 @@ async fn run_flight(
         .validate()
         .map_err(|e| Miss::Failed(format!("recipe of {}: {e}", digest.to_oci())))?;
     let recipe = Arc::new(recipe);
-    // Stored first, and the blob marked as being read: garbage collection keeps its chunks.
-    core.start_reading(recipe.blake3);
-    let _reading = ReadingGuard(core.clone(), recipe.blake3);
-    {
+    // Marked as being read and its recipe stored, under the collection lock, before any chunk
+    // arrives: garbage collection keeps its chunks (a collection already running finishes
+    // first; one that starts later sees the blob in use).
+    let _reading = {
+        let _shared = core.gc_lock.read().await;
+        core.start_reading(recipe.blake3);
+        let guard = ReadingGuard(core.clone(), recipe.blake3);
         let (catalog, r) = (core.catalog.clone(), recipe.clone());
         blocking("save recipe", move || catalog.save_recipe(&r)).await?;
-    }
+        guard
+    };
     tx.send_modify(|p| p.recipe = Some(recipe.clone()));
 
     let present: HashSet<ChunkId> = {

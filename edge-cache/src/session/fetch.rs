@@ -432,6 +432,7 @@ async fn verify_blob(core: &Arc<Core>, recipe: &Arc<BlobRecipe>) -> Result<(), E
 /// artifacts are forgotten first, except those of blobs a client is reading right now: the
 /// last reader to finish runs this again).
 pub(crate) async fn collect_garbage(core: &Arc<Core>) -> Result<usize, Error> {
+    let _exclusive = core.gc_lock.write().await;
     let (catalog, store) = (core.catalog.clone(), core.store.clone());
     let in_use = core.blobs_being_read();
     let removed = blocking("collect garbage", move || {
