@@ -59,6 +59,13 @@ if ((${#oci_missing[@]})); then
     "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${oci_missing[@]}"
 fi
 
+# oras-py (PyPI `oras`): an OCI artifact client (pushes a file as an artifact, pulls it back).
+# The Python on PATH is not Debian's: pip, not apt.
+if ! python3 -c 'import oras.client' >/dev/null 2>&1; then
+    echo "install-test-deps: installing oras (PyPI)" >&2
+    python3 -m pip install -q 'oras==0.2.43'
+fi
+
 # The OCI distribution-spec conformance suite (vendored in scripts/oci-conformance, built with
 # Debian's Go), cached outside the checkout and built only when missing.
 OCI_CONFORMANCE_WORK=${OCI_CONFORMANCE_WORK:-${XDG_CACHE_HOME:-$HOME/.cache}/sitecast/oci-conformance}

@@ -1013,3 +1013,66 @@ fn the_on_demand_cache_keeps_to_its_quota_sparing_pushed_images() {
     pull("pinned", &pinned, 1);
     assert_eq!(on_demand("pinned"), 0.0);
 }
+
+/// `tests/tools/oras_roundtrip.py ARGS` (oras-py, installed by the test command).
+fn oras(env: &TestEnv, args: &[&str]) -> CmdOutput {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/oras_roundtrip.py");
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(script).args(args);
+    run_cmd(env, cmd, Duration::from_secs(60))
+}
+
+#[test]
+fn an_oras_artifact_pushed_to_the_origin_is_pulled_from_the_edge() {
+    let env = TestEnv::new("mirror-oras", Duration::from_secs(120));
+    let (origin, edge) = site(&env);
+    let file = env.path("firmware.bin");
+    write_random(&file, 0x0A5, 300 * KIB);
+    let reg = origin.registry.to_string();
+    let o = oras(
+        &env,
+        &[
+            "push",
+            &reg,
+            "docker.io/team/fw-artifact:1",
+            &file.display().to_string(),
+            "sitecast",
+            &origin.token,
+        ],
+    );
+    assert!(o.ok(), "oras push: {}\n{}", o.stdout, o.stderr);
+    let id = origin.push(
+        &env,
+        &["--image", "docker.io/team/fw-artifact:1", "--site", "s1"],
+    );
+    origin.push_wait_ok(&env, &id, 60);
+    let out = env.path("pulled");
+    let o = oras(
+        &env,
+        &[
+            "pull",
+            &edge.oci.unwrap().to_string(),
+            "team/fw-artifact:1",
+            &out.display().to_string(),
+        ],
+    );
+    assert!(
+        o.ok(),
+        "oras pull from the edge: {}\n{}",
+        o.stdout,
+        o.stderr
+    );
+    assert_eq!(
+        sha256sum(&env, &out.join("firmware.bin")),
+        sha256sum(&env, &file)
+    );
+    assert_eq!(
+        edge_metric(
+            &env,
+            &edge,
+            "sitecast_edge_oci_misses_total",
+            "docker.io/team/fw-artifact"
+        ),
+        0.0
+    );
+}

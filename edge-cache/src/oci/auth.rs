@@ -11,10 +11,10 @@
 //!   containerd sends first (`grant_type=password` or `refresh_token`). Tokens are
 //!   `sct1.<payload>.<mac>`: base64url JSON `{sub, repos, exp}` and a keyed BLAKE3 MAC with a
 //!   key born with the process, so they are verified offline and die with a restart (clients
-//!   simply ask again). They carry only the repositories of the requested scopes that the
-//!   principal may pull, and last `oci.token_ttl` (default 5 min).
-//! - A refused request: 401 with `WWW-Authenticate: Bearer realm=…,service=…,scope=…` (and a
-//!   Basic challenge) for anonymous clients, 403 `DENIED` for a user without the grant.
+//!   simply ask again). They carry the repository names of the requested pull scopes, as the
+//!   client wrote them; grants are decided per request. They last `oci.token_ttl` (5 min).
+//! - A refused request: 401 with `WWW-Authenticate: Bearer realm=…,service=…,scope=…` (the
+//!   only challenge) for anonymous clients, 403 `DENIED` for a user without the grant.
 
 use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -182,15 +182,15 @@ fn realm(headers: &HeaderMap) -> String {
     format!("http://{host}/token")
 }
 
-/// The 401 that starts the token flow (with a Basic challenge too).
+/// The 401 that starts the token flow. One challenge only: clients that join repeated headers
+/// into one (oras-py through `requests`) misread a second one; Basic credentials are still
+/// accepted when sent unasked.
 pub(crate) fn challenge(headers: &HeaderMap, repo: Option<&str>, message: &str) -> OciError {
     let mut bearer = format!("Bearer realm=\"{}\",service=\"{SERVICE}\"", realm(headers));
     if let Some(r) = repo {
         bearer.push_str(&format!(",scope=\"repository:{r}:pull\""));
     }
-    OciError::new(Code::Unauthorized, message)
-        .with_header(WWW_AUTHENTICATE, bearer)
-        .with_header(WWW_AUTHENTICATE, "Basic realm=\"sitecast edge\"")
+    OciError::new(Code::Unauthorized, message).with_header(WWW_AUTHENTICATE, bearer)
 }
 
 /// Refuse unless `caller` may pull `repo` (`wire_repo`: the name as the client sent it, which

@@ -5,7 +5,7 @@
 //! - **Users** with registry grants (`POST /api/v1/registry-grants`): pull on every repository
 //!   their patterns match, and with `push` also push and delete. They log in with Basic
 //!   (user name and password), or with the bearer-token flow: a `401` carries
-//!   `WWW-Authenticate: Bearer realm="http://<host>/token",service="sitecast-origin",scope=…`, and
+//!   `WWW-Authenticate: Bearer realm="http://<host>/token",service="sitecast-origin",scope=…` (the only challenge), and
 //!   `/token` (GET with Basic, or the OAuth2 POST) issues a short-lived token (`sct1.` payload and
 //!   keyed BLAKE3 MAC, key born with the process) naming the user and the granted scopes.
 //!   Grants are read again on every request, so a deleted grant stops working at once.
@@ -89,7 +89,9 @@ fn unix() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The 401 that starts the token flow (with a Basic challenge too).
+/// The 401 that starts the token flow. One challenge only: clients that join repeated headers
+/// into one (oras-py through `requests`) misread a second one; Basic credentials are still
+/// accepted when sent unasked.
 pub(crate) fn challenge(headers: &HeaderMap, scope: Option<&str>, message: &str) -> OciError {
     let host = headers
         .get(header::HOST)
@@ -99,12 +101,7 @@ pub(crate) fn challenge(headers: &HeaderMap, scope: Option<&str>, message: &str)
     if let Some(s) = scope {
         bearer.push_str(&format!(",scope=\"{s}\""));
     }
-    OciError::new(Code::Unauthorized, message)
-        .with_header(header::WWW_AUTHENTICATE, bearer)
-        .with_header(
-            header::WWW_AUTHENTICATE,
-            "Basic realm=\"sitecast registry\"",
-        )
+    OciError::new(Code::Unauthorized, message).with_header(header::WWW_AUTHENTICATE, bearer)
 }
 
 impl Auth {
