@@ -566,6 +566,69 @@ fn ctl_image_import_copies_from_a_cncf_registry_per_platform_fetching_each_blob_
     assert_eq!(img["blobs_reused"], 3, "{v}");
     assert_eq!(amd_status(), 200);
 
+    // Streamed progress: `Accept: application/x-ndjson` answers JSON lines, a `blob` event per
+    // blob fetched, then `done` with the result; ctl's text output reads that stream.
+    let dir2 = env.path("v3");
+    let l3 = write_layout(&dir2, 5, &[2 * MIB], &["amd64"], "3.0");
+    push_layout(
+        &env,
+        None,
+        &dir2,
+        "3.0",
+        &format!("docker://{}/team/app:3.0", upstream.addr),
+        false,
+    );
+    let r = curl(
+        &env,
+        &[
+            "-H",
+            &format!("Authorization: Bearer {}", origin.token),
+            "-H",
+            "Accept: application/x-ndjson",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &format!(
+                r#"{{"reference":"{}/team/app:3.0","insecure":true}}"#,
+                upstream.addr
+            ),
+            &format!("{}/api/v1/images/import", origin.url()),
+        ],
+    );
+    let events: Vec<serde_json::Value> = r
+        .text()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "blob" && e["digest"] == l3.platforms[0].2[0].as_str()),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|e| e["event"] == "bytes"),
+        "no byte progress for a 2 MiB layer: {events:?}"
+    );
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "done", "{events:?}");
+    assert_eq!(last["images"][0]["digest"], l3.top.as_str());
+    let o = origin.ctl(
+        &env,
+        &[
+            "image",
+            "import",
+            &format!("{}/team/app:3.0", upstream.addr),
+            "--insecure",
+        ],
+    );
+    assert!(
+        o.ok() && o.stdout.contains(&l3.top),
+        "{}\n{}",
+        o.stdout,
+        o.stderr
+    );
+
     // Errors name the problem: an unknown tag, an unreachable registry, a bad platform.
     let o = origin.ctl(
         &env,

@@ -122,6 +122,59 @@ impl Client {
         self.send(self.request(Method::POST, path).json(body)).await
     }
 
+    /// POST `body` asking for JSON lines (`Accept: application/x-ndjson`); `on_line` sees every
+    /// line as it arrives. Returns the last line. A non-2xx answer is an error as for [`post`].
+    ///
+    /// [`post`]: Client::post
+    pub(crate) async fn post_lines(
+        &self,
+        path: &str,
+        body: &Value,
+        mut on_line: impl FnMut(&Value),
+    ) -> Result<Value, ApiError> {
+        let rb = self
+            .request(Method::POST, path)
+            .header(reqwest::header::ACCEPT, "application/x-ndjson")
+            .json(body);
+        let resp = rb.send().await.map_err(|e| {
+            ApiError::Transport(format!("cannot reach the origin API at {}: {e}", self.base))
+        })?;
+        if !resp.status().is_success()
+            || !resp
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("application/x-ndjson"))
+        {
+            // An error before the stream started (or an origin without streaming): as post().
+            let status = resp.status();
+            let v: Value = resp.json().await.unwrap_or(Value::Null);
+            if status.is_success() {
+                return Ok(v);
+            }
+            return Err(ApiError::Api {
+                status,
+                code: v["error"]["code"].as_str().unwrap_or("unknown").to_owned(),
+                message: v["error"]["message"].as_str().unwrap_or("").to_owned(),
+            });
+        }
+        let mut stream = resp.bytes_stream();
+        let (mut buf, mut last) = (Vec::new(), Value::Null);
+        while let Some(piece) = stream.next().await {
+            let piece =
+                piece.map_err(|e| ApiError::Transport(format!("reading the API response: {e}")))?;
+            buf.extend_from_slice(&piece);
+            while let Some(i) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=i).collect();
+                if let Ok(v) = serde_json::from_slice::<Value>(&line) {
+                    on_line(&v);
+                    last = v;
+                }
+            }
+        }
+        Ok(last)
+    }
+
     /// Stream a file to `PUT /api/v1/artifacts{path}`, calling `progress` with bytes sent.
     pub(crate) async fn upload(
         &self,

@@ -433,13 +433,53 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
             username,
             password,
         }) => {
-            let v = c
-                .post(
-                    "/api/v1/images/import",
-                    &json!({"reference": reference, "platforms": platforms, "all_tags": all_tags,
-                            "insecure": insecure, "username": username, "password": password}),
-                )
-                .await?;
+            let req = json!({"reference": reference, "platforms": platforms, "all_tags": all_tags,
+                             "insecure": insecure, "username": username, "password": password});
+            let v = if out == Output::Text {
+                // Streamed: a progress bar per blob (hidden when stderr is not a terminal).
+                let mut bar = indicatif::ProgressBar::hidden();
+                let last = c
+                    .post_lines("/api/v1/images/import", &req, |e| {
+                        match e["event"].as_str() {
+                            Some("blob") => {
+                                bar.finish_and_clear();
+                                let d = e["digest"].as_str().unwrap_or("");
+                                bar = progress_bar(
+                                    e["size"].as_u64().unwrap_or(0),
+                                    &d[..d.len().min(19)],
+                                );
+                            }
+                            Some("bytes") => bar.inc(e["n"].as_u64().unwrap_or(0)),
+                            _ => {}
+                        }
+                    })
+                    .await?;
+                bar.finish_and_clear();
+                match last["event"].as_str() {
+                    Some("error") => {
+                        let status = match last["code"].as_str() {
+                            Some("not_found") => reqwest::StatusCode::NOT_FOUND,
+                            Some("bad_request") => reqwest::StatusCode::BAD_REQUEST,
+                            Some("upstream") => reqwest::StatusCode::BAD_GATEWAY,
+                            _ => reqwest::StatusCode::INTERNAL_SERVER_ERROR,
+                        };
+                        return Err(ApiError::Api {
+                            status,
+                            code: last["code"].as_str().unwrap_or("import").to_owned(),
+                            message: last["message"].as_str().unwrap_or("").to_owned(),
+                        });
+                    }
+                    Some("done") => last,
+                    _ if last["images"].is_array() => last,
+                    _ => {
+                        return Err(ApiError::Transport(
+                            "the import stream ended without a result".into(),
+                        ))
+                    }
+                }
+            } else {
+                c.post("/api/v1/images/import", &req).await?
+            };
             if out == Output::Text {
                 for i in v["images"].as_array().into_iter().flatten() {
                     println!(

@@ -2,17 +2,48 @@
 
 use axum::body::Body;
 use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
+use futures::StreamExt as _;
 
-use super::{json_body, ApiResult, AppState};
+use super::{json_body, ApiError, ApiResult, AppState};
 use crate::upstream::{self, ImportRequest};
 
-/// `POST /api/v1/images/import` → `{"images": [Imported…]}` once everything is stored.
+/// `POST /api/v1/images/import` → `{"images": [Imported…]}` once everything is stored. With
+/// `Accept: application/x-ndjson` the answer is `200` at once and a stream of JSON lines:
+/// progress events (`{"event":"blob","digest","size"}`, `{"event":"bytes","n"}`), then
+/// `{"event":"done","images":[…]}` or `{"event":"error","code","message"}`.
 pub(super) async fn import(
     State(core): State<AppState>,
+    headers: HeaderMap,
     body: Body,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Response> {
     let req: ImportRequest = json_body(&core, body).await?;
-    let images = upstream::import(&core, req).await?;
-    Ok(Json(serde_json::json!({ "images": images })))
+    let streamed = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/x-ndjson"));
+    if !streamed {
+        let images = upstream::import(&core, req, None).await?;
+        return Ok(Json(serde_json::json!({ "images": images })).into_response());
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
+    tokio::spawn(async move {
+        let last = match upstream::import(&core, req, Some(tx.clone())).await {
+            Ok(images) => serde_json::json!({"event": "done", "images": images}),
+            Err(e) => {
+                let e = ApiError::from(e);
+                serde_json::json!({"event": "error", "code": e.code, "message": e.message})
+            }
+        };
+        let _ = tx.send(last);
+    });
+    let lines = futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+        .map(|v| Ok::<_, std::io::Error>(format!("{v}\n")));
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(lines),
+    )
+        .into_response())
 }

@@ -80,7 +80,15 @@ fn reg_err(e: crate::registry::OciError) -> Error {
 }
 
 /// Run an import.
-pub(crate) async fn import(core: &Arc<Core>, req: ImportRequest) -> Result<Vec<Imported>> {
+/// Progress events of an import (`{"event":"blob","digest","size"}`, then
+/// `{"event":"bytes","n"}` about every MiB), for a streamed answer.
+pub(crate) type Progress = tokio::sync::mpsc::UnboundedSender<serde_json::Value>;
+
+pub(crate) async fn import(
+    core: &Arc<Core>,
+    req: ImportRequest,
+    progress: Option<Progress>,
+) -> Result<Vec<Imported>> {
     let image = ImageRef::parse(&req.reference).map_err(bad)?;
     for p in &req.platforms {
         let n = p.split('/').count();
@@ -119,6 +127,7 @@ pub(crate) async fn import(core: &Arc<Core>, req: ImportRequest) -> Result<Vec<I
             path: &image.path,
             repo: &repo,
             platforms: &req.platforms,
+            progress: progress.as_ref(),
         };
         out.push(imp.one(&reference).await?);
     }
@@ -131,6 +140,7 @@ struct Importer<'a> {
     path: &'a str,
     repo: &'a RepoName,
     platforms: &'a [String],
+    progress: Option<&'a Progress>,
 }
 
 #[derive(Default)]
@@ -268,9 +278,26 @@ impl Importer<'_> {
             return Ok(());
         }
         let resp = self.up.blob(self.path, digest).await?;
+        let progress = self.progress.cloned();
+        if let Some(p) = &progress {
+            let _ = p.send(
+                serde_json::json!({"event": "blob", "digest": digest.to_oci(),
+                                              "size": resp.content_length()}),
+            );
+        }
+        let mut unreported = 0u64;
+        let stream = futures::StreamExt::inspect(resp.bytes_stream(), move |piece| {
+            if let (Some(p), Ok(b)) = (&progress, piece) {
+                unreported += b.len() as u64;
+                if unreported >= 1 << 20 {
+                    let _ = p.send(serde_json::json!({"event": "bytes", "n": unreported}));
+                    unreported = 0;
+                }
+            }
+        });
         let mut w = BlobWriter::new(self.core);
         let limit = self.core.cfg.max_upload;
-        if let Err(e) = w.feed_stream(resp.bytes_stream(), limit).await {
+        if let Err(e) = w.feed_stream(stream, limit).await {
             w.abandon().await;
             return Err(match e {
                 Error::BadRequest(m) => Error::Upstream(format!("blob {}: {m}", digest.to_oci())),
