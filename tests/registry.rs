@@ -613,15 +613,12 @@ fn ctl_image_import_copies_from_a_cncf_registry_per_platform_fetching_each_blob_
     let last = events.last().unwrap();
     assert_eq!(last["event"], "done", "{events:?}");
     assert_eq!(last["images"][0]["digest"], l3.top.as_str());
-    let o = origin.ctl(
-        &env,
-        &[
-            "image",
-            "import",
-            &format!("{}/team/app:3.0", upstream.addr),
-            "--insecure",
-        ],
-    );
+    // `ctl image import HOST/team/app:TAG --insecure`, text output (the streamed path).
+    let import_tag = |tag: &str| {
+        let r = format!("{}/team/app:{tag}", upstream.addr);
+        origin.ctl(&env, &["image", "import", &r, "--insecure"])
+    };
+    let o = import_tag("3.0");
     assert!(
         o.ok() && o.stdout.contains(&l3.top),
         "{}\n{}",
@@ -630,15 +627,7 @@ fn ctl_image_import_copies_from_a_cncf_registry_per_platform_fetching_each_blob_
     );
 
     // Errors name the problem: an unknown tag, an unreachable registry, a bad platform.
-    let o = origin.ctl(
-        &env,
-        &[
-            "image",
-            "import",
-            &format!("{}/team/app:nope", upstream.addr),
-            "--insecure",
-        ],
-    );
+    let o = import_tag("nope");
     assert!(!o.ok() && o.stderr.contains("HTTP 404"), "{}", o.stderr);
     let o = origin.ctl(
         &env,
