@@ -479,12 +479,6 @@ fn fifty_concurrent_pulls_of_an_unpushed_image_cross_the_wan_once() {
 #[test]
 fn edge_mirror_passes_every_read_only_pull_and_discovery_spec_for_pushed_content() {
     let env = TestEnv::new("mirror-conformance", Duration::from_secs(240));
-    let bin = common::oci::conformance_bin();
-    assert!(
-        bin.exists(),
-        "{} is missing: scripts/install-test-deps.sh builds it",
-        bin.display()
-    );
     let (origin, edge) = site(&env);
     let repo = "docker.io/conformance/edge";
     let tags = ["t1", "t2", "t3", "t4", "t5"];
@@ -509,29 +503,23 @@ fn edge_mirror_passes_every_read_only_pull_and_discovery_spec_for_pushed_content
     let id = origin.push(&env, &["--image", &format!("{repo}:*"), "--site", "s1"]);
     origin.push_wait_ok(&env, &id, 120);
     let oci = edge.oci.unwrap();
-    let mut cmd = std::process::Command::new(&bin);
-    cmd.current_dir(env.dir())
-        .env("OCI_ROOT_URL", format!("http://{oci}"))
-        .env("OCI_NAMESPACE", repo)
-        .env("OCI_TEST_PULL", "1")
-        .env("OCI_TEST_CONTENT_DISCOVERY", "1")
-        .env("OCI_TAG_NAME", tags[0])
-        .env("OCI_MANIFEST_DIGEST", &l.top)
-        .env("OCI_BLOB_DIGEST", &l.platforms[0].2[0])
-        .env("OCI_TAG_LIST", tags.join(","))
-        .env("OCI_HIDE_SKIPPED_WORKFLOWS", "0")
-        .env("OCI_REPORT_DIR", "none")
-        .env("GOMAXPROCS", "1")
-        .arg("-ginkgo.no-color");
-    let o = run_cmd(&env, cmd, Duration::from_secs(180));
-    let summary: Vec<&str> = o
-        .stdout
-        .lines()
-        .filter(|l| l.contains("Passed") || l.contains("[FAIL]") || l.starts_with("Ran "))
-        .collect();
+    let (blob, tag_list) = (&l.platforms[0].2[0], tags.join(","));
+    let (o, summary) = common::oci::run_conformance(
+        &env,
+        &format!("http://{oci}"),
+        repo,
+        &[
+            ("OCI_TEST_PULL", "1"),
+            ("OCI_TEST_CONTENT_DISCOVERY", "1"),
+            ("OCI_TAG_NAME", tags[0]),
+            ("OCI_MANIFEST_DIGEST", &l.top),
+            ("OCI_BLOB_DIGEST", blob),
+            ("OCI_TAG_LIST", &tag_list),
+        ],
+    );
     // Only the totals: the three referrers specs expected to fail read-only are named below
     // when anything else fails.
-    let totals: Vec<&&str> = summary.iter().filter(|l| !l.contains("[FAIL]")).collect();
+    let totals: Vec<&String> = summary.iter().filter(|l| !l.contains("[FAIL]")).collect();
     println!("edge conformance (read-only): {totals:?}");
     // Read-only, the suite cannot create the referrers its three referrers specs look for
     // (their subject is a manifest its own setup pushes, with a random config): those three

@@ -23,6 +23,18 @@ fn metric(env: &TestEnv, origin: &Origin, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("metric {name} missing:\n{text}"))
 }
 
+/// An origin whose `mirror.test/` repositories pull through from `upstream` (`extra`: more
+/// lines of that `[[registry_upstreams]]` table).
+fn pull_through_origin(env: &TestEnv, upstream: &Upstream, extra: &str) -> Origin {
+    Origin::start_with_config(
+        env,
+        &format!(
+            "[[registry_upstreams]]\nprefix = \"mirror.test/\"\nurl = \"http://{}\"\n{extra}",
+            upstream.addr
+        ),
+    )
+}
+
 fn creds(origin: &Origin) -> String {
     format!("sitecast:{}", origin.token)
 }
@@ -30,35 +42,22 @@ fn creds(origin: &Origin) -> String {
 #[test]
 fn origin_registry_passes_every_workflow_of_the_conformance_suite() {
     let env = TestEnv::new("oci-conformance", Duration::from_secs(240));
-    let bin = common::oci::conformance_bin();
-    assert!(
-        bin.exists(),
-        "{} is missing: scripts/install-test-deps.sh builds it (scripts/oci-conformance/build.sh)",
-        bin.display()
-    );
     let origin = Origin::start(&env);
-    let mut cmd = Command::new(&bin);
-    cmd.current_dir(env.dir())
-        .env("OCI_ROOT_URL", format!("http://{}", origin.registry))
-        .env("OCI_USERNAME", "sitecast")
-        .env("OCI_PASSWORD", &origin.token)
-        .env("OCI_NAMESPACE", "conformance/repo-a")
-        .env("OCI_CROSSMOUNT_NAMESPACE", "conformance/repo-b")
-        .env("OCI_TEST_PULL", "1")
-        .env("OCI_TEST_PUSH", "1")
-        .env("OCI_TEST_CONTENT_DISCOVERY", "1")
-        .env("OCI_TEST_CONTENT_MANAGEMENT", "1")
-        .env("OCI_HIDE_SKIPPED_WORKFLOWS", "0")
-        .env("OCI_REPORT_DIR", "none")
-        .env("GOMAXPROCS", "1")
-        .arg("-ginkgo.no-color");
-    let o = run_cmd(&env, cmd, Duration::from_secs(180));
-    let summary = o
-        .stdout
-        .lines()
-        .filter(|l| l.contains("Passed") || l.contains("[FAIL]") || l.starts_with("Ran "))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let (o, summary) = common::oci::run_conformance(
+        &env,
+        &format!("http://{}", origin.registry),
+        "conformance/repo-a",
+        &[
+            ("OCI_USERNAME", "sitecast"),
+            ("OCI_PASSWORD", &origin.token),
+            ("OCI_CROSSMOUNT_NAMESPACE", "conformance/repo-b"),
+            ("OCI_TEST_PULL", "1"),
+            ("OCI_TEST_PUSH", "1"),
+            ("OCI_TEST_CONTENT_DISCOVERY", "1"),
+            ("OCI_TEST_CONTENT_MANAGEMENT", "1"),
+        ],
+    );
+    let summary = summary.join("\n");
     println!("conformance: {summary}");
     assert!(
         o.ok(),
@@ -652,13 +651,7 @@ fn ctl_image_import_copies_from_a_cncf_registry_per_platform_fetching_each_blob_
 fn pull_through_fetches_missing_manifests_and_blobs_once_and_keeps_them() {
     let env = TestEnv::new("oci-pull-through", Duration::from_secs(180));
     let mut upstream = Upstream::start(&env);
-    let origin = Origin::start_with_config(
-        &env,
-        &format!(
-            "[[registry_upstreams]]\nprefix = \"mirror.test/\"\nurl = \"http://{}\"\n",
-            upstream.addr
-        ),
-    );
+    let origin = pull_through_origin(&env, &upstream, "");
     let cr = creds(&origin);
     let multi = env.path("multi");
     let lm = write_layout(
@@ -1068,13 +1061,7 @@ fn a_pull_through_tag_follows_its_upstream_after_the_ttl_and_survives_its_loss()
     let env = TestEnv::new("oci-tag-refresh", Duration::from_secs(180));
     let mut upstream = Upstream::start(&env);
     // tag_ttl 0s: every tag request asks the upstream (by HEAD) again.
-    let origin = Origin::start_with_config(
-        &env,
-        &format!(
-            "[[registry_upstreams]]\nprefix = \"mirror.test/\"\nurl = \"http://{}\"\ntag_ttl = \"0s\"\n",
-            upstream.addr
-        ),
-    );
+    let origin = pull_through_origin(&env, &upstream, "tag_ttl = \"0s\"\n");
     let cr = creds(&origin);
     let manifest = format!(
         "http://{}/v2/mirror.test/team/moving/manifests/1",

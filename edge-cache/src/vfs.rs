@@ -362,6 +362,33 @@ impl Content {
         .map_err(|e| VfsError::Internal(e.to_string()))?
     }
 
+    /// Chunks `from..to` (as [`Content::chunk_range`]) cut to the bytes `start..end` of the
+    /// blob: what a range response sends of that batch.
+    ///
+    /// # Errors
+    /// As [`Content::chunk`].
+    pub(crate) async fn range_pieces(
+        &self,
+        from: usize,
+        to: usize,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Bytes>, VfsError> {
+        let chunks = self.chunk_range(from, to).await?;
+        Ok((from..)
+            .zip(chunks)
+            .map(|(i, data)| {
+                let off = self.chunk_start(i);
+                #[allow(clippy::cast_possible_truncation)] // within one chunk (≤ 256 KiB)
+                let (lo, hi) = (
+                    (start.max(off) - off) as usize,
+                    (end.min(off + data.len() as u64) - off) as usize,
+                );
+                data.slice(lo..hi)
+            })
+            .collect())
+    }
+
     /// Split chunks `range` (clamped to the blob) into consecutive batches of about `bytes`
     /// each (at least one chunk per batch), as `(from, to)` index ranges.
     pub(crate) fn batches(&self, range: std::ops::Range<usize>, bytes: u64) -> Vec<(usize, usize)> {

@@ -497,44 +497,23 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
             }
             v
         }
-        CtlCommand::Image(cmd @ (ImageCmd::PushLayout { .. } | ImageCmd::PushArchive { .. })) => {
-            let token = c.token().ok_or_else(|| {
-                ApiError::Transport("no token (--token or SITECAST_TOKEN)".into())
-            })?;
-            let (v, repo) = match cmd {
-                ImageCmd::PushLayout {
-                    dir,
-                    repo,
-                    registry,
-                } => {
-                    let reg = layout::Registry::new(&registry, token.to_owned())?;
-                    (layout::push(&reg, &dir, &repo).await?, repo)
-                }
-                ImageCmd::PushArchive {
-                    file,
-                    repo,
-                    registry,
-                } => {
-                    let reg = layout::Registry::new(&registry, token.to_owned())?;
-                    (archive::push(&reg, &file, &repo).await?, repo)
-                }
-                ImageCmd::Import { .. } => unreachable!("matched above"),
-            };
-            if out == Output::Text {
-                for t in v["tags"].as_array().into_iter().flatten() {
-                    println!(
-                        "{repo}:{} {}",
-                        t["tag"].as_str().unwrap_or("-"),
-                        t["digest"].as_str().unwrap_or("")
-                    );
-                }
-                println!(
-                    "{} blobs uploaded ({} bytes), {} already stored",
-                    v["blobs_uploaded"], v["bytes_uploaded"], v["blobs_already_stored"]
-                );
-                return Ok(ExitCode::SUCCESS);
-            }
-            v
+        CtlCommand::Image(ImageCmd::PushLayout {
+            dir,
+            repo,
+            registry,
+        }) => {
+            let reg = layout::Registry::new(&registry, registry_token(c)?)?;
+            let v = layout::push(&reg, &dir, &repo).await?;
+            return push_report(out, &repo, v);
+        }
+        CtlCommand::Image(ImageCmd::PushArchive {
+            file,
+            repo,
+            registry,
+        }) => {
+            let reg = layout::Registry::new(&registry, registry_token(c)?)?;
+            let v = archive::push(&reg, &file, &repo).await?;
+            return push_report(out, &repo, v);
         }
         CtlCommand::Push(p) => match p {
             PushCmd::Create {
@@ -607,6 +586,33 @@ async fn upload(
         return Ok(Value::Null);
     }
     Ok(v)
+}
+
+/// The ctl token, which the registry takes as its credential.
+fn registry_token(c: &Client) -> Result<String, ApiError> {
+    c.token()
+        .map(str::to_owned)
+        .ok_or_else(|| ApiError::Transport("no token (--token or SITECAST_TOKEN)".into()))
+}
+
+/// Print what `push-layout`/`push-archive` pushed (text: one line per tag and the counts).
+fn push_report(out: Output, repo: &str, v: Value) -> Result<ExitCode, ApiError> {
+    if out == Output::Text {
+        for t in v["tags"].as_array().into_iter().flatten() {
+            println!(
+                "{repo}:{} {}",
+                t["tag"].as_str().unwrap_or("-"),
+                t["digest"].as_str().unwrap_or("")
+            );
+        }
+        println!(
+            "{} blobs uploaded ({} bytes), {} already stored",
+            v["blobs_uploaded"], v["bytes_uploaded"], v["blobs_already_stored"]
+        );
+    } else {
+        output::print(out, &v);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {

@@ -286,3 +286,37 @@ pub fn conformance_bin() -> PathBuf {
         });
     cache.join("sitecast/oci-conformance/conformance.test")
 }
+
+/// The conformance suite against `root` (a URL) in repository `namespace`, with the settings
+/// both test files use; `envs` picks the workflows (`OCI_TEST_*`) and what else they need.
+/// Returns the run and its summary lines (totals and `[FAIL]` lines).
+pub fn run_conformance(
+    env: &TestEnv,
+    root: &str,
+    namespace: &str,
+    envs: &[(&str, &str)],
+) -> (CmdOutput, Vec<String>) {
+    let bin = conformance_bin();
+    assert!(
+        bin.exists(),
+        "{} is missing: scripts/install-test-deps.sh builds it (scripts/oci-conformance/build.sh)",
+        bin.display()
+    );
+    let mut cmd = Command::new(&bin);
+    cmd.current_dir(env.dir())
+        .env("OCI_ROOT_URL", root)
+        .env("OCI_NAMESPACE", namespace)
+        .env("OCI_HIDE_SKIPPED_WORKFLOWS", "0")
+        .env("OCI_REPORT_DIR", "none")
+        .env("GOMAXPROCS", "1")
+        .envs(envs.iter().copied())
+        .arg("-ginkgo.no-color");
+    let o = run_cmd(env, cmd, Duration::from_secs(180));
+    let summary = o
+        .stdout
+        .lines()
+        .filter(|l| l.contains("Passed") || l.contains("[FAIL]") || l.starts_with("Ran "))
+        .map(str::to_owned)
+        .collect();
+    (o, summary)
+}

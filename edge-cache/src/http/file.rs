@@ -215,22 +215,10 @@ async fn body_stream(
         .map(move |(from, to)| {
             let content = content.clone();
             async move {
-                let chunks = content
-                    .chunk_range(from, to)
+                let pieces = content
+                    .range_pieces(from, to, start, end)
                     .await
                     .map_err(|e| std::io::Error::other(e.to_string()))?;
-                let pieces: Vec<Bytes> = (from..)
-                    .zip(chunks)
-                    .map(|(i, data)| {
-                        let off = content.chunk_start(i);
-                        #[allow(clippy::cast_possible_truncation)] // within one chunk (≤ 256 KiB)
-                        let (lo, hi) = (
-                            (start.max(off) - off) as usize,
-                            ((end.min(off + data.len() as u64)) - off) as usize,
-                        );
-                        data.slice(lo..hi)
-                    })
-                    .collect();
                 Ok::<_, std::io::Error>(futures::stream::iter(
                     pieces.into_iter().map(Ok::<Bytes, std::io::Error>),
                 ))

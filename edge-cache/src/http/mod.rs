@@ -108,7 +108,9 @@ pub(crate) fn parse_request_path(raw: &str) -> Result<(CatalogPath, bool), Strin
         .map_err(|e| format!("bad path: {e}"))
 }
 
-fn basic_credentials(headers: &HeaderMap) -> Option<Result<(String, String), ()>> {
+/// `Authorization: Basic` credentials: `None` without the header, `Some(Err(()))` when it is not
+/// decodable Basic (another scheme included).
+pub(crate) fn basic_credentials(headers: &HeaderMap) -> Option<Result<(String, String), ()>> {
     let value = headers.get(AUTHORIZATION)?;
     let parsed = (|| {
         let s = value.to_str().ok()?;

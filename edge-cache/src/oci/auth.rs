@@ -94,21 +94,6 @@ pub(crate) fn verify(core: &Core, token: &str) -> Option<Caller> {
     })
 }
 
-fn basic(value: &str) -> Option<(String, String)> {
-    let (scheme, rest) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let text = String::from_utf8(
-        base64::engine::general_purpose::STANDARD
-            .decode(rest.trim())
-            .ok()?,
-    )
-    .ok()?;
-    let (u, p) = text.split_once(':')?;
-    Some((u.to_owned(), p.to_owned()))
-}
-
 /// Check a user's password (the failure limit first: 429 before any hashing).
 pub(crate) async fn login(
     core: &Core,
@@ -149,12 +134,14 @@ pub(crate) async fn caller(core: &Core, client: IpAddr, headers: &HeaderMap) -> 
         return verify(core, token)
             .ok_or_else(|| OciError::new(Code::Unauthorized, "invalid or expired token"));
     }
-    let (user, password) = basic(value).ok_or_else(|| {
-        OciError::new(
-            Code::Unauthorized,
-            "malformed Authorization header (expected Basic or Bearer)",
-        )
-    })?;
+    let (user, password) = crate::http::basic_credentials(headers)
+        .and_then(Result::ok)
+        .ok_or_else(|| {
+            OciError::new(
+                Code::Unauthorized,
+                "malformed Authorization header (expected Basic or Bearer)",
+            )
+        })?;
     let user = login(core, client, &user, &password).await?;
     Ok(Caller {
         user: Some(user),

@@ -65,26 +65,37 @@ pub(crate) fn base(core: &Core, headers: &HeaderMap, caller: &Caller) -> OciResu
     ))
 }
 
-/// Where a blob's bytes are at the site, if they are.
+/// What the site holds of `d` for `repo`, in one look-up: the media type it was linked with
+/// (manifests have one) and where its bytes are. `None` when `repo` may not serve it or the
+/// bytes are not here.
+async fn local(
+    core: &Arc<Core>,
+    repo: &str,
+    d: Sha256Digest,
+) -> OciResult<Option<(Option<String>, ArtifactManifest)>> {
+    let catalog = core.catalog.clone();
+    let repo = repo.to_owned();
+    Ok(blocking("look up blob", move || {
+        let Some(media_type) = catalog.linked(&repo, &d)? else {
+            return Ok(None);
+        };
+        if let Some(m) = catalog.image_blob(&d) {
+            return Ok(Some((media_type, m)));
+        }
+        Ok(catalog
+            .cached_blob(&d)?
+            .map(|c| (media_type, as_manifest(&d, c.blob, c.len))))
+    })
+    .await?)
+}
+
+/// Where a blob's bytes are at the site, if they are (see [`local`]).
 async fn local_blob(
     core: &Arc<Core>,
     repo: &str,
     d: Sha256Digest,
 ) -> OciResult<Option<ArtifactManifest>> {
-    let catalog = core.catalog.clone();
-    let repo = repo.to_owned();
-    Ok(blocking("look up blob", move || {
-        if catalog.linked(&repo, &d)?.is_none() {
-            return Ok(None);
-        }
-        if let Some(m) = catalog.image_blob(&d) {
-            return Ok(Some(m));
-        }
-        Ok(catalog
-            .cached_blob(&d)?
-            .map(|c| as_manifest(&d, c.blob, c.len)))
-    })
-    .await?)
+    Ok(local(core, repo, d).await?.map(|(_, m)| m))
 }
 
 /// A manifest's digest, media type and bytes, from the site or on demand.
@@ -117,13 +128,9 @@ async fn manifest_bytes(
     };
     // 2. The bytes, if the site holds them.
     if let Some(d) = digest {
-        let catalog = core.catalog.clone();
-        let n = name.clone();
-        let media = blocking("look up manifest", move || catalog.linked(&n, &d)).await?;
-        if let (Some(Some(media_type)), Some(m)) = (media, local_blob(core, &name, d).await?) {
-            let bytes = read_all(core, &m).await?;
+        if let Some(found) = local_manifest(core, &name, d).await? {
             metrics.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok((d, media_type, bytes));
+            return Ok(found);
         }
     }
     // 3. On demand.
@@ -194,10 +201,8 @@ async fn local_manifest(
     repo: &str,
     d: Sha256Digest,
 ) -> OciResult<Option<(Sha256Digest, String, Bytes)>> {
-    let (catalog, n) = (core.catalog.clone(), repo.to_owned());
-    let media = blocking("look up manifest", move || catalog.linked(&n, &d)).await?;
-    match (media, local_blob(core, repo, d).await?) {
-        (Some(Some(mt)), Some(m)) => Ok(Some((d, mt, read_all(core, &m).await?))),
+    match local(core, repo, d).await? {
+        Some((Some(mt), m)) => Ok(Some((d, mt, read_all(core, &m).await?))),
         _ => Ok(None),
     }
 }
@@ -382,22 +387,10 @@ fn stream(
                         .await
                         .map_err(|m| std::io::Error::other(m.to_string()))?;
                 }
-                let chunks = content
-                    .chunk_range(from, to)
+                let pieces = content
+                    .range_pieces(from, to, start, end)
                     .await
                     .map_err(|e| std::io::Error::other(e.to_string()))?;
-                let pieces: Vec<Bytes> = (from..)
-                    .zip(chunks)
-                    .map(|(i, data)| {
-                        let off = content.chunk_start(i);
-                        #[allow(clippy::cast_possible_truncation)] // within one chunk
-                        let (lo, hi) = (
-                            (start.max(off) - off) as usize,
-                            (end.min(off + data.len() as u64) - off) as usize,
-                        );
-                        data.slice(lo..hi)
-                    })
-                    .collect();
                 Ok::<_, std::io::Error>(futures::stream::iter(
                     pieces.into_iter().map(Ok::<Bytes, std::io::Error>),
                 ))

@@ -187,8 +187,9 @@ fn add(
     Ok(())
 }
 
-/// A manifest of `repo` as the edge is told about it: children are only those stored.
-fn manifest(
+/// A manifest of `repo` as the edge is told about it (pushes and on-demand resolution):
+/// children are only those stored.
+pub(crate) fn manifest(
     c: &Connection,
     repo: &RepoName,
     digest: &Sha256Digest,
@@ -229,15 +230,6 @@ fn manifest(
     m.blobs.sort();
     m.children.sort();
     Ok(Some(m))
-}
-
-/// The manifest of `repo` at `digest`, as an edge is told about it (on-demand resolution).
-pub(crate) fn image_manifest(
-    c: &Connection,
-    repo: &RepoName,
-    digest: &Sha256Digest,
-) -> Result<Option<ImageManifest>> {
-    manifest(c, repo, digest)
 }
 
 /// Record a push's images.

@@ -62,7 +62,7 @@ async fn resolved(core: &Arc<Core>, r: &OciResolve) -> Result<OciResolved> {
     let r2 = repo.clone();
     let manifest = core
         .db
-        .call(move |c| db::images::image_manifest(c, &r2, &digest))
+        .call(move |c| db::images::manifest(c, &r2, &digest))
         .await?
         .ok_or_else(|| Error::NotFound(format!("manifest {reference} is not in {repo}")))?;
     Ok(OciResolved {

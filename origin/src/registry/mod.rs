@@ -310,11 +310,12 @@ async fn handle(reg: &Arc<Registry>, req: Request) -> RegResult<Response> {
     let mut q = Query::parse(parts.uri.query());
     let m = &parts.method;
     let head = *m == Method::HEAD;
+    // Set by the `auth` middleware for every route it lets through; never assume more.
     let who = parts
         .extensions
         .get::<auth::Identity>()
         .cloned()
-        .unwrap_or(auth::Identity::Admin);
+        .ok_or_else(|| OciError::new(Code::Unauthorized, "no credentials were checked"))?;
     let route = route(rest)?;
     match &route {
         Route::Catalog => {
