@@ -5,7 +5,9 @@
 #         sitecast edge vs vsftpd 3.0 (../shared/peers), both anonymous, same files;
 #   SFTP: one 512 MiB download (OpenSSH sftp client, `get` to /dev/null) and a 200-wide fleet of
 #         one-shot 1 MiB downloads (xargs -P 200 sftp -b, one SSH connection each),
-#         sitecast edge (anonymous, `none` auth) vs OpenSSH 9.2 internal-sftp (ed25519 key).
+#         sitecast edge (anonymous, `none` auth) vs OpenSSH 9.2 internal-sftp (ed25519 key);
+#         and one 512 MiB paramiko `SFTPClient.get()` (prefetch: every read sent at once) against
+#         each (tests/tools/paramiko_sftp.py, paramiko from PyPI).
 # Output: JSON lines on stdout (one per measurement) and a Markdown table on stderr.
 # Method: as ../shared/peers/baseline.sh (clients share the 2 cores with the servers; compare only
 # within one run); RUNS runs of each single-stream measurement, medians; targets alternate run by
@@ -35,6 +37,8 @@ now() { date +%s.%N; }
 median() { sort -n | awk '{v[NR]=$1} END{ if (NR==0) print "null"; else print v[int((NR+1)/2)] }'; }
 
 for t in curl sftp ssh-keygen python3 sha256sum; do command -v $t >/dev/null || { log "missing $t (scripts/install-test-deps.sh)"; exit 1; }; done
+python3 -c 'import paramiko' 2>/dev/null || { log "missing paramiko (scripts/install-test-deps.sh)"; exit 1; }
+PARAMIKO=$ROOT/tests/tools/paramiko_sftp.py
 [ -n "${NO_BUILD:-}" ] || (cd "$ROOT" && cargo build --release --bin sitecast >&2)
 [ -f "$DATA/manifest.json" ] || "$KIT/tools/make-testdata.py" "$DATA" > /dev/null
 [ -f "$OCI/index.json" ] || "$KIT/tools/make-oci-image.py" "$OCI" --layers 1MiB > /dev/null
@@ -120,8 +124,17 @@ for i in $(seq "$RUNS"); do
     t0=$(now); sftp_get $t "$p" /dev/null; t1=$(now)
     SINGLE[sftp_$t]+="$(awk -v b="$BIG_SIZE" -v a="$t0" -v c="$t1" 'BEGIN{printf "%.1f", b/(c-a)/1e6}') "
   done
+  for t in openssh sitecast; do  # paramiko get(): the SHA-256 is checked every run
+    if [ $t = openssh ]; then
+      r=$(SITECAST_PARAMIKO_TIMEOUT=300 python3 "$PARAMIKO" get 127.0.0.1 "$PEER_SFTP_PORT" "$PEER_SFTP_USER" "key:$PEER_SFTP_KEY" "$OSSH_BIG")
+    else
+      r=$(SITECAST_PARAMIKO_TIMEOUT=300 python3 "$PARAMIKO" get 127.0.0.1 "${EDGE_SFTP##*:}" anonymous none "/$BIG")
+    fi
+    [ "$(field "$r" sha256)" = "$BIG_SHA" ] || { log "paramiko $t: wrong SHA-256: $r"; exit 1; }
+    SINGLE[paramiko_$t]+="$(awk -v b="$BIG_SIZE" -v s="$(field "$r" seconds)" 'BEGIN{printf "%.1f", b/s/1e6}') "
+  done
 done
-for key in ftp_vsftpd ftp_sitecast sftp_openssh sftp_sitecast; do
+for key in ftp_vsftpd ftp_sitecast sftp_openssh sftp_sitecast paramiko_openssh paramiko_sitecast; do
   med=$(tr ' ' '\n' <<< "${SINGLE[$key]}" | grep . | median)
   printf '{"test":"single_stream","target":"%s","proto":"%s","bytes":%s,"runs":%s,"mb_s_median":%s,"mb_s":[%s]}\n' \
     "${key#*_}" "${key%%_*}" "$BIG_SIZE" "$RUNS" "$med" "$(echo ${SINGLE[$key]} | tr ' ' ',')"

@@ -66,6 +66,13 @@ if ! python3 -c 'import oras.client' >/dev/null 2>&1; then
     python3 -m pip install -q 'oras==0.2.43'
 fi
 
+# paramiko (PyPI): the SFTP library behind most Python tooling; its get() pipelines every read
+# of a file at once, which the SFTP tests exercise.
+if ! python3 -c 'import paramiko; assert paramiko.__version__ == "5.1.0"' >/dev/null 2>&1; then
+    echo "install-test-deps: installing paramiko (PyPI)" >&2
+    python3 -m pip install -q 'paramiko==5.1.0'
+fi
+
 # The OCI distribution-spec conformance suite (vendored in scripts/oci-conformance, built with
 # Debian's Go), cached outside the checkout and built only when missing.
 OCI_CONFORMANCE_WORK=${OCI_CONFORMANCE_WORK:-${XDG_CACHE_HOME:-$HOME/.cache}/sitecast/oci-conformance}

@@ -35,6 +35,8 @@ mod upstream;
 mod util;
 
 pub use config::{parse_size, Congestion, OriginConfig, QuicOptions, UpstreamConfig};
-pub use db::{ArtifactInfo, GrantInfo, NodeInfo, PushInfo, PushSiteInfo, SiteInfo, UserInfo};
+pub use db::{
+    ArtifactInfo, GrantInfo, NodeInfo, PushArtifactInfo, PushInfo, PushSiteInfo, SiteInfo, UserInfo,
+};
 pub use error::{Error, Result};
 pub use server::{run, OriginReady};

@@ -38,7 +38,7 @@ pub(crate) async fn load(core: &Arc<Core>, shared: &Arc<Shared>) -> Result<(), E
         .into_iter()
         .map(|t| (t.path.as_str().to_owned(), t))
         .collect();
-    let planned = plan(&desired, &core.catalog.published(), &existing);
+    let planned = plan(&desired, &core.catalog.published(), &existing, false);
     let mut st = shared.lock();
     st.desired = desired;
     st.transfers = planned;
@@ -122,7 +122,8 @@ async fn apply_desired(
     let published = core.catalog.published();
     let changed: Vec<ArtifactStatus> = {
         let mut st = shared.lock();
-        let planned = plan(&desired, &published, &st.transfers);
+        let newer = desired.revision != st.desired.revision;
+        let planned = plan(&desired, &published, &st.transfers, newer);
         let changed: Vec<ArtifactStatus> = planned
             .values()
             .filter(|s| st.transfers.get(s.path.as_str()) != Some(*s))

@@ -130,13 +130,18 @@ fn fresh(a: &ArtifactManifest, state: ArtifactState) -> ArtifactStatus {
     }
 }
 
-/// The transfer statuses for a new desired state: an artifact already published with the
+/// The transfer statuses for a desired state: an artifact already published with the
 /// desired blob is complete; one with a status for the same blob keeps it (progress, or a
 /// failure and its retry time); anything else is queued. Paths no longer desired are dropped.
+///
+/// With `new_revision` (a desired state newer than the one `existing` was planned for), an
+/// artifact that was already complete reports `bytes_needed` 0: a push that reaches the site
+/// now finds it held, and must not be charged the bytes of the transfer that brought it.
 pub(crate) fn plan(
     desired: &DesiredState,
     published: &PublishedMap,
     existing: &BTreeMap<String, ArtifactStatus>,
+    new_revision: bool,
 ) -> BTreeMap<String, ArtifactStatus> {
     desired
         .artifacts
@@ -146,6 +151,7 @@ pub(crate) fn plan(
             let old = existing.get(key).filter(|s| s.blob == a.blob);
             let status = if published.get(key).is_some_and(|p| p.blob == a.blob) {
                 let mut s = old
+                    .filter(|s| !(new_revision && s.state == ArtifactState::Complete))
                     .cloned()
                     .unwrap_or_else(|| fresh(a, ArtifactState::Complete));
                 s.state = ArtifactState::Complete;
@@ -258,8 +264,16 @@ mod tests {
         old_b.bytes_needed = 5;
         existing.insert("/b".into(), old_b);
 
-        let out = plan(&desired, &published, &existing);
+        let mut done_a = fresh(&a, ArtifactState::Complete);
+        done_a.bytes_needed = 10;
+        existing.insert("/a".into(), done_a.clone());
+
+        // The same revision again (a reconnect): /a keeps the figure of its transfer.
+        assert_eq!(plan(&desired, &published, &existing, false)["/a"], done_a);
+        let out = plan(&desired, &published, &existing, true);
         assert_eq!(out.len(), 3);
+        // A newer revision finds /a held: nothing needed for it.
+        assert_eq!(out["/a"].bytes_needed, 0);
         assert_eq!(out["/a"].state, ArtifactState::Complete);
         assert_eq!(out["/b"].state, ArtifactState::Queued);
         assert_eq!(out["/b"].blob, b.blob);

@@ -15,6 +15,7 @@
 
 mod fs;
 mod hostkey;
+mod serve;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -265,7 +266,8 @@ impl russh::server::Handler for SshSession {
             ("sftp", Some(principal), Some(channel)) => {
                 session.channel_success(channel_id)?;
                 let fs = fs::SftpFs::new(self.core.clone(), principal);
-                russh_sftp::server::run(channel.into_stream(), fs).await;
+                let (read, write) = channel.split();
+                tokio::spawn(serve::serve(read, write, fs).in_current_span());
             }
             _ => {
                 tracing::info!(subsystem = name, "sftp: refused subsystem");

@@ -223,4 +223,22 @@ pub struct PushSiteInfo {
     pub framing_bytes: u64,
     /// Why it failed, when it did.
     pub error: Option<String>,
+    /// Each pushed artifact at this site (images' manifests and blobs under `/.oci/`).
+    pub artifacts: Vec<PushArtifactInfo>,
+}
+
+/// One artifact of a push at one site.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PushArtifactInfo {
+    /// Catalog path.
+    pub path: String,
+    /// `queued`, `fetching`, `complete` or `failed`.
+    pub state: String,
+    /// Its size.
+    pub bytes_total: u64,
+    /// Bytes of it the site lacked when the push reached it (after chunk dedup against
+    /// everything the site held); 0 until its edge reports.
+    pub bytes_needed: u64,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
 }

@@ -20,7 +20,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use sitecast_protocol::wire::{ArtifactState, StatusReport};
 use sitecast_protocol::{ArtifactManifest, BlobId, CatalogPath, Sha256Digest};
 
-use super::{i64_of, id32, labels_match, u64_of, Labels, PushInfo, PushSiteInfo};
+use super::{i64_of, id32, labels_match, u64_of, Labels, PushArtifactInfo, PushInfo, PushSiteInfo};
 use crate::error::{Error, Result};
 use crate::util::{now, rfc3339};
 
@@ -348,7 +348,7 @@ pub(crate) fn get(c: &Connection, id: i64) -> Result<Option<PushInfo>> {
         .query_map([id], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     let images = super::images::of_push(c, id)?;
-    let sites: Vec<PushSiteInfo> = c
+    let mut sites: Vec<PushSiteInfo> = c
         .prepare_cached(
             "SELECT site, state, bytes_total, bytes_needed, payload_bytes, framing_bytes, error
              FROM push_sites WHERE push = ?1 ORDER BY site",
@@ -365,9 +365,29 @@ pub(crate) fn get(c: &Connection, id: i64) -> Result<Option<PushInfo>> {
                 payload_bytes: payload,
                 framing_bytes: framing,
                 error: r.get(6)?,
+                artifacts: Vec::new(),
             })
         })?
         .collect::<rusqlite::Result<_>>()?;
+    for s in &mut sites {
+        s.artifacts = c
+            .prepare_cached(
+                "SELECT a.path, a.state, b.len, a.bytes_needed, a.error
+                 FROM push_site_artifacts a JOIN blobs b ON b.blake3 = a.blob
+                 WHERE a.push = ?1 AND a.site = ?2 AND a.state NOT IN ('superseded', 'removed')
+                 ORDER BY a.path",
+            )?
+            .query_map(params![id, s.site], |r| {
+                Ok(PushArtifactInfo {
+                    path: r.get(0)?,
+                    state: r.get(1)?,
+                    bytes_total: u64_of(r.get(2)?),
+                    bytes_needed: r.get::<_, Option<i64>>(3)?.map_or(0, u64_of),
+                    error: r.get(4)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+    }
     let state = if sites.iter().all(|s| s.state == "complete") {
         "complete"
     } else if sites

@@ -1,0 +1,135 @@
+//! End-to-end: what `push show` reports a site needed is what it lacked when the push reached
+//! it, after chunk dedup against everything it held (issue 9, item 2): pinned for a site that
+//! holds none, some and all of the pushed content, per site and per artifact, and checked
+//! against the chunk bytes actually sent.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+use sitecast_protocol::chunk_all;
+
+const MIB: usize = 1 << 20;
+
+/// The pushed artifact at `path` in a push-site's breakdown.
+fn artifact<'a>(site: &'a Value, path: &str) -> &'a Value {
+    site["artifacts"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["path"] == path))
+        .unwrap_or_else(|| panic!("no artifact {path} in {site:#}"))
+}
+
+/// Bytes of `data`'s distinct chunks that are not among `held`.
+fn lacking(data: &[u8], held: &HashSet<sitecast_protocol::ChunkId>) -> u64 {
+    let (cuts, _) = chunk_all(data);
+    let mut seen = HashSet::new();
+    cuts.iter()
+        .filter(|c| !held.contains(&c.id) && seen.insert(c.id))
+        .map(|c| c.data.len() as u64)
+        .sum()
+}
+
+fn ids(data: &[u8]) -> HashSet<sitecast_protocol::ChunkId> {
+    chunk_all(data).0.into_iter().map(|c| c.id).collect()
+}
+
+fn write(path: &Path, data: &[u8]) {
+    std::fs::write(path, data).unwrap();
+}
+
+#[test]
+fn bytes_needed_for_none_some_and_all_of_the_content() {
+    let env = TestEnv::new("accounting", Duration::from_secs(240));
+    let origin = Origin::start(&env);
+    let token = origin.create_site(&env, "s1", &[]);
+    let _edge = Edge::start(&env, origin.quic, Some(&token), &env.path("edge"), &[]);
+
+    // None: a fresh site lacks every byte of A.
+    let a = random_bytes(0xACC1, 6 * MIB);
+    write(&env.path("a.bin"), &a);
+    origin.upload(&env, &env.path("a.bin"), "/fw/a.bin");
+    let id = origin.push(&env, &["--content", "/fw/a.bin", "--site", "s1"]);
+    let p = origin.push_wait_ok(&env, &id, 120);
+    let s = push_site(&p, "s1");
+    let want = lacking(&a, &HashSet::new());
+    assert_eq!(want, a.len() as u64, "random content has no repeated chunk");
+    assert_eq!(u64_field(s, "bytes_needed"), want, "{p:#}");
+    assert_eq!(u64_field(artifact(s, "/fw/a.bin"), "bytes_needed"), want);
+    assert_eq!(
+        u64_field(s, "payload_bytes"),
+        want,
+        "chunk bytes sent: {p:#}"
+    );
+
+    // Some: B shares its first 4 MiB with A and adds 3 MiB; C is A under another path.
+    let mut b = a[..4 * MIB].to_vec();
+    b.extend(random_bytes(0xACC2, 3 * MIB));
+    write(&env.path("b.bin"), &b);
+    origin.upload(&env, &env.path("b.bin"), "/fw/b.bin");
+    origin.upload(&env, &env.path("a.bin"), "/fw/c.bin");
+    let id = origin.push(
+        &env,
+        &["--content", "/fw/b.bin", "/fw/c.bin", "--site", "s1"],
+    );
+    let p = origin.push_wait_ok(&env, &id, 120);
+    let s = push_site(&p, "s1");
+    let want_b = lacking(&b, &ids(&a));
+    assert!(
+        (3 * MIB as u64..4 * MIB as u64).contains(&want_b),
+        "B lacks its new 3 MiB and a boundary chunk or two: {want_b}"
+    );
+    assert_eq!(
+        u64_field(artifact(s, "/fw/b.bin"), "bytes_needed"),
+        want_b,
+        "{p:#}"
+    );
+    assert_eq!(
+        u64_field(artifact(s, "/fw/c.bin"), "bytes_needed"),
+        0,
+        "{p:#}"
+    );
+    assert_eq!(u64_field(s, "bytes_needed"), want_b, "{p:#}");
+    assert_eq!(u64_field(s, "bytes_total"), (b.len() + a.len()) as u64);
+    assert_eq!(
+        u64_field(s, "payload_bytes"),
+        want_b,
+        "chunk bytes sent: {p:#}"
+    );
+
+    // All: a push of content the site holds entirely needs and sends nothing.
+    let id = origin.push(
+        &env,
+        &[
+            "--content",
+            "/fw/a.bin",
+            "/fw/b.bin",
+            "/fw/c.bin",
+            "--site",
+            "s1",
+        ],
+    );
+    let p = origin.push_wait_ok(&env, &id, 60);
+    let s = push_site(&p, "s1");
+    assert_eq!(u64_field(s, "bytes_needed"), 0, "{p:#}");
+    assert_eq!(u64_field(s, "payload_bytes"), 0, "{p:#}");
+    for path in ["/fw/a.bin", "/fw/b.bin", "/fw/c.bin"] {
+        let x = artifact(s, path);
+        assert_eq!(
+            (x["state"].as_str(), u64_field(x, "bytes_needed")),
+            (Some("complete"), 0)
+        );
+    }
+
+    // All, at a path the site never had: D is B's bytes (a blob the site holds under /fw/b.bin).
+    origin.upload(&env, &env.path("b.bin"), "/fw/d.bin");
+    let id = origin.push(&env, &["--content", "/fw/d.bin", "--site", "s1"]);
+    let p = origin.push_wait_ok(&env, &id, 60);
+    let s = push_site(&p, "s1");
+    assert_eq!(u64_field(s, "bytes_needed"), 0, "{p:#}");
+    assert_eq!(u64_field(s, "payload_bytes"), 0, "{p:#}");
+    eprintln!("FIGURE accounting: none {want} / some {want_b} / all 0 bytes needed, as sent");
+}
