@@ -136,6 +136,21 @@ impl Core {
         .await?
     }
 
+    /// Retire the push artifacts no site wants any more (a newer push of their path reached
+    /// every site of theirs; only the paths of push `of` when given) and collect their blobs
+    /// that nothing else references: a replaced version leaves the store once no site's
+    /// desired state and no push still delivering it names it.
+    pub(crate) async fn collect_replaced(self: &Arc<Self>, of: Option<i64>) -> Result<()> {
+        let blobs = self
+            .db
+            .call(move |c| db::pushes::retire_shadowed(c, of))
+            .await?;
+        for blob in blobs {
+            self.collect_blob(blob).await?;
+        }
+        Ok(())
+    }
+
     /// Count bytes written to a site's streams; `blob` attributes them to pushes.
     pub(crate) fn count_sent(&self, site: &str, blob: Option<BlobId>, payload: u64, framing: u64) {
         let mut a = lock(&self.acct);

@@ -88,6 +88,10 @@ pub async fn run(
 ) -> Result<()> {
     let cfg = cfg.validate()?;
     let core = tokio::task::spawn_blocking(move || open(cfg)).await??;
+    // Versions replaced before a crash (or by a version without this sweep) are collected now.
+    if let Err(e) = core.collect_replaced(None).await {
+        tracing::warn!(error = %e, "collecting replaced versions at start failed");
+    }
     let api_addr = core.cfg.api_listen;
     let listener = tokio::net::TcpListener::bind(api_addr)
         .await

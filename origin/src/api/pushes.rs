@@ -54,6 +54,9 @@ pub(super) async fn create(State(core): State<AppState>, body: Body) -> ApiResul
     );
     core.sites_changed();
     core.pushes_changed();
+    if let Err(e) = core.collect_replaced(Some(push.id)).await {
+        tracing::warn!(error = %e, "collecting the versions this push replaced failed");
+    }
     Ok((StatusCode::CREATED, Json(push)).into_response())
 }
 

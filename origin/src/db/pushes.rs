@@ -456,6 +456,33 @@ pub(crate) fn desired_state(
     Ok(Some((revision, out.into_values().collect())))
 }
 
+/// Retire the push artifacts no site wants any more: a row of push P at path X is retired
+/// (`removed = 1`) once, at every site of P, a newer push carries X (and at once when P has no
+/// site left). Limited to the paths of push `of` when given, else every row. Returns the
+/// retired rows' blobs (distinct), for the caller to collect: the desired states are unchanged,
+/// as they already named the newest push of each path.
+pub(crate) fn retire_shadowed(c: &Connection, of: Option<i64>) -> Result<Vec<BlobId>> {
+    let mut st = c.prepare_cached(
+        "UPDATE push_artifacts AS o SET removed = 1
+         WHERE o.removed = 0
+           AND (?1 IS NULL OR o.path IN (SELECT path FROM push_artifacts WHERE push = ?1))
+           AND NOT EXISTS (
+             SELECT 1 FROM push_sites ps WHERE ps.push = o.push
+               AND NOT EXISTS (
+                 SELECT 1 FROM push_artifacts n JOIN push_sites ns ON ns.push = n.push
+                 WHERE n.path = o.path AND n.push > o.push AND n.removed = 0
+                   AND ns.site = ps.site))
+         RETURNING blob",
+    )?;
+    let blobs: BTreeSet<Vec<u8>> = st
+        .query_map([of], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    blobs
+        .iter()
+        .map(|b| id32(b, "push artifact blob", BlobId::from_bytes))
+        .collect()
+}
+
 /// Whether `blob` was pushed to `site` (by a push whose artifact was not deleted since).
 pub(crate) fn site_has_blob(c: &Connection, site: &str, blob: &BlobId) -> Result<bool> {
     Ok(c.prepare_cached(

@@ -446,3 +446,53 @@ fn push_lifecycle_from_reports() {
     })
     .unwrap();
 }
+
+#[test]
+fn a_version_replaced_at_every_site_is_retired_and_collectable() {
+    let (_d, db) = db();
+    let (v1, v2, v3) = (recipe(1, 200_000), recipe(2, 200_000), recipe(3, 100_000));
+    db.blocking(|c| {
+        sites::create(c, "s1", &Labels::new(), None, b"1")?;
+        sites::create(c, "s2", &Labels::new(), None, b"2")?;
+        let push = |c: &mut Connection, sites: &[&str]| {
+            pushes::create(
+                c,
+                &NewPush {
+                    content: vec!["/fw/x.bin".into()],
+                    sites: sites.iter().map(|s| (*s).to_owned()).collect(),
+                    ..NewPush::default()
+                },
+            )
+            .map(|p| p.id)
+        };
+        artifacts::publish(c, &p("/fw/x.bin"), &v1, 1)?;
+        artifacts::publish(c, &p("/fw/other.bin"), &v3, 1)?;
+        let p1 = push(c, &["s1", "s2"])?;
+        assert_eq!(pushes::retire_shadowed(c, Some(p1))?, vec![]);
+
+        // v2 replaces v1 at the origin and reaches s1 only: s2 still wants v1.
+        artifacts::publish(c, &p("/fw/x.bin"), &v2, 2)?;
+        let p2 = push(c, &["s1"])?;
+        assert_eq!(pushes::retire_shadowed(c, Some(p2))?, vec![]);
+        assert!(artifacts::blob_referenced(c, &v1.blake3)?);
+
+        // Once v2 reaches s2 as well, no site wants v1: retired, and nothing references it.
+        let p3 = push(c, &["s2"])?;
+        assert_eq!(pushes::retire_shadowed(c, Some(p3))?, vec![v1.blake3]);
+        assert!(!artifacts::blob_referenced(c, &v1.blake3)?);
+        assert!(!artifacts::delete_blob(c, &v1.blake3)?.is_empty());
+        // v2 is the current artifact and in both desired states; other.bin was never pushed.
+        assert!(artifacts::blob_referenced(c, &v2.blake3)?);
+        for s in ["s1", "s2"] {
+            let (_, desired) = pushes::desired_state(c, s)?.unwrap();
+            let x: Vec<_> = desired.iter().map(|m| (m.path.as_str(), m.blob)).collect();
+            assert_eq!(x, vec![("/fw/x.bin", v2.blake3)], "{s}");
+        }
+        // The older pushes still show what they delivered; a sweep of every path finds
+        // nothing more to retire.
+        assert_eq!(pushes::get(c, p1)?.unwrap().content, vec!["/fw/x.bin"]);
+        assert_eq!(pushes::retire_shadowed(c, None)?, vec![]);
+        Ok(())
+    })
+    .unwrap();
+}

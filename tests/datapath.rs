@@ -1,7 +1,9 @@
-//! End-to-end: what `push show` reports a site needed is what it lacked when the push reached
-//! it, after chunk dedup against everything it held (issue 9, item 2): pinned for a site that
-//! holds none, some and all of the pushed content, per site and per artifact, and checked
-//! against the chunk bytes actually sent.
+//! End-to-end checks of the data path's bookkeeping (issue 9):
+//! - what `push show` reports a site needed is what it lacked when the push reached it, after
+//!   chunk dedup against everything it held: pinned for a site that holds none, some and all of
+//!   the pushed content, per site and per artifact, and checked against the chunk bytes sent;
+//! - a version replaced at every site that had it leaves the origin's store and the edge's,
+//!   and the origin's metrics agree with its store.
 
 mod common;
 
@@ -39,6 +41,32 @@ fn ids(data: &[u8]) -> HashSet<sitecast_protocol::ChunkId> {
 
 fn write(path: &Path, data: &[u8]) {
     std::fs::write(path, data).unwrap();
+}
+
+/// The chunk files in a disk chunk store (`<data dir>/chunks/<2 hex>/<62 hex>`).
+fn stored_chunks(data_dir: &Path) -> HashSet<String> {
+    let mut out = HashSet::new();
+    for fan in std::fs::read_dir(data_dir.join("chunks")).unwrap() {
+        let fan = fan.unwrap();
+        let name = fan.file_name().to_string_lossy().into_owned();
+        if name.len() != 2 || !fan.path().is_dir() {
+            continue;
+        }
+        for f in std::fs::read_dir(fan.path()).unwrap() {
+            let f = f.unwrap().file_name().to_string_lossy().into_owned();
+            if f.len() == 62 {
+                out.insert(format!("{name}{f}"));
+            }
+        }
+    }
+    out
+}
+
+fn hex_ids(data: &[u8]) -> HashSet<String> {
+    ids(data)
+        .iter()
+        .map(sitecast_protocol::ChunkId::to_hex)
+        .collect()
 }
 
 #[test]
@@ -132,4 +160,96 @@ fn bytes_needed_for_none_some_and_all_of_the_content() {
     assert_eq!(u64_field(s, "bytes_needed"), 0, "{p:#}");
     assert_eq!(u64_field(s, "payload_bytes"), 0, "{p:#}");
     eprintln!("FIGURE accounting: none {want} / some {want_b} / all 0 bytes needed, as sent");
+}
+
+#[test]
+fn a_replaced_version_is_collected_at_the_origin_and_the_edge() {
+    let env = TestEnv::new("collect", Duration::from_secs(240));
+    let origin = Origin::start(&env);
+    let token = origin.create_site(&env, "s1", &[]);
+    let edge = Edge::start(&env, origin.quic, Some(&token), &env.path("edge"), &[]);
+    let keep = random_bytes(0xC000, 2 * MIB);
+    write(&env.path("keep.bin"), &keep);
+    origin.upload(&env, &env.path("keep.bin"), "/fw/keep.bin");
+
+    // v1, v2, v3 at one path, each pushed and delivered: only v3 (and keep.bin) remain.
+    let mut versions = Vec::new();
+    for v in 1..=3u64 {
+        let data = random_bytes(0xC000 + v, 3 * MIB);
+        write(&env.path("x.bin"), &data);
+        origin.upload(&env, &env.path("x.bin"), "/fw/x.bin");
+        let id = origin.push(&env, &["--content", "/fw/", "--site", "s1"]);
+        assert_eq!(origin.push_wait_ok(&env, &id, 120)["state"], "complete");
+        versions.push(data);
+    }
+    let want: HashSet<String> = hex_ids(&keep)
+        .union(&hex_ids(&versions[2]))
+        .cloned()
+        .collect();
+    assert_eq!(
+        stored_chunks(&origin.dir),
+        want,
+        "the origin's store holds exactly the chunks of what a site still wants"
+    );
+    let m = curl(
+        &env,
+        &[
+            "-H",
+            &format!("Authorization: Bearer {}", origin.token),
+            &format!("{}/metrics", origin.url()),
+        ],
+    );
+    let text = m.text();
+    assert_eq!(
+        prom_sum(&text, "sitecast_origin_blobs", &[]),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        prom_sum(&text, "sitecast_origin_blob_bytes", &[]),
+        Some((keep.len() + versions[2].len()) as f64)
+    );
+
+    // The edge drops v1 and v2 once v3 is published (it collects right after publishing).
+    let deadline = std::time::Instant::now() + env.cap(Duration::from_secs(30));
+    loop {
+        let held = stored_chunks(&edge.dir);
+        if held == want {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the edge still holds {} chunks, wants {}",
+            held.len(),
+            want.len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // v3 is what the edge serves.
+    origin.ctl_ok(
+        &env,
+        &[
+            "grant",
+            "create",
+            "--anonymous",
+            "--path",
+            "/fw",
+            "--site",
+            "s1",
+        ],
+    );
+    let got = env.path("got.bin");
+    let deadline = std::time::Instant::now() + env.cap(Duration::from_secs(30));
+    while curl_to_file(&env, &[&edge.url("/fw/x.bin")], &got).status != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the grant never reached the edge"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(read(&got), versions[2]);
+    eprintln!(
+        "FIGURE collect: origin and edge hold {} chunks (v3 + keep) after v1..v3",
+        want.len()
+    );
 }
