@@ -2,17 +2,23 @@
 //! soon as it is cut, and the artifact published only after every chunk and the recipe are
 //! stored.
 //!
-//! Memory stays flat whatever the upload size: the body is consumed frame by frame, the chunker
-//! buffers at most two maximum-size chunks, and at most two batches of cut chunks (about
-//! [`BATCH_BYTES`] each) exist at once: one being written on the blocking pool while the next
-//! fills. A failed upload (client gone, over the limit, disk full) publishes nothing and removes
+//! The CPU work is split over two threads: the upload's task cuts chunks (FastCDC) and hashes
+//! each (BLAKE3), while a blocking task hashes the whole blob (SHA-256 and BLAKE3) from the
+//! same frames, shared rather than copied; writes run on the blocking pool. On two cores that
+//! is what lets ingest keep up with the disk (see BENCHMARKS.md).
+//!
+//! Memory stays flat whatever the upload size: the body is consumed frame by frame, the cutter
+//! buffers about a MiB, at most [`HASH_QUEUE`] frames wait for the whole-blob hasher, and at
+//! most two batches of cut chunks (about [`BATCH_BYTES`] each) exist at once: one being written
+//! on the blocking pool while the next fills. A failed upload (client gone, over the limit, disk full) publishes nothing and removes
 //! the chunks it alone had written.
 
 use std::sync::Arc;
 
 use axum::body::Body;
+use bytes::Bytes;
 use futures::StreamExt as _;
-use sitecast_protocol::{BlobRecipe, CatalogPath, ChunkId, Chunker, Cut};
+use sitecast_protocol::{BlobHasher, BlobHashes, BlobRecipe, CatalogPath, ChunkId, Cut, Cutter};
 use sitecast_runtime::chunks::ChunkStore;
 use tokio::task::JoinHandle;
 
@@ -24,7 +30,30 @@ use crate::util::now;
 /// Bytes of cut chunks handed to one blocking write.
 pub(crate) const BATCH_BYTES: usize = 4 * 1024 * 1024;
 
+/// Frames queued for the whole-blob hasher before the upload waits for it.
+pub(crate) const HASH_QUEUE: usize = 64;
+
 type Pending = JoinHandle<Result<Vec<ChunkId>>>;
+
+/// The whole-blob hasher on the blocking pool, fed the upload's frames in order.
+struct HashTask {
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+    done: JoinHandle<BlobHashes>,
+}
+
+impl HashTask {
+    fn start() -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(HASH_QUEUE);
+        let done = tokio::task::spawn_blocking(move || {
+            let mut h = BlobHasher::new();
+            while let Some(frame) = rx.blocking_recv() {
+                h.update(&frame);
+            }
+            h.finish()
+        });
+        Self { tx, done }
+    }
+}
 
 /// Stores a stream of bytes as chunks while it arrives: the seam shared by artifact uploads
 /// and OCI blob uploads. Every chunk is pinned against garbage collection from before it is
@@ -32,7 +61,8 @@ type Pending = JoinHandle<Result<Vec<ChunkId>>>;
 /// database) or [`BlobWriter::abandon`]ed.
 pub(crate) struct BlobWriter {
     core: Arc<Core>,
-    chunker: Chunker,
+    cutter: Cutter,
+    hasher: Option<HashTask>,
     batch: Vec<Cut>,
     batch_bytes: usize,
     len: u64,
@@ -46,7 +76,8 @@ impl BlobWriter {
     pub(crate) fn new(core: &Arc<Core>) -> Self {
         Self {
             core: Arc::clone(core),
-            chunker: Chunker::new(),
+            cutter: Cutter::new(),
+            hasher: None,
             batch: Vec::new(),
             batch_bytes: 0,
             len: 0,
@@ -61,10 +92,24 @@ impl BlobWriter {
         self.len
     }
 
-    /// Feed the next bytes; a full batch is handed to the blocking pool.
+    /// Feed the next bytes (copied; see [`BlobWriter::feed_bytes`]).
     pub(crate) async fn feed(&mut self, data: &[u8]) -> Result<()> {
+        self.feed_bytes(Bytes::copy_from_slice(data)).await
+    }
+
+    /// Feed the next frame; a full batch is handed to the blocking pool.
+    pub(crate) async fn feed_bytes(&mut self, data: Bytes) -> Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
         self.len += data.len() as u64;
-        for cut in self.chunker.update(data) {
+        let hasher = self.hasher.get_or_insert_with(HashTask::start);
+        hasher
+            .tx
+            .send(data.clone())
+            .await
+            .map_err(|_| Error::Task("blob hasher".into()))?;
+        for cut in self.cutter.update(&data) {
             self.batch_bytes += cut.data.len();
             self.batch.push(cut);
         }
@@ -81,24 +126,32 @@ impl BlobWriter {
     pub(crate) async fn feed_stream<S, B, E>(&mut self, mut stream: S, limit: u64) -> Result<()>
     where
         S: futures::Stream<Item = std::result::Result<B, E>> + Unpin,
-        B: AsRef<[u8]>,
+        B: Into<Bytes>,
         E: std::fmt::Display,
     {
         while let Some(frame) = stream.next().await {
-            let data = frame.map_err(|e| Error::BadRequest(format!("upload interrupted: {e}")))?;
-            let data = data.as_ref();
+            let data: Bytes = frame
+                .map_err(|e| Error::BadRequest(format!("upload interrupted: {e}")))?
+                .into();
             if self.len + data.len() as u64 > limit {
                 return Err(Error::TooLarge { limit });
             }
-            self.feed(data).await?;
+            self.feed_bytes(data).await?;
         }
         Ok(())
     }
 
     /// Cut and store the rest; returns the recipe. Every chunk of it is stored and pinned.
     pub(crate) async fn finish(&mut self) -> Result<BlobRecipe> {
-        let chunker = std::mem::take(&mut self.chunker);
-        let (rest, recipe) = chunker.finish();
+        let hashes = match self.hasher.take() {
+            Some(HashTask { tx, done }) => {
+                drop(tx);
+                done.await?
+            }
+            None => BlobHasher::new().finish(),
+        };
+        let cutter = std::mem::take(&mut self.cutter);
+        let (rest, recipe) = cutter.finish(hashes);
         let mut batch = std::mem::take(&mut self.batch);
         batch.extend(rest);
         self.write(batch).await?;

@@ -31,73 +31,137 @@ pub struct Cut {
     pub id: ChunkId,
 }
 
-/// Incremental FastCDC chunker that also hashes the whole blob (BLAKE3 and SHA-256).
-pub struct Chunker {
-    buf: Vec<u8>,
-    offset: u64,
-    blake3: blake3::Hasher,
-    sha256: sha2::Sha256,
-    chunks: Vec<ChunkRef>,
+/// The whole blob's hashes (BLAKE3: its [`BlobId`]; SHA-256) and length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobHashes {
+    /// BLAKE3 of the blob.
+    pub blake3: BlobId,
+    /// SHA-256 of the blob.
+    pub sha256: Sha256Digest,
+    /// Its length.
+    pub len: u64,
 }
 
-impl Default for Chunker {
+/// Incremental whole-blob hashing (BLAKE3 and SHA-256). Separate from [`Cutter`] so that a
+/// caller can run the two on different threads: they are the two halves of ingest's CPU.
+#[derive(Clone)]
+pub struct BlobHasher {
+    blake3: blake3::Hasher,
+    sha256: sha2::Sha256,
+    len: u64,
+}
+
+impl Default for BlobHasher {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl Chunker {
-    /// An empty chunker.
+impl BlobHasher {
+    /// Nothing hashed yet.
     #[must_use]
     pub fn new() -> Self {
         Self {
-            buf: Vec::with_capacity(2 * MAX_CHUNK as usize),
-            offset: 0,
             blake3: blake3::Hasher::new(),
             sha256: sha2::Sha256::new(),
+            len: 0,
+        }
+    }
+
+    /// Hash more input.
+    pub fn update(&mut self, data: &[u8]) {
+        self.blake3.update(data);
+        self.sha256.update(data);
+        self.len += data.len() as u64;
+    }
+
+    /// The hashes of everything fed.
+    #[must_use]
+    pub fn finish(self) -> BlobHashes {
+        BlobHashes {
+            blake3: BlobId::from_bytes(*self.blake3.finalize().as_bytes()),
+            sha256: Sha256Digest::from_bytes(self.sha256.finalize().into()),
+            len: self.len,
+        }
+    }
+}
+
+/// Incremental FastCDC cutting: chunk boundaries and chunk ids, without the whole-blob hashes
+/// (see [`BlobHasher`]; [`Chunker`] does both).
+pub struct Cutter {
+    buf: Vec<u8>,
+    /// Start of the bytes not yet cut, within `buf` (compacted lazily: fewer copies).
+    pos: usize,
+    offset: u64,
+    chunks: Vec<ChunkRef>,
+}
+
+impl Default for Cutter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `buf` is compacted once this many cut bytes sit before `pos`.
+const COMPACT_AT: usize = 4 * MAX_CHUNK as usize;
+
+impl Cutter {
+    /// Nothing cut yet.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            buf: Vec::with_capacity(COMPACT_AT + 2 * MAX_CHUNK as usize),
+            pos: 0,
+            offset: 0,
             chunks: Vec::new(),
         }
     }
 
     /// Feed more input; returns the chunks whose boundaries are now certain.
     pub fn update(&mut self, data: &[u8]) -> Vec<Cut> {
-        self.blake3.update(data);
-        self.sha256.update(data);
+        if self.pos >= COMPACT_AT {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
         self.buf.extend_from_slice(data);
         let mut out = Vec::new();
-        let mut start = 0usize;
         // A cut is final once MAX_CHUNK bytes are buffered past its start: FastCDC never looks
         // further than that.
-        while self.buf.len() - start >= MAX_CHUNK as usize {
-            let len = first_cut(&self.buf[start..]);
-            out.push(self.emit(start, len));
-            start += len;
+        while self.buf.len() - self.pos >= MAX_CHUNK as usize {
+            let len = first_cut(&self.buf[self.pos..]);
+            out.push(self.emit(len));
         }
-        self.buf.drain(..start);
         out
     }
 
-    /// Cut what is left and return the final chunks with the blob's recipe.
+    /// Cut what is left and return the final chunks with the blob's recipe, given the blob's
+    /// hashes (of exactly the bytes fed here).
+    ///
+    /// # Panics
+    /// If `hashes.len` is not the number of bytes fed: the hashes are of other bytes.
     #[must_use]
-    pub fn finish(mut self) -> (Vec<Cut>, BlobRecipe) {
+    pub fn finish(mut self, hashes: BlobHashes) -> (Vec<Cut>, BlobRecipe) {
         let mut out = Vec::new();
-        let mut start = 0usize;
-        while start < self.buf.len() {
-            let len = first_cut(&self.buf[start..]);
-            out.push(self.emit(start, len));
-            start += len;
+        while self.pos < self.buf.len() {
+            let len = first_cut(&self.buf[self.pos..]);
+            out.push(self.emit(len));
         }
+        assert_eq!(
+            hashes.len, self.offset,
+            "blob hashes of {} bytes for {} bytes cut",
+            hashes.len, self.offset
+        );
         let recipe = BlobRecipe {
             len: self.offset,
-            blake3: BlobId::from_bytes(*self.blake3.finalize().as_bytes()),
-            sha256: Sha256Digest::from_bytes(self.sha256.finalize().into()),
+            blake3: hashes.blake3,
+            sha256: hashes.sha256,
             chunks: self.chunks,
         };
         (out, recipe)
     }
 
-    fn emit(&mut self, start: usize, len: usize) -> Cut {
-        let data = self.buf[start..start + len].to_vec();
+    fn emit(&mut self, len: usize) -> Cut {
+        let data = self.buf[self.pos..self.pos + len].to_vec();
         let id = ChunkId::of(&data);
         let cut = Cut {
             offset: self.offset,
@@ -109,7 +173,36 @@ impl Chunker {
             len: u32::try_from(len).expect("chunk length bounded by MAX_CHUNK"),
         });
         self.offset += len as u64;
+        self.pos += len;
         cut
+    }
+}
+
+/// Incremental FastCDC chunker that also hashes the whole blob (BLAKE3 and SHA-256), on the
+/// caller's thread: a [`Cutter`] and a [`BlobHasher`] fed the same bytes.
+#[derive(Default)]
+pub struct Chunker {
+    cutter: Cutter,
+    hasher: BlobHasher,
+}
+
+impl Chunker {
+    /// An empty chunker.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feed more input; returns the chunks whose boundaries are now certain.
+    pub fn update(&mut self, data: &[u8]) -> Vec<Cut> {
+        self.hasher.update(data);
+        self.cutter.update(data)
+    }
+
+    /// Cut what is left and return the final chunks with the blob's recipe.
+    #[must_use]
+    pub fn finish(self) -> (Vec<Cut>, BlobRecipe) {
+        self.cutter.finish(self.hasher.finish())
     }
 }
 

@@ -35,7 +35,9 @@ mod recipe;
 pub mod wire;
 
 pub use access::{Permissions, Principal, SiteConfig, SiteGrant, SiteUser};
-pub use chunker::{chunk_all, Chunker, Cut, AVG_CHUNK, MAX_CHUNK, MIN_CHUNK};
+pub use chunker::{
+    chunk_all, BlobHasher, BlobHashes, Chunker, Cut, Cutter, AVG_CHUNK, MAX_CHUNK, MIN_CHUNK,
+};
 pub use ids::{BlobId, ChunkId, IdParseError, Sha256Digest};
 pub use path::{CatalogPath, PathError, MAX_PATH_LEN, MAX_SEGMENT_LEN};
 pub use recipe::{ArtifactManifest, BlobRecipe, ChunkRef, RecipeError};

@@ -248,7 +248,7 @@ impl PullThrough {
                 while let Some(chunk) = stream.next().await {
                     let chunk = chunk
                         .map_err(|e| Error::Upstream(format!("blob {}: {e}", digest.to_oci())))?;
-                    w.feed(&chunk).await?;
+                    w.feed_bytes(chunk.clone()).await?;
                     if let (Some(tx), Some(prev)) = (&client, held.replace(chunk)) {
                         if tx.send(Ok(prev)).await.is_err() {
                             // The client went away; finish storing anyway.
