@@ -9,6 +9,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
+use common::clients::{ftpget, sftp_get, wait_session_state};
 use common::*;
 use serde_json::Value;
 
@@ -91,11 +92,12 @@ fn push_then_serve_over_http() {
     assert_eq!(s["state"], "complete", "{push:#}");
     let total = u64_field(s, "bytes_total");
     let sent = u64_field(s, "bytes_sent");
-    u64_field(s, "bytes_needed");
+    let needed = u64_field(s, "bytes_needed");
     assert_eq!(total, (BIG + 20) as u64, "bytes_total: {push:#}");
+    assert_eq!(needed, total, "a fresh site lacks every byte: {push:#}");
     assert!(
-        sent >= BIG as u64,
-        "bytes_sent {sent} < file size: {push:#}"
+        sent >= needed && sent as f64 <= 1.05 * needed as f64,
+        "bytes_sent {sent} against {needed} needed: {push:#}"
     );
     eprintln!(
         "first push of 64 MiB: bytes_sent = {sent} ({:.4} x size)",
@@ -396,9 +398,23 @@ fn edge_keeps_serving_when_origin_is_gone() {
     origin.upload(&env, &readme, "/pub/readme.txt");
     let token = origin.create_site(&env, "s1", &[]);
     users_and_grants(&env, &origin, "s1");
-    let mut edge = Edge::start(&env, origin.quic, Some(&token), &env.path("edge"), &[]);
+    // A short QUIC idle timeout, so the edge learns within seconds that the origin is gone.
+    let cfg = env.path("edge-offline.toml");
+    std::fs::write(
+        &cfg,
+        "[quic]\nkeep_alive = \"250ms\"\nidle_timeout = \"2s\"\n",
+    )
+    .unwrap();
+    let mut edge = Edge::start(
+        &env,
+        origin.quic,
+        Some(&token),
+        &env.path("edge"),
+        &["--config", cfg.to_str().unwrap()],
+    );
     let id = origin.push(&env, &["--content", "/fw/", "/pub/", "--site", "s1"]);
     origin.push_wait_ok(&env, &id, 120);
+    let (a_sha, b_sha) = (sha256sum(&env, &a), sha256sum(&env, &b));
 
     let cases: Vec<(&str, Creds, u16)> = vec![
         ("/fw/a.bin", Some(ALICE), 200),
@@ -428,8 +444,12 @@ fn edge_keeps_serving_when_origin_is_gone() {
         .map(|(p, u, s)| (format!("{p} as {:?}", u.map(|x| x.0)), *s))
         .collect();
     assert_eq!(before, expected, "access decisions with the origin up");
+    devices_fetch(&env, &edge, "/fw/a.bin", &a_sha, "with the origin up");
 
     origin.kill();
+    // Checked once the edge itself knows the origin is gone (its session is reconnecting),
+    // not in the moment after the kill while it still believes it is connected.
+    wait_session_state(&env, &edge, "connecting", Duration::from_secs(30));
     let after = observe(&edge);
     assert_eq!(
         after, before,
@@ -440,7 +460,8 @@ fn edge_keeps_serving_when_origin_is_gone() {
         fetch(&env, &edge, "/fw/a.bin", Some(ALICE), &got).status,
         200
     );
-    assert_eq!(sha256sum(&env, &got), sha256sum(&env, &a));
+    assert_eq!(sha256sum(&env, &got), a_sha);
+    devices_fetch(&env, &edge, "/fw/a.bin", &a_sha, "with the origin gone");
 
     // The edge restarts while the origin is still gone: it serves from its own catalog.
     let old = edge.http;
@@ -451,6 +472,7 @@ fn edge_keeps_serving_when_origin_is_gone() {
             "the old edge process still answers"
         );
     }
+    wait_session_state(&env, &edge, "connecting", Duration::from_secs(30));
     let restarted = observe(&edge);
     assert_eq!(
         restarted, before,
@@ -461,7 +483,14 @@ fn edge_keeps_serving_when_origin_is_gone() {
         fetch(&env, &edge, "/fw/sub/b.bin", Some(ALICE), &got2).status,
         200
     );
-    assert_eq!(sha256sum(&env, &got2), sha256sum(&env, &b));
+    assert_eq!(sha256sum(&env, &got2), b_sha);
+    devices_fetch(
+        &env,
+        &edge,
+        "/fw/sub/b.bin",
+        &b_sha,
+        "after an edge restart without origin",
+    );
 
     // And when the origin returns on the same address, the edge reconnects: a new push lands.
     origin.restart(&env);
@@ -471,6 +500,39 @@ fn edge_keeps_serving_when_origin_is_gone() {
     let id = origin.push(&env, &["--content", "/fw/c.bin", "--site", "s1"]);
     origin.push_wait_ok(&env, &id, 120);
     assert_eq!(status(&env, &edge, "/fw/c.bin", Some(ALICE)), 200);
+}
+
+/// The one access decision over FTP and SFTP with the stock device clients: alice gets `path`
+/// (checked by SHA-256), bob (no grant) and a wrong password get nothing, anonymous gets /pub.
+fn devices_fetch(env: &TestEnv, edge: &Edge, path: &str, sha: &str, when: &str) {
+    eprintln!("devices fetch {path} {when}");
+    devices_fetch_only(env, edge, path, sha);
+    for (who, user) in [
+        ("bob", BOB),
+        ("a wrong password", (ALICE.0, "not-her-password")),
+    ] {
+        let denied = env.scratch("denied.bin");
+        assert!(
+            !ftpget(env, edge, Some(user), path, &denied).ok(),
+            "ftpget as {who} {when}"
+        );
+        assert!(
+            !sftp_get(env, edge, Some(user), path, &denied).ok(),
+            "sftp as {who} {when}"
+        );
+        assert!(
+            !denied.exists() || read(&denied).is_empty(),
+            "bytes reached {who} {when}"
+        );
+    }
+    let readme = env.scratch("readme.txt");
+    let o = ftpget(env, edge, None, "/pub/readme.txt", &readme);
+    assert!(o.ok(), "anonymous ftpget {when}: {o:?}");
+    assert_eq!(read(&readme), b"public readme\n");
+    let readme = env.scratch("readme-sftp.txt");
+    let o = sftp_get(env, edge, None, "/pub/readme.txt", &readme);
+    assert!(o.ok(), "anonymous sftp {when}: {o:?}");
+    assert_eq!(read(&readme), b"public readme\n");
 }
 
 /// Write a v1/v2 firmware pair: with make-testdata.py when present (the recorded data set),
@@ -552,12 +614,20 @@ fn second_firmware_version_sends_a_small_fraction() {
         "FIGURE delta: v2 ({v2_size} bytes) needed {needed} bytes, sent {sent} bytes = {:.2}% of its size",
         frac * 100.0
     );
+    // Recorded: 1.61 % (BENCHMARKS.md); a regression past 2.5 % fails.
     assert!(
-        frac < 0.10,
+        frac < 0.025,
         "v2 sent {sent} bytes = {:.2}% of {v2_size}\n{p2:#}",
         frac * 100.0
     );
-    assert!(sent > 0, "v2 sent nothing, yet it differs from v1: {p2:#}");
+    assert!(
+        needed > 0 && (needed as f64) < 0.025 * v2_size as f64,
+        "v2 needed {needed} of {v2_size}: {p2:#}"
+    );
+    assert!(
+        sent >= needed && sent as f64 <= 1.05 * needed as f64,
+        "v2 sent {sent} for {needed} needed: {p2:#}"
+    );
 
     let got = env.path("got-v2.bin");
     assert_eq!(
@@ -569,22 +639,20 @@ fn second_firmware_version_sends_a_small_fraction() {
 
 #[test]
 fn disk_full_edge_fails_cleanly_and_recovers() {
-    if !is_root() {
-        eprintln!("SKIPPED disk_full_edge_fails_cleanly_and_recovers: needs root to mount a tmpfs");
-        return;
-    }
+    const NAME: &str = "disk_full_edge_fails_cleanly_and_recovers";
     let env = TestEnv::new("diskfull", Duration::from_secs(240));
     let fs = match Tmpfs::mount(&env, &env.path("edge-tmpfs"), "40m") {
         Ok(fs) => fs,
-        Err(e) => {
-            eprintln!("SKIPPED disk_full_edge_fails_cleanly_and_recovers: {e}");
-            return;
-        }
+        Err(e) => return skip(NAME, &format!("needs a tmpfs mount: {e}")),
     };
     let origin = Origin::start(&env);
+    let old = env.path("fw-old.bin");
+    write_random(&old, 0x01D, 300 * 1024);
+    let old_sha = sha256sum(&env, &old);
     let file = env.path("fw-big.bin");
     write_random(&file, 0xD15C, BIG);
     let sha = sha256sum(&env, &file);
+    origin.upload(&env, &old, "/fw/old.bin");
     origin.upload(&env, &file, "/fw/big.bin");
     let token = origin.create_site(&env, "s1", &[]);
     users_and_grants(&env, &origin, "s1");
@@ -598,27 +666,57 @@ fn disk_full_edge_fails_cleanly_and_recovers() {
         &data,
         &["--config", cfg.to_str().unwrap()],
     );
+    let id = origin.push(&env, &["--content", "/fw/old.bin", "--site", "s1"]);
+    origin.push_wait_ok(&env, &id, 60);
 
     let id = origin.push(&env, &["--content", "/fw/big.bin", "--site", "s1"]);
-    let out = origin.push_wait(&env, &id, 90);
-    assert!(
-        !out.ok(),
-        "push wait succeeded on a 40 MiB disk for a 64 MiB file:\n{}",
-        out.stdout
-    );
-    let push = origin.push_show(&env, &id);
+    // One snapshot in the failed state (with retry_failed = 1s it flips back to transferring).
+    let push = origin.wait_push_until(&env, &id, Duration::from_secs(90), "failed", |p| {
+        push_site(p, "s1")["state"] == "failed"
+    });
     let s = push_site(&push, "s1");
-    assert_eq!(s["state"], "failed", "{push:#}");
     let err = s["error"].as_str().unwrap_or_default().to_ascii_lowercase();
     assert!(
         err.contains("space") || err.contains("full"),
         "the error should say the disk is full: {push:#}"
     );
-    assert_eq!(
-        status(&env, &edge, "/fw/big.bin", Some(ALICE)),
-        404,
-        "a half-written file is visible"
+    // Nothing of the half-written file is visible, over any protocol; older content serves.
+    assert_eq!(status(&env, &edge, "/fw/big.bin", Some(ALICE)), 404, "GET");
+    let c = creds(Some(ALICE));
+    let head = curl(&env, &[&c[0], &c[1], "-I", &edge.url("/fw/big.bin")]);
+    assert_eq!(head.status, 404, "HEAD");
+    let listing = curl(
+        &env,
+        &[
+            &c[0],
+            &c[1],
+            "-H",
+            "Accept: application/json",
+            &edge.url("/fw/"),
+        ],
     );
+    assert_eq!(listing.status, 200);
+    let names = listing.text();
+    assert!(
+        names.contains("old.bin") && !names.contains("big.bin"),
+        "listing: {names}"
+    );
+    let got = env.scratch("big-ftp.bin");
+    assert!(
+        !ftpget(&env, &edge, Some(ALICE), "/fw/big.bin", &got).ok(),
+        "FTP"
+    );
+    assert!(
+        !sftp_get(&env, &edge, Some(ALICE), "/fw/big.bin", &got).ok(),
+        "SFTP"
+    );
+    let got = env.scratch("old.bin");
+    assert_eq!(
+        fetch(&env, &edge, "/fw/old.bin", Some(ALICE), &got).status,
+        200
+    );
+    assert_eq!(sha256sum(&env, &got), old_sha);
+    devices_fetch_only(&env, &edge, "/fw/old.bin", &old_sha);
 
     fs.resize(&env, "200m");
     let done = origin.wait_push_until(
@@ -636,6 +734,18 @@ fn disk_full_edge_fails_cleanly_and_recovers() {
     );
     assert_eq!(sha256sum(&env, &got), sha);
     drop(edge);
+}
+
+/// alice fetches `path` over FTP and SFTP, checked by SHA-256.
+fn devices_fetch_only(env: &TestEnv, edge: &Edge, path: &str, sha: &str) {
+    let got = env.scratch("ftp.bin");
+    let o = ftpget(env, edge, Some(ALICE), path, &got);
+    assert!(o.ok(), "busybox ftpget {path} as alice: {o:?}");
+    assert_eq!(sha256sum(env, &got), sha, "ftpget {path}");
+    let got = env.scratch("sftp.bin");
+    let o = sftp_get(env, edge, Some(ALICE), path, &got);
+    assert!(o.ok(), "sftp get {path} as alice: {o:?}");
+    assert_eq!(sha256sum(env, &got), sha, "sftp {path}");
 }
 
 /// `PUT /api/v1/artifacts{raw_path}` with curl (no path normalization).

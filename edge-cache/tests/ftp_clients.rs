@@ -525,7 +525,7 @@ async fn explicit_ftps_with_a_configured_certificate() {
 async fn passive_ports_and_the_advertised_address() {
     tokio::time::timeout(T, async {
         let edge = start(|c| {
-            c.ftp.passive_ports = "46100-46109".to_owned().try_into().unwrap();
+            c.ftp.passive_ports = "25100-25109".to_owned().try_into().unwrap();
             c.ftp.advertised_address = Some("10.9.8.7".to_owned());
         })
         .await;
@@ -544,11 +544,11 @@ async fn passive_ports_and_the_advertised_address() {
                 .collect();
             assert_eq!(&n[..4], &[10, 9, 8, 7], "{r:?}");
             let port = n[4] * 256 + n[5];
-            assert!((46100..=46109).contains(&port), "{r:?}");
+            assert!((25100..=25109).contains(&port), "{r:?}");
             let r = f.cmd("EPSV").await;
             assert_eq!(r.code, 229, "{r:?}");
             let port: u16 = r.text.split('|').nth(3).unwrap().parse().unwrap();
-            assert!((46100..=46109).contains(&port), "{r:?}");
+            assert!((25100..=25109).contains(&port), "{r:?}");
         }
     })
     .await

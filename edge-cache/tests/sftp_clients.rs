@@ -129,7 +129,11 @@ async fn openssh_sftp_by_password_and_wrong_password() {
         );
         let o = sftp_batch(&edge, "alice", None, Some("wrong"), "ls /\n").await;
         assert!(!o.status.success(), "{}", text(&o));
-        assert!(!edge.path("nothing").exists());
+        assert!(
+            text(&o).contains("Permission denied"),
+            "not an auth refusal: {}",
+            text(&o)
+        );
         // A key that is not alice's is refused (batch mode: no password fallback).
         let other = edge.path("other_key");
         let k = run(Command::new("ssh-keygen").args([
@@ -156,16 +160,18 @@ async fn openssh_writes_shell_and_traversal_refused() {
         let edge = start(|_| {}).await;
         let src = edge.path("up.bin");
         std::fs::write(&src, b"upload").unwrap();
-        for cmd in [
-            "put up.bin /fw/up.bin",
-            "rm /fw/a.bin",
-            "mkdir /fw/new",
-            "rmdir /fw/ap",
-            "rename /fw/a.bin /fw/b.bin",
-            "ln -s /fw/a.bin /fw/link",
-            "chmod 777 /fw/a.bin",
-            "get /../../../../etc/passwd passwd",
-            "get ../../etc/hostname hostname",
+        // Each refusal is the server's answer to that request (a logged-in session: a failed
+        // login would print "Permission denied (publickey…)" instead).
+        for (cmd, refusal) in [
+            ("put up.bin /fw/up.bin", "Permission denied"),
+            ("rm /fw/a.bin", "Permission denied"),
+            ("mkdir /fw/new", "Permission denied"),
+            ("rmdir /fw/ap", "Permission denied"),
+            ("rename /fw/a.bin /fw/b.bin", "Permission denied"),
+            ("ln -s /fw/a.bin /fw/link", "Permission denied"),
+            ("chmod 777 /fw/a.bin", "Permission denied"),
+            ("get /../../../../etc/passwd passwd", "not found"),
+            ("get ../../etc/hostname hostname", "not found"),
         ] {
             let o = sftp_batch(
                 &edge,
@@ -175,7 +181,12 @@ async fn openssh_writes_shell_and_traversal_refused() {
                 &format!("{cmd}\n"),
             )
             .await;
-            assert!(!o.status.success(), "{cmd} succeeded: {}", text(&o));
+            let out = text(&o);
+            assert!(!o.status.success(), "{cmd} succeeded: {out}");
+            assert!(
+                out.contains(refusal) && !out.contains("Permission denied ("),
+                "{cmd}: expected {refusal:?}, got: {out}"
+            );
         }
         assert!(!edge.path("passwd").exists() && !edge.path("hostname").exists());
         assert!(edge

@@ -253,7 +253,10 @@ async fn enroll_control_recipe_chunks_and_malformed_frames() {
             "connection survives bad streams"
         );
 
-        // Progress on the control stream drives the push; bytes were counted.
+        // Progress on the control stream drives the push; bytes were counted. The edge's figure
+        // of what it lacked (here: as if it held the first half's chunks) is what the push
+        // shows, not the artifact's size.
+        let lacked = data.len() as u64 / 2;
         let report = StatusReport {
             desired_revision: ds.revision,
             artifacts: vec![ArtifactStatus {
@@ -261,8 +264,8 @@ async fn enroll_control_recipe_chunks_and_malformed_frames() {
                 blob,
                 state: ArtifactState::Complete,
                 bytes_total: data.len() as u64,
-                bytes_needed: data.len() as u64,
-                bytes_fetched: data.len() as u64,
+                bytes_needed: lacked,
+                bytes_fetched: lacked,
                 error: None,
             }],
         };
@@ -285,7 +288,9 @@ async fn enroll_control_recipe_chunks_and_malformed_frames() {
         }
         assert_eq!(push["state"], "complete", "{push}");
         let s = &push["sites"][0];
-        assert_eq!(s["bytes_needed"], data.len() as u64);
+        assert_eq!(s["bytes_needed"], lacked, "{push}");
+        assert_eq!(s["bytes_total"], data.len() as u64, "{push}");
+        assert_eq!(s["artifacts"][0]["bytes_needed"], lacked, "{push}");
         let payload = s["payload_bytes"].as_u64().unwrap();
         assert_eq!(payload, data.len() as u64, "{push}");
         assert!(s["framing_bytes"].as_u64().unwrap() > 0);

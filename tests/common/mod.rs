@@ -13,6 +13,7 @@
 //! Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod clients;
 pub mod containerd;
 pub mod oci;
 
@@ -147,6 +148,16 @@ pub fn log_tail(path: &Path, n: usize) -> String {
 impl Proc {
     /// Spawn `BIN args`, stderr appended to `log`, and wait for its JSON ready line.
     fn start(env: &TestEnv, name: &str, args: &[OsString], log: &Path) -> (Self, Value) {
+        Self::try_start(env, name, args, log).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// As [`Proc::start`]; a process that exits before its ready line is an `Err` with its log.
+    fn try_start(
+        env: &TestEnv,
+        name: &str,
+        args: &[OsString],
+        log: &Path,
+    ) -> Result<(Self, Value), String> {
         let mut f = OpenOptions::new()
             .create(true)
             .append(true)
@@ -178,11 +189,11 @@ impl Proc {
             log: log.to_owned(),
             lines: rx,
         };
-        let ready = p.read_ready(env);
-        (p, ready)
+        let ready = p.read_ready(env)?;
+        Ok((p, ready))
     }
 
-    fn read_ready(&mut self, env: &TestEnv) -> Value {
+    fn read_ready(&mut self, env: &TestEnv) -> Result<Value, String> {
         let until = Instant::now() + env.cap(READY_TIMEOUT);
         loop {
             let left = until.saturating_duration_since(Instant::now());
@@ -191,19 +202,19 @@ impl Proc {
                 Ok(StdoutEvent::Line(l)) => {
                     if let Ok(v) = serde_json::from_str::<Value>(&l) {
                         if v["event"] == "ready" {
-                            return v;
+                            return Ok(v);
                         }
                     }
                     // Anything else on stdout before the ready line is tolerated but noted.
                     eprintln!("[{}] stdout: {l}", self.name);
                 }
                 Ok(StdoutEvent::Eof) | Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let status = self.child.as_mut().and_then(|c| c.wait().ok());
-                    panic!(
+                    let status = self.child.take().and_then(|mut c| c.wait().ok());
+                    return Err(format!(
                         "{} exited before printing its ready line (status {status:?}); stderr:\n{}",
                         self.name,
                         log_tail(&self.log, 80)
-                    );
+                    ));
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     self.kill();
@@ -422,6 +433,18 @@ impl Origin {
         registry: SocketAddr,
         config: Option<&Path>,
     ) -> Self {
+        Self::try_start_args(env, dir, api, quic, registry, config)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn try_start_args(
+        env: &TestEnv,
+        dir: &Path,
+        api: SocketAddr,
+        quic: SocketAddr,
+        registry: SocketAddr,
+        config: Option<&Path>,
+    ) -> Result<Self, String> {
         let log = env.path("origin.log");
         let mut args: Vec<OsString> = vec![
             "origin".into(),
@@ -438,7 +461,7 @@ impl Origin {
             args.push("--config".into());
             args.push(c.into());
         }
-        let (proc, ready) = Proc::start(env, "origin", &args, &log);
+        let (proc, ready) = Proc::try_start(env, "origin", &args, &log)?;
         let api: SocketAddr = parse_addr(&ready, "api");
         let quic: SocketAddr = parse_addr(&ready, "quic");
         let registry: SocketAddr = parse_addr(&ready, "registry");
@@ -450,7 +473,7 @@ impl Origin {
             .trim()
             .to_owned();
         assert!(!token.is_empty(), "admin token file {token_file} is empty");
-        Self {
+        Ok(Self {
             dir: dir.to_owned(),
             api,
             quic,
@@ -459,7 +482,7 @@ impl Origin {
             proc: Some(proc),
             log,
             config: config.map(Path::to_owned),
-        }
+        })
     }
 
     /// `http://<api>`.
@@ -635,18 +658,38 @@ impl Origin {
         p.wait_exit(env, EXIT_TIMEOUT)
     }
 
-    /// Start again on the same data dir and the same addresses (edges know the QUIC address).
+    /// Start again on the same data dir and QUIC address (edges know it). The old API and
+    /// registry ports are tried first; a parallel test may have taken one since the kill
+    /// (their port-0 binds draw from the same range), so later attempts let the kernel choose
+    /// those two, and retry the QUIC port a few times in case it is taken for a moment.
     pub fn restart(&mut self, env: &TestEnv) {
         self.kill();
-        let new = Self::start_args(
-            env,
-            &self.dir.clone(),
-            self.api,
-            self.quic,
-            self.registry,
-            self.config.clone().as_deref(),
-        );
-        *self = new;
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut last = String::new();
+        for attempt in 0..10 {
+            let (api, registry) = if attempt == 0 {
+                (self.api, self.registry)
+            } else {
+                (any, any)
+            };
+            let config = self.config.clone();
+            match Self::try_start_args(
+                env,
+                &self.dir.clone(),
+                api,
+                self.quic,
+                registry,
+                config.as_deref(),
+            ) {
+                Ok(new) => {
+                    *self = new;
+                    return;
+                }
+                Err(e) => last = e,
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("the origin did not restart on {}: {last}", self.quic);
     }
 
     /// This origin's stderr log.
@@ -1088,6 +1131,16 @@ impl Drop for Tmpfs {
 }
 
 /// Effective uid 0 (read from /proc, no libc needed).
+/// A test that cannot run here says so in its output and passes, except under CI (`CI` set),
+/// which runs as root and can mount: there a skip is a failure.
+pub fn skip(test: &str, reason: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test} cannot run under CI: {reason}"
+    );
+    eprintln!("SKIPPED {test}: {reason}");
+}
+
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()

@@ -223,8 +223,9 @@ pub async fn start_in(dir: tempfile::TempDir, edit: impl FnOnce(&mut EdgeConfig)
     cfg.ftp.listen = "127.0.0.1:0".parse().unwrap();
     cfg.sftp.listen = "127.0.0.1:0".parse().unwrap();
     cfg.oci.listen = "127.0.0.1:0".parse().unwrap();
-    // A wide passive range: tests run in parallel and one runs 200 transfers at once.
-    cfg.ftp.passive_ports = "40000-44999".to_owned().try_into().unwrap();
+    // A wide passive range below Linux's ephemeral ports (32768-60999, where clients' own
+    // connections land): tests run in parallel and one runs 200 transfers at once.
+    cfg.ftp.passive_ports = "20000-24999".to_owned().try_into().unwrap();
     edit(&mut cfg);
     let cfg = cfg.validate().unwrap();
     std::fs::create_dir_all(&data).unwrap();

@@ -1,0 +1,107 @@
+//! The device clients of the README against a running `sitecast edge`: busybox `ftpget` and
+//! OpenSSH `sftp` (password through `sshpass`), plus a wait for the edge's own view of its
+//! session (from its metrics). Installed by scripts/install-test-deps.sh.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use super::{curl, prom_sum, run_cmd, CmdOutput, Edge, TestEnv};
+
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `busybox ftpget` of `remote` into `local` as `user` (`None`: anonymous).
+pub fn ftpget(
+    env: &TestEnv,
+    edge: &Edge,
+    user: Option<(&str, &str)>,
+    remote: &str,
+    local: &Path,
+) -> CmdOutput {
+    let addr = edge.ftp.expect("the edge serves FTP");
+    let (u, p) = user.unwrap_or(("anonymous", "device@example"));
+    let mut c = Command::new("busybox");
+    c.args(["ftpget", "-u", u, "-p", p, "-P", &addr.port().to_string()])
+        .arg(addr.ip().to_string())
+        .arg(local)
+        .arg(remote);
+    run_cmd(env, c, CLIENT_TIMEOUT)
+}
+
+/// OpenSSH `sftp -b` running `batch` as `user` with a password (`None`: `anonymous`, no
+/// credentials); the working directory is `cwd`.
+pub fn sftp_batch(
+    env: &TestEnv,
+    edge: &Edge,
+    user: Option<(&str, &str)>,
+    batch: &str,
+    cwd: &Path,
+) -> CmdOutput {
+    let addr = edge.sftp.expect("the edge serves SFTP");
+    let file = env.scratch("sftp-batch");
+    std::fs::write(&file, batch).expect("writing the sftp batch file");
+    let opts = [
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+        "-o",
+        "ConnectTimeout=20",
+        "-o",
+        "PubkeyAuthentication=no",
+    ];
+    let mut c = match user {
+        Some((_, p)) => {
+            let mut c = Command::new("sshpass");
+            c.args(["-p", p, "sftp", "-o", "BatchMode=no"]);
+            c
+        }
+        None => {
+            let mut c = Command::new("sftp");
+            c.args(["-o", "BatchMode=yes"]);
+            c
+        }
+    };
+    let name = user.map_or("anonymous", |(u, _)| u);
+    c.args(opts)
+        .args(["-P", &addr.port().to_string(), "-b"])
+        .arg(&file)
+        .arg(format!("{name}@{}", addr.ip()))
+        .current_dir(cwd);
+    run_cmd(env, c, CLIENT_TIMEOUT)
+}
+
+/// OpenSSH `sftp` download of `remote` into `local` (see [`sftp_batch`]).
+pub fn sftp_get(
+    env: &TestEnv,
+    edge: &Edge,
+    user: Option<(&str, &str)>,
+    remote: &str,
+    local: &Path,
+) -> CmdOutput {
+    let dir = local.parent().expect("a file path");
+    let name = local
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("a file name");
+    sftp_batch(env, edge, user, &format!("get {remote} {name}\n"), dir)
+}
+
+/// Wait until the edge's metrics say its session with the origin is `state`
+/// (`connected`, `connecting`, …), within `limit`.
+pub fn wait_session_state(env: &TestEnv, edge: &Edge, state: &str, limit: Duration) {
+    let until = Instant::now() + env.cap(limit);
+    loop {
+        let text = curl(env, &[&format!("http://{}/metrics", edge.metrics)]).text();
+        if prom_sum(&text, "sitecast_edge_session_state", &[("state", state)]) == Some(1.0) {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "the edge's session never reached {state:?} within {limit:?}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
