@@ -584,3 +584,51 @@ async fn idle_session_is_closed() {
     .await
     .unwrap();
 }
+
+/// The password cache is the edge's, not a protocol's: alice logging in over HTTP, FTP and
+/// SFTP costs one argon2 verification.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_password_verification_serves_http_ftp_and_sftp() {
+    tokio::time::timeout(T, async {
+        let edge = start(|_| {}).await;
+        assert_eq!(edge.core.auth.verifications(), 0);
+        let http = reqwest::Client::new()
+            .get(format!("http://{}/fw/a.bin", edge.http))
+            .basic_auth("alice", Some(pw("alice")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(http.status(), 200);
+        assert_eq!(http.bytes().await.unwrap(), content("/fw/a.bin"));
+        assert_eq!(edge.core.auth.verifications(), 1, "HTTP login");
+        let ftp = run(Command::new("curl").args([
+            "-sS",
+            "-u",
+            &format!("alice:{}", pw("alice")),
+            &format!("ftp://{}/fw/a.bin", edge.ftp),
+        ]))
+        .await;
+        assert!(ftp.status.success(), "{}", text(&ftp));
+        assert_eq!(ftp.stdout, content("/fw/a.bin"));
+        let o = sftp_batch(
+            &edge,
+            "alice",
+            None,
+            Some(pw("alice")),
+            "get /fw/a.bin cache.bin\n",
+        )
+        .await;
+        assert!(o.status.success(), "{}", text(&o));
+        assert_eq!(
+            std::fs::read(edge.path("cache.bin")).unwrap(),
+            content("/fw/a.bin")
+        );
+        assert_eq!(
+            edge.core.auth.verifications(),
+            1,
+            "FTP and SFTP logins answered from the cache HTTP filled"
+        );
+    })
+    .await
+    .unwrap();
+}

@@ -255,3 +255,66 @@ fn walk(dir: &std::path::Path) -> usize {
         })
         .unwrap_or(0)
 }
+
+/// Every file under `dir` (recursively).
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .flat_map(|e| {
+                    if e.path().is_dir() {
+                        files_under(&e.path())
+                    } else {
+                        vec![e.path()]
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The origin keeps only a hash of a join token's secret: through the real API, the raw
+/// secret appears in no file of the data directory (database, WAL, anything else), and the
+/// token still works as a token (the site lists it unused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_token_secret_is_stored_only_as_a_hash() {
+    tokio::time::timeout(T, async {
+        let o = Origin::start().await;
+        let (st, site) = o
+            .json(
+                Method::POST,
+                "/api/v1/sites",
+                Some(serde_json::json!({"name": "s1"})),
+            )
+            .await;
+        assert_eq!(st, 201, "{site}");
+        let token = site["join_token"]
+            .as_str()
+            .expect("a join token")
+            .to_owned();
+        let (st, again) = o
+            .json(Method::POST, "/api/v1/sites/s1/join-token", None)
+            .await;
+        assert!(st == 200 || st == 201, "{again}");
+        let second = again["join_token"]
+            .as_str()
+            .expect("a new join token")
+            .to_owned();
+        for token in [&token, &second] {
+            let secret = token.splitn(3, '.').nth(2).expect("scj1.<ca>.<secret>");
+            assert!(secret.len() >= 20, "a secret worth hashing: {secret}");
+            let files = files_under(o.dir.path());
+            assert!(files.iter().any(|f| f.ends_with("origin.db")), "{files:?}");
+            for f in &files {
+                let bytes = std::fs::read(f).unwrap();
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "the raw join-token secret is in {}",
+                    f.display()
+                );
+            }
+        }
+    })
+    .await
+    .unwrap();
+}

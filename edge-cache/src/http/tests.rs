@@ -509,6 +509,7 @@ async fn too_many_failed_logins_get_429_before_argon2() {
                 .unwrap();
             assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
         }
+        let verified = edge.core.auth.verifications();
         let r = c
             .get(edge.url("/fw/a.bin"))
             .basic_auth("alice", Some("pw-alice"))
@@ -516,6 +517,11 @@ async fn too_many_failed_logins_get_429_before_argon2() {
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            edge.core.auth.verifications(),
+            verified,
+            "the refused request ran no password verification"
+        );
         let retry: u64 = r.headers()[RETRY_AFTER].to_str().unwrap().parse().unwrap();
         assert!((1..=60).contains(&retry), "{retry}");
         // Anonymous access to what is granted anonymously is not blocked.
