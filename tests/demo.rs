@@ -11,12 +11,14 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const KEYS: [&str; 12] = [
+const KEYS: [&str; 14] = [
     "SITECAST_API",
     "SITECAST_TOKEN",
     "SITECAST_ORIGIN_REGISTRY",
     "SITECAST_SITE",
     "SITECAST_EDGE_HTTP",
+    "SITECAST_EDGE_FTP",
+    "SITECAST_EDGE_SFTP",
     "SITECAST_DEMO_USER",
     "SITECAST_DEMO_PASSWORD",
     "SITECAST_SAMPLE_PATH",
@@ -172,6 +174,27 @@ fn check_sample(env: &TestEnv, vars: &BTreeMap<String, String>) {
     );
     let r = curl_to_file(env, &[&url], Path::new("/dev/null"));
     assert_eq!(r.status, 401, "the sample without credentials");
+
+    // The same sample over FTP (busybox ftpget) and SFTP (OpenSSH), as the demo prints.
+    let creds = (
+        vars["SITECAST_DEMO_USER"].as_str(),
+        vars["SITECAST_DEMO_PASSWORD"].as_str(),
+    );
+    let sample = &vars["SITECAST_SAMPLE_PATH"];
+    let sha = vars["SITECAST_SAMPLE_SHA256"].to_ascii_lowercase();
+    let addr = |k: &str| -> std::net::SocketAddr {
+        let v = vars[k].rsplit("://").next().unwrap_or_default();
+        let v = v.replace("0.0.0.0", "127.0.0.1");
+        v.parse().unwrap_or_else(|e| panic!("{k}={}: {e}", vars[k]))
+    };
+    let got = env.scratch("sample-ftp.bin");
+    let o = clients::ftpget_at(env, addr("SITECAST_EDGE_FTP"), Some(creds), sample, &got);
+    assert!(o.ok(), "ftpget of the sample: {o:?}");
+    assert_eq!(sha256sum(env, &got), sha, "the sample over FTP");
+    let got = env.scratch("sample-sftp.bin");
+    let o = clients::sftp_get_at(env, addr("SITECAST_EDGE_SFTP"), Some(creds), sample, &got);
+    assert!(o.ok(), "sftp of the sample: {o:?}");
+    assert_eq!(sha256sum(env, &got), sha, "the sample over SFTP");
 
     // The admin API and token from the file work with ctl.
     let o = ctl_raw(

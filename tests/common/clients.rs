@@ -2,6 +2,7 @@
 //! OpenSSH `sftp` (password through `sshpass`), plus a wait for the edge's own view of its
 //! session (from its metrics). Installed by scripts/install-test-deps.sh.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -18,7 +19,23 @@ pub fn ftpget(
     remote: &str,
     local: &Path,
 ) -> CmdOutput {
-    let addr = edge.ftp.expect("the edge serves FTP");
+    ftpget_at(
+        env,
+        edge.ftp.expect("the edge serves FTP"),
+        user,
+        remote,
+        local,
+    )
+}
+
+/// [`ftpget`] from the FTP server at `addr`.
+pub fn ftpget_at(
+    env: &TestEnv,
+    addr: SocketAddr,
+    user: Option<(&str, &str)>,
+    remote: &str,
+    local: &Path,
+) -> CmdOutput {
     let (u, p) = user.unwrap_or(("anonymous", "device@example"));
     let mut c = Command::new("busybox");
     c.args(["ftpget", "-u", u, "-p", p, "-P", &addr.port().to_string()])
@@ -37,7 +54,23 @@ pub fn sftp_batch(
     batch: &str,
     cwd: &Path,
 ) -> CmdOutput {
-    let addr = edge.sftp.expect("the edge serves SFTP");
+    sftp_batch_at(
+        env,
+        edge.sftp.expect("the edge serves SFTP"),
+        user,
+        batch,
+        cwd,
+    )
+}
+
+/// [`sftp_batch`] against the SFTP server at `addr`.
+pub fn sftp_batch_at(
+    env: &TestEnv,
+    addr: SocketAddr,
+    user: Option<(&str, &str)>,
+    batch: &str,
+    cwd: &Path,
+) -> CmdOutput {
     let file = env.scratch("sftp-batch");
     std::fs::write(&file, batch).expect("writing the sftp batch file");
     let opts = [
@@ -81,12 +114,29 @@ pub fn sftp_get(
     remote: &str,
     local: &Path,
 ) -> CmdOutput {
+    sftp_get_at(
+        env,
+        edge.sftp.expect("the edge serves SFTP"),
+        user,
+        remote,
+        local,
+    )
+}
+
+/// [`sftp_get`] from the SFTP server at `addr`.
+pub fn sftp_get_at(
+    env: &TestEnv,
+    addr: SocketAddr,
+    user: Option<(&str, &str)>,
+    remote: &str,
+    local: &Path,
+) -> CmdOutput {
     let dir = local.parent().expect("a file path");
     let name = local
         .file_name()
         .and_then(|n| n.to_str())
         .expect("a file name");
-    sftp_batch(env, edge, user, &format!("get {remote} {name}\n"), dir)
+    sftp_batch_at(env, addr, user, &format!("get {remote} {name}\n"), dir)
 }
 
 /// Wait until the edge's metrics say its session with the origin is `state`
