@@ -3,7 +3,8 @@
 //!   chunk dedup against everything it held: pinned for a site that holds none, some and all of
 //!   the pushed content, per site and per artifact, and checked against the chunk bytes sent;
 //! - a version replaced at every site that had it leaves the origin's store and the edge's,
-//!   and the origin's metrics agree with its store.
+//!   and the origin's metrics agree with its store;
+//! - the origin's memory stays flat during a large upload (peak RSS read from /proc).
 
 mod common;
 
@@ -251,5 +252,42 @@ fn a_replaced_version_is_collected_at_the_origin_and_the_edge() {
     eprintln!(
         "FIGURE collect: origin and edge hold {} chunks (v3 + keep) after v1..v3",
         want.len()
+    );
+}
+
+/// `VmHWM` (peak resident set) of a process, in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status"));
+    kib * 1024
+}
+
+/// The bound BENCHMARKS.md states for the origin during an upload of any size.
+const UPLOAD_RSS_BOUND: u64 = 128 << 20;
+
+#[test]
+fn a_1_gib_upload_keeps_the_origin_s_memory_flat() {
+    let env = TestEnv::new("upload-rss", Duration::from_secs(240));
+    let origin = Origin::start(&env);
+    let file = env.path("big.bin");
+    write_random(&file, 0x6B1, 1 << 30);
+    let before = peak_rss(origin.pid());
+    let art = origin.upload(&env, &file, "/fw/big.bin");
+    assert_eq!(art["size"], 1u64 << 30, "{art}");
+    let peak = peak_rss(origin.pid());
+    eprintln!(
+        "FIGURE upload-rss: origin peak RSS {} MiB before, {} MiB after a 1 GiB upload",
+        before >> 20,
+        peak >> 20
+    );
+    assert!(
+        peak < UPLOAD_RSS_BOUND,
+        "the origin's peak RSS reached {} MiB during a 1 GiB upload (bound {} MiB)",
+        peak >> 20,
+        UPLOAD_RSS_BOUND >> 20
     );
 }

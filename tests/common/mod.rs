@@ -692,6 +692,14 @@ impl Origin {
         panic!("the origin did not restart on {}: {last}", self.quic);
     }
 
+    /// The origin process's PID (while it runs).
+    pub fn pid(&self) -> u32 {
+        self.proc
+            .as_ref()
+            .and_then(Proc::pid)
+            .expect("origin running")
+    }
+
     /// This origin's stderr log.
     pub fn log(&self) -> &Path {
         &self.log
