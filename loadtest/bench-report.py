@@ -122,6 +122,10 @@ def main():
                    f"({mem['mb_s']} MB/s, {mem['samples']} samples of RSS): before {mib(mem['rss_before'])}, "
                    f"peak {mib(mem['rss_peak_sampled'])}, after {mib(mem['rss_after'])}; "
                    f"high-water mark {mib(mem['hwm_before'])} → {mib(mem['hwm_after'])}.")
+        out.append("")
+        out.append("Command: `sudo loadtest/bench.sh` (measurement `ingest_memory`; `MEM_UPLOAD=0` skips it). "
+                   "The bound is also a test: `tests/datapath.rs` `a_1_gib_upload_keeps_the_origin_s_memory_flat` "
+                   "(peak RSS < 128 MiB for 1 GiB).")
     up = next((r for r in rows if r.get("test") == "update"), None)
     if up:
         out.append("")
@@ -136,6 +140,10 @@ def main():
         out.append("")
         out.append(f"sitecast ÷ rsync = {up['sitecast_bytes_sent'] / max(1, up['rsync_bytes_total']):.2f} "
                    f"(sitecast payload {up['sitecast_payload_bytes']:,}, framing {up['sitecast_framing_bytes']:,}).")
+        out.append("")
+        out.append("Command: `sudo loadtest/bench.sh` (measurement `update`; the data is "
+                   "`../shared/tools/make-testdata.py`'s `delta/v1`, `delta/v2`). The bound is also a test: "
+                   "`tests/foundation.rs` `second_firmware_version_sends_a_small_fraction` (< 2.5 %).")
     camp = [r for r in rows if r.get("test") in ("campaign", "campaign_site")]
     summary = next((r for r in camp if r["test"] == "campaign"), None)
     if summary:
@@ -151,6 +159,9 @@ def main():
         if "wan_bytes_ratio" in summary:
             out.append("")
             out.append(f"naive ÷ sitecast: WAN bytes {summary['wan_bytes_ratio']}×, makespan {summary['makespan_ratio']}×.")
+        out.append("")
+        out.append(f"Command: `sudo loadtest/wan/campaign.sh loadtest/wan/scenarios/{summary['scenario']}.toml` "
+                   "(also run by `sudo loadtest/bench.sh`, `CAMPAIGN=none` skips it).")
     text = "\n".join(out) + "\n"
     md = open(sys.argv[2]).read()
     b, e = "<!-- bench:begin -->", "<!-- bench:end -->"
