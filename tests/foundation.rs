@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::clients::{ftpget, sftp_get, wait_session_state};
+use common::clients::{ftpget, sftp_get, wait_session_failures, wait_session_state};
 use common::*;
 use serde_json::Value;
 
@@ -472,6 +472,8 @@ fn edge_keeps_serving_when_origin_is_gone() {
             "the old edge process still answers"
         );
     }
+    // Once its first attempt to reach the origin has failed.
+    wait_session_failures(&env, &edge, 1, Duration::from_secs(30));
     wait_session_state(&env, &edge, "connecting", Duration::from_secs(30));
     let restarted = observe(&edge);
     assert_eq!(

@@ -69,6 +69,8 @@ pub struct Metrics {
     pub ftp_bytes_served: AtomicU64,
     /// SSH connections accepted by the SFTP server.
     pub sftp_sessions: AtomicU64,
+    /// Sessions with the origin that could not start or ended (each is retried).
+    pub origin_session_failures: AtomicU64,
     /// File bytes sent to SFTP clients.
     pub sftp_bytes_served: AtomicU64,
     session: AtomicU8,
@@ -186,6 +188,12 @@ impl Metrics {
             "Artifact fetches that failed (disk full, verification, origin refusal).",
             &[("node", node)],
             get(&self.fetch_failures),
+        );
+        p.counter(
+            "sitecast_edge_origin_session_failures_total",
+            "Sessions with the origin that could not start or that ended (each is retried).",
+            &[("node", node)],
+            get(&self.origin_session_failures),
         );
         let protocols = [
             ("ftp", &self.ftp_sessions, &self.ftp_bytes_served),

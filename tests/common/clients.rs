@@ -139,6 +139,25 @@ pub fn sftp_get_at(
     sftp_batch_at(env, addr, user, &format!("get {remote} {name}\n"), dir)
 }
 
+/// Wait until the edge's metrics count at least `n` failed or ended sessions with the origin
+/// (after a restart without the origin: its first connect attempt has failed).
+pub fn wait_session_failures(env: &TestEnv, edge: &Edge, n: u64, limit: Duration) {
+    let until = Instant::now() + env.cap(limit);
+    loop {
+        let text = curl(env, &[&format!("http://{}/metrics", edge.metrics)]).text();
+        let got =
+            prom_sum(&text, "sitecast_edge_origin_session_failures_total", &[]).unwrap_or(0.0);
+        if got >= n as f64 {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "the edge counted {got} failed origin sessions, not {n}, within {limit:?}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Wait until the edge's metrics say its session with the origin is `state`
 /// (`connected`, `connecting`, …), within `limit`.
 pub fn wait_session_state(env: &TestEnv, edge: &Edge, state: &str, limit: Duration) {

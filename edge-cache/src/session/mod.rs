@@ -115,6 +115,10 @@ impl Session {
             };
             self.core.uplink.send_replace(None);
             self.core.metrics.set_session(SessionState::Connecting);
+            self.core
+                .metrics
+                .origin_session_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tokio::select! {
                 () = self.cancel.cancelled() => break Ok(()),
                 () = tokio::time::sleep(wait) => {}
