@@ -14,7 +14,9 @@
 #   makespan_s (push/downloads start → last device verified), min_s (theoretical minimum:
 #   bytes a site needs × 8 ÷ link rate; naive: devices × size × 8 ÷ rate), device ok/errors.
 # Env: DATA (/srv/sitecast-testdata), BIN_DIR (target/release), WORK (/tmp/sitecast-campaign),
-#      WAN_PREFIX (sclt), TIMEOUT (900 s per side).
+#      WAN_PREFIX (sclt), TIMEOUT (900 s per side), FORCE_RELAY=1 (put the relay on the QUIC
+#      path even without impairments: shows that it carries the link rate), MAX_RATE (the push's
+#      --max-rate, e.g. 50Mbit/s), ORIGIN_CONFIG (an origin TOML file, e.g. other [quic] settings).
 # Needs root. Every namespace it creates is deleted on exit; only 10.200.x.y addresses inside
 # those namespaces are used.
 set -euo pipefail
@@ -148,12 +150,13 @@ sitecast_side() {
   [ -x "$SC" ] || { log "missing $SC: skipping the sitecast side"; return 0; }
   log "sitecast: origin in the origin namespace, edges in the sites, devices on the site LAN"
   local O api quic_port=18443 dial_port=18443
-  O=$(start_bg origin "$WAN_PREFIX-o" "$SC" origin --data-dir "$WORK/origin" \
+  local cfg=(); [ -z "${ORIGIN_CONFIG:-}" ] || cfg=(--config "$ORIGIN_CONFIG")
+  O=$(start_bg origin "$WAN_PREFIX-o" "$SC" origin "${cfg[@]}" --data-dir "$WORK/origin" \
         --api-listen 127.0.0.1:18440 --quic-listen "0.0.0.0:$quic_port")
   api=http://$(jget "$O" api)
   local token; token=$(cat "$(jget "$O" admin_token_file)")
   ctl() { in_origin "$SC" ctl --api "$api" --token "$token" "$@"; }
-  if [ "$SCN_RELAY_DELAY$SCN_RELAY_JITTER$SCN_RELAY_LOSS$SCN_RELAY_OUTAGE_EVERY" != "0ms0ms0" ]; then
+  if [ -n "${FORCE_RELAY:-}" ] || [ "$SCN_RELAY_DELAY$SCN_RELAY_JITTER$SCN_RELAY_LOSS$SCN_RELAY_OUTAGE_EVERY" != "0ms0ms0" ]; then
     dial_port=18444
     local outage=()
     [ -z "$SCN_RELAY_OUTAGE_EVERY" ] || outage=(--outage-every "$SCN_RELAY_OUTAGE_EVERY" --outage-for "$SCN_RELAY_OUTAGE_FOR")
@@ -189,7 +192,15 @@ EOF
       start_bg "edge-$i-$n" "$WAN_PREFIX-$i" "$SC" edge --config "$WORK/edge-$i-$n.toml" \
         --data-dir "$WORK/edge-$i-$n" --origin "$(origin_addr "$i"):$dial_port" --join-token "$jt" \
         --node "n$n" --http-listen "127.0.0.1:$port" --ftp-listen "127.0.0.1:$((port + 1))" \
-        --sftp-listen "127.0.0.1:$((port + 2))" --metrics-listen "127.0.0.1:$((port + 3))" > /dev/null
+        --sftp-listen "127.0.0.1:$((port + 2))" --metrics-listen "127.0.0.1:$((port + 3))" \
+        --oci-listen "127.0.0.1:$((port + 4))" > /dev/null
+      # A site has one join token at a time: this node enrolls before the next token is issued.
+      local until_t=$(( $(date +%s) + 60 ))
+      until [ "$(ctl --output json site show "$name" | python3 -c 'import json,sys
+print(sum(1 for n in json.load(sys.stdin)["nodes"] if n["state"] == "online"))')" -ge "$n" ]; do
+        [ "$(date +%s)" -lt "$until_t" ] || { log "node $n of $name did not come online"; return 1; }
+        sleep 0.2
+      done
     done
   done
   # every node enrolled and online before the clock starts
@@ -205,7 +216,7 @@ s=json.load(sys.stdin)["sites"]; print(sum(1 for x in s for n in x["nodes"] if n
   FLEETS=()
   for i in $(seq "$SCN_SITES"); do b0+=("$(wan_bytes "$i")"); done
   t0=$(now)
-  push=$(ctl push create --content "/$SCN_CONTENT" $(for i in $(seq "$SCN_SITES"); do echo --site "$(site_var "$i" NAME)"; done))
+  push=$(ctl push create --content "/$SCN_CONTENT" ${MAX_RATE:+--max-rate "$MAX_RATE"} $(for i in $(seq "$SCN_SITES"); do echo --site "$(site_var "$i" NAME)"; done))
   for i in $(seq "$SCN_SITES"); do
     nodes=$(site_var "$i" NODES)
     for proto in ftp http sftp; do
