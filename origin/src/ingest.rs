@@ -3,15 +3,17 @@
 //! stored.
 //!
 //! The CPU work is split over two threads: the upload's task cuts chunks (FastCDC) and hashes
-//! each (BLAKE3), while a blocking task hashes the whole blob (SHA-256 and BLAKE3) from the
-//! same frames, shared rather than copied; writes run on the blocking pool. On two cores that
-//! is what lets ingest keep up with the disk (see BENCHMARKS.md).
+//! each (BLAKE3), while the whole-blob hashes (SHA-256 and BLAKE3) of each MiB of frames run on
+//! the blocking pool (the frames are shared, not copied), overlapping the cutting of the next
+//! MiB; writes run on the blocking pool too. On two cores that is what lets ingest keep up with
+//! the disk (see BENCHMARKS.md). No thread waits on an idle upload (a registry upload session
+//! between two PATCHes holds only its state).
 //!
 //! Memory stays flat whatever the upload size: the body is consumed frame by frame, the cutter
-//! buffers about a MiB, at most [`HASH_QUEUE`] frames wait for the whole-blob hasher, and at
-//! most two batches of cut chunks (about [`BATCH_BYTES`] each) exist at once: one being written
-//! on the blocking pool while the next fills. A failed upload (client gone, over the limit, disk full) publishes nothing and removes
-//! the chunks it alone had written.
+//! buffers about a MiB, at most two [`HASH_BATCH`]es of frames wait for the whole-blob hasher,
+//! and at most two batches of cut chunks (about [`BATCH_BYTES`] each) exist at once: one being
+//! written on the blocking pool while the next fills. A failed upload (client gone, over the
+//! limit, disk full) publishes nothing and removes the chunks it alone had written.
 
 use std::sync::Arc;
 
@@ -30,28 +32,57 @@ use crate::util::now;
 /// Bytes of cut chunks handed to one blocking write.
 pub(crate) const BATCH_BYTES: usize = 4 * 1024 * 1024;
 
-/// Frames queued for the whole-blob hasher before the upload waits for it.
-pub(crate) const HASH_QUEUE: usize = 64;
+/// Bytes of frames handed to one whole-blob hashing job.
+pub(crate) const HASH_BATCH: usize = 1024 * 1024;
 
 type Pending = JoinHandle<Result<Vec<ChunkId>>>;
 
-/// The whole-blob hasher on the blocking pool, fed the upload's frames in order.
-struct HashTask {
-    tx: tokio::sync::mpsc::Sender<Bytes>,
-    done: JoinHandle<BlobHashes>,
+/// The whole-blob hashes, computed a batch of frames at a time on the blocking pool.
+#[derive(Default)]
+struct WholeHash {
+    /// The hasher, when no job holds it.
+    idle: Option<BlobHasher>,
+    /// The job hashing the previous batch; it hands the hasher back.
+    running: Option<JoinHandle<BlobHasher>>,
+    frames: Vec<Bytes>,
+    frames_len: usize,
 }
 
-impl HashTask {
-    fn start() -> Self {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(HASH_QUEUE);
-        let done = tokio::task::spawn_blocking(move || {
-            let mut h = BlobHasher::new();
-            while let Some(frame) = rx.blocking_recv() {
-                h.update(&frame);
+impl WholeHash {
+    /// Queue a frame; a full batch starts a job once the previous one is done.
+    async fn feed(&mut self, frame: Bytes) -> Result<()> {
+        self.frames_len += frame.len();
+        self.frames.push(frame);
+        if self.frames_len >= HASH_BATCH {
+            self.start().await?;
+        }
+        Ok(())
+    }
+
+    async fn start(&mut self) -> Result<()> {
+        let mut h = match self.running.take() {
+            Some(job) => job.await?,
+            None => self.idle.take().unwrap_or_default(),
+        };
+        let frames = std::mem::take(&mut self.frames);
+        self.frames_len = 0;
+        self.running = Some(tokio::task::spawn_blocking(move || {
+            for f in &frames {
+                h.update(f);
             }
-            h.finish()
-        });
-        Self { tx, done }
+            h
+        }));
+        Ok(())
+    }
+
+    /// The hashes of every frame fed.
+    async fn finish(&mut self) -> Result<BlobHashes> {
+        self.start().await?;
+        let h = match self.running.take() {
+            Some(job) => job.await?,
+            None => BlobHasher::new(),
+        };
+        Ok(h.finish())
     }
 }
 
@@ -62,7 +93,7 @@ impl HashTask {
 pub(crate) struct BlobWriter {
     core: Arc<Core>,
     cutter: Cutter,
-    hasher: Option<HashTask>,
+    hasher: WholeHash,
     batch: Vec<Cut>,
     batch_bytes: usize,
     len: u64,
@@ -77,7 +108,7 @@ impl BlobWriter {
         Self {
             core: Arc::clone(core),
             cutter: Cutter::new(),
-            hasher: None,
+            hasher: WholeHash::default(),
             batch: Vec::new(),
             batch_bytes: 0,
             len: 0,
@@ -103,16 +134,11 @@ impl BlobWriter {
             return Ok(());
         }
         self.len += data.len() as u64;
-        let hasher = self.hasher.get_or_insert_with(HashTask::start);
-        hasher
-            .tx
-            .send(data.clone())
-            .await
-            .map_err(|_| Error::Task("blob hasher".into()))?;
         for cut in self.cutter.update(&data) {
             self.batch_bytes += cut.data.len();
             self.batch.push(cut);
         }
+        self.hasher.feed(data).await?;
         if self.batch_bytes >= BATCH_BYTES {
             let batch = std::mem::take(&mut self.batch);
             self.batch_bytes = 0;
@@ -143,13 +169,7 @@ impl BlobWriter {
 
     /// Cut and store the rest; returns the recipe. Every chunk of it is stored and pinned.
     pub(crate) async fn finish(&mut self) -> Result<BlobRecipe> {
-        let hashes = match self.hasher.take() {
-            Some(HashTask { tx, done }) => {
-                drop(tx);
-                done.await?
-            }
-            None => BlobHasher::new().finish(),
-        };
+        let hashes = self.hasher.finish().await?;
         let cutter = std::mem::take(&mut self.cutter);
         let (rest, recipe) = cutter.finish(hashes);
         let mut batch = std::mem::take(&mut self.batch);
