@@ -1106,6 +1106,11 @@ fn a_pull_through_tag_follows_its_upstream_after_the_ttl_and_survives_its_loss()
     assert_eq!(digest(&r.body), v2.top);
 }
 
+/// `ctl image push-archive FILE REPO --registry REG` arguments.
+fn push_archive_args<'a>(file: &'a str, repo: &'a str, reg: &'a str) -> [&'a str; 6] {
+    ["image", "push-archive", file, repo, "--registry", reg]
+}
+
 #[test]
 fn ctl_image_push_archive_takes_oci_and_docker_archives_and_refuses_hostile_ones() {
     let env = TestEnv::new("oci-archive", Duration::from_secs(180));
@@ -1141,14 +1146,7 @@ fn ctl_image_push_archive_takes_oci_and_docker_archives_and_refuses_hostile_ones
     // An OCI archive: byte-exact, the same digest as the layout.
     let v = origin.ctl_json(
         &env,
-        &[
-            "image",
-            "push-archive",
-            &oci_tar.display().to_string(),
-            "docker.io/team/oci",
-            "--registry",
-            &reg,
-        ],
+        &push_archive_args(&oci_tar.display().to_string(), "docker.io/team/oci", &reg),
     );
     assert_eq!(v["format"], "oci-archive", "{v}");
     assert_eq!(v["tags"][0]["digest"], l.top.as_str(), "{v}");
@@ -1166,14 +1164,11 @@ fn ctl_image_push_archive_takes_oci_and_docker_archives_and_refuses_hostile_ones
     // tagged as the archive says; the layers are already stored, so nothing is uploaded twice.
     let v = origin.ctl_json(
         &env,
-        &[
-            "image",
-            "push-archive",
+        &push_archive_args(
             &docker_tar.display().to_string(),
             "docker.io/team/docker",
-            "--registry",
             &reg,
-        ],
+        ),
     );
     assert_eq!(v["format"], "docker-archive", "{v}");
     assert_eq!(v["tags"][0]["tag"], "2.0", "{v}");
@@ -1222,14 +1217,7 @@ fn ctl_image_push_archive_takes_oci_and_docker_archives_and_refuses_hostile_ones
     std::fs::write(&junk, b"not a tar at all").unwrap();
     let o = origin.ctl(
         &env,
-        &[
-            "image",
-            "push-archive",
-            &junk.display().to_string(),
-            "docker.io/team/junk",
-            "--registry",
-            &reg,
-        ],
+        &push_archive_args(&junk.display().to_string(), "docker.io/team/junk", &reg),
     );
     assert!(!o.ok() && !o.stderr.is_empty(), "{o:?}");
     let hostile = env.path("hostile.tar");
@@ -1247,14 +1235,11 @@ fn ctl_image_push_archive_takes_oci_and_docker_archives_and_refuses_hostile_ones
     }
     let o = origin.ctl(
         &env,
-        &[
-            "image",
-            "push-archive",
+        &push_archive_args(
             &hostile.display().to_string(),
             "docker.io/team/hostile",
-            "--registry",
             &reg,
-        ],
+        ),
     );
     assert!(!o.ok(), "a hostile archive was accepted: {o:?}");
     assert!(o.stderr.contains("leaves the archive"), "{}", o.stderr);

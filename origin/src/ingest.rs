@@ -40,9 +40,7 @@ type Pending = JoinHandle<Result<Vec<ChunkId>>>;
 /// The whole-blob hashes, computed a batch of frames at a time on the blocking pool.
 #[derive(Default)]
 struct WholeHash {
-    /// The hasher, when no job holds it.
-    idle: Option<BlobHasher>,
-    /// The job hashing the previous batch; it hands the hasher back.
+    /// The job hashing the previous batch; it hands the hasher back (none yet: a new hasher).
     running: Option<JoinHandle<BlobHasher>>,
     frames: Vec<Bytes>,
     frames_len: usize,
@@ -62,7 +60,7 @@ impl WholeHash {
     async fn start(&mut self) -> Result<()> {
         let mut h = match self.running.take() {
             Some(job) => job.await?,
-            None => self.idle.take().unwrap_or_default(),
+            None => BlobHasher::new(),
         };
         let frames = std::mem::take(&mut self.frames);
         self.frames_len = 0;

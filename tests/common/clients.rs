@@ -139,38 +139,49 @@ pub fn sftp_get_at(
     sftp_batch_at(env, addr, user, &format!("get {remote} {name}\n"), dir)
 }
 
-/// Wait until the edge's metrics count at least `n` failed or ended sessions with the origin
-/// (after a restart without the origin: its first connect attempt has failed).
-pub fn wait_session_failures(env: &TestEnv, edge: &Edge, n: u64, limit: Duration) {
+/// Wait until the edge's metric `name` (summed over `labels`) satisfies `ok`, within `limit`.
+fn wait_metric(
+    env: &TestEnv,
+    edge: &Edge,
+    name: &str,
+    labels: &[(&str, &str)],
+    what: &str,
+    limit: Duration,
+    ok: impl Fn(f64) -> bool,
+) {
     let until = Instant::now() + env.cap(limit);
     loop {
         let text = curl(env, &[&format!("http://{}/metrics", edge.metrics)]).text();
-        let got =
-            prom_sum(&text, "sitecast_edge_origin_session_failures_total", &[]).unwrap_or(0.0);
-        if got >= n as f64 {
+        if ok(prom_sum(&text, name, labels).unwrap_or(0.0)) {
             return;
         }
         assert!(
             Instant::now() < until,
-            "the edge counted {got} failed origin sessions, not {n}, within {limit:?}:\n{text}"
+            "the edge's {name} never showed {what} within {limit:?}:\n{text}"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
 
+/// Wait until the edge's metrics count at least `n` failed or ended sessions with the origin
+/// (after a restart without the origin: its first connect attempt has failed).
+pub fn wait_session_failures(env: &TestEnv, edge: &Edge, n: u64, limit: Duration) {
+    let what = format!("{n} failed origin sessions");
+    let name = "sitecast_edge_origin_session_failures_total";
+    wait_metric(env, edge, name, &[], &what, limit, |v| v >= n as f64);
+}
+
 /// Wait until the edge's metrics say its session with the origin is `state`
 /// (`connected`, `connecting`, …), within `limit`.
 pub fn wait_session_state(env: &TestEnv, edge: &Edge, state: &str, limit: Duration) {
-    let until = Instant::now() + env.cap(limit);
-    loop {
-        let text = curl(env, &[&format!("http://{}/metrics", edge.metrics)]).text();
-        if prom_sum(&text, "sitecast_edge_session_state", &[("state", state)]) == Some(1.0) {
-            return;
-        }
-        assert!(
-            Instant::now() < until,
-            "the edge's session never reached {state:?} within {limit:?}:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (name, labels) = ("sitecast_edge_session_state", [("state", state)]);
+    wait_metric(
+        env,
+        edge,
+        name,
+        &labels,
+        &format!("state {state:?}"),
+        limit,
+        |v| v == 1.0,
+    );
 }
