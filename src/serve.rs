@@ -28,9 +28,17 @@ pub(crate) struct OriginArgs {
     /// OCI registry listen address.
     #[arg(long)]
     registry_listen: Option<SocketAddr>,
+    /// Read `--config` only if the file exists (defaults otherwise), as the systemd unit
+    /// does; without this flag a missing config file is an error.
+    #[arg(long, requires = "config")]
+    config_optional: bool,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
+    /// Validate the configuration (file and flags), print the effective configuration as TOML
+    /// and exit: status 0 if it is valid, 1 with the reason if not.
+    #[arg(long, conflicts_with = "print_config")]
+    check_config: bool,
 }
 
 /// Flags of `sitecast edge` (they override the config file).
@@ -43,7 +51,7 @@ pub(crate) struct EdgeArgs {
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Origin QUIC address, HOST:PORT.
-    #[arg(long)]
+    #[arg(long, env = "SITECAST_ORIGIN")]
     origin: Option<String>,
     /// One-time join token from `sitecast ctl site create` (needed only to enroll).
     #[arg(long, env = "SITECAST_JOIN_TOKEN")]
@@ -66,20 +74,53 @@ pub(crate) struct EdgeArgs {
     /// OCI registry mirror listen address for kubelets and containerd.
     #[arg(long)]
     oci_listen: Option<SocketAddr>,
+    /// Read `--config` only if the file exists (defaults otherwise), as the systemd unit
+    /// does; without this flag a missing config file is an error.
+    #[arg(long, requires = "config")]
+    config_optional: bool,
     /// Print the effective configuration as TOML and exit (the join token is left out).
     #[arg(long)]
     print_config: bool,
+    /// Validate the configuration (file, environment and flags), print the effective
+    /// configuration as TOML (without the join token) and exit: status 0 if it is valid, 1
+    /// with the reason if not.
+    #[arg(long, conflicts_with = "print_config")]
+    check_config: bool,
 }
 
+/// The config file at `path` (defaults without one). A missing file is an error unless
+/// `optional`.
 fn load_toml<T: serde::de::DeserializeOwned + Default>(
     path: Option<&PathBuf>,
+    optional: bool,
 ) -> anyhow::Result<T> {
     let Some(path) = path else {
         return Ok(T::default());
     };
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading config file {}", path.display()))?;
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if optional && e.kind() == std::io::ErrorKind::NotFound => {
+            tracing::info!(path = %path.display(), "no config file; using the defaults");
+            return Ok(T::default());
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading config file {}", path.display())),
+    };
     toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+/// The effective configuration as TOML on stdout; with `checked`, a line on stderr saying it
+/// is valid.
+fn print_config<T: serde::Serialize>(cfg: &T, checked: bool) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let text = toml::to_string(cfg).context("rendering the configuration")?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context("writing the configuration to stdout")?;
+    if checked {
+        let _ = writeln!(std::io::stderr(), "the configuration is valid");
+    }
+    Ok(())
 }
 
 fn print_ready(v: &serde_json::Value) {
@@ -91,7 +132,7 @@ fn print_ready(v: &serde_json::Value) {
 
 pub(crate) async fn origin(args: OriginArgs) -> anyhow::Result<ExitCode> {
     crate::init_tracing();
-    let mut cfg: OriginConfig = load_toml(args.config.as_ref())?;
+    let mut cfg: OriginConfig = load_toml(args.config.as_ref(), args.config_optional)?;
     if let Some(d) = args.data_dir {
         cfg.data_dir = d;
     }
@@ -105,11 +146,8 @@ pub(crate) async fn origin(args: OriginArgs) -> anyhow::Result<ExitCode> {
         cfg.registry_listen = a;
     }
     let cfg = cfg.validate().context("invalid origin configuration")?;
-    if args.print_config {
-        print!(
-            "{}",
-            toml::to_string(&cfg).context("rendering the configuration")?
-        );
+    if args.print_config || args.check_config {
+        print_config(&cfg, args.check_config)?;
         return Ok(ExitCode::SUCCESS);
     }
     let cancel = CancellationToken::new();
@@ -131,7 +169,7 @@ pub(crate) async fn origin(args: OriginArgs) -> anyhow::Result<ExitCode> {
 
 pub(crate) async fn edge(args: EdgeArgs) -> anyhow::Result<ExitCode> {
     crate::init_tracing();
-    let mut cfg: EdgeConfig = load_toml(args.config.as_ref())?;
+    let mut cfg: EdgeConfig = load_toml(args.config.as_ref(), args.config_optional)?;
     if let Some(d) = args.data_dir {
         cfg.data_dir = d;
     }
@@ -160,13 +198,10 @@ pub(crate) async fn edge(args: EdgeArgs) -> anyhow::Result<ExitCode> {
         cfg.oci.listen = a;
     }
     let cfg = cfg.validate().context("invalid edge configuration")?;
-    if args.print_config {
+    if args.print_config || args.check_config {
         let mut shown = cfg.clone();
         shown.join_token = None;
-        print!(
-            "{}",
-            toml::to_string(&shown).context("rendering the configuration")?
-        );
+        print_config(&shown, args.check_config)?;
         return Ok(ExitCode::SUCCESS);
     }
     let cancel = CancellationToken::new();

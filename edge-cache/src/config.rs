@@ -45,6 +45,7 @@ pub struct EdgeConfig {
     /// Bytes of recently served chunks kept in memory, verified, for every protocol (a fleet
     /// downloading one firmware reads each chunk from disk and hashes it once). Default
     /// 268435456 (256 MiB); 0 turns the cache off.
+    #[serde(with = "sitecast_runtime::size")]
     pub chunk_cache_bytes: u64,
 }
 
@@ -55,19 +56,27 @@ pub struct QuicConfig {
     /// Parallel `ChunkRequest` streams while fetching an artifact. Default 4.
     pub fetch_streams: usize,
     /// Most chunk bytes asked for in one `ChunkRequest`. Default 4 MiB.
+    #[serde(with = "sitecast_runtime::size")]
     pub batch_bytes: u64,
     /// Connection-level receive window in bytes. Default 2 MiB. Small windows bound what is
     /// lost (sent but not stored) when the edge is killed mid-transfer.
+    #[serde(with = "sitecast_runtime::size")]
     pub receive_window: u64,
     /// Per-stream receive window in bytes. Default 1 MiB.
+    #[serde(with = "sitecast_runtime::size")]
     pub stream_receive_window: u64,
     /// Shortest wait before reconnecting. Default `500ms`.
     #[serde(with = "humantime_serde")]
     pub reconnect_min: Duration,
     /// Longest wait before reconnecting (also the wait after a rejected join token).
-    /// Default `30s`.
+    /// Attempts start at most this far apart, so an origin that comes back is reached within
+    /// `max(reconnect_max, connect_timeout)`. Default `30s`.
     #[serde(with = "humantime_serde")]
     pub reconnect_max: Duration,
+    /// An attempt to reach the origin whose QUIC handshake has no answer after this long is
+    /// given up (and logged), and the next one starts at its backoff time. Default `5s`.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
     /// Keep-alive interval. Default `5s`.
     #[serde(with = "humantime_serde")]
     pub keep_alive: Duration,
@@ -206,6 +215,7 @@ pub struct OciConfig {
     pub tag_ttl: Duration,
     /// Most bytes of blobs fetched on demand kept on disk (pushed images do not count).
     /// Default 10737418240 (10 GiB).
+    #[serde(with = "sitecast_runtime::size")]
     pub cache_max_bytes: u64,
     /// Lifetime of the bearer tokens `/token` issues. Default `5min`.
     #[serde(with = "humantime_serde")]
@@ -289,6 +299,7 @@ impl Default for QuicConfig {
             stream_receive_window: 1024 * 1024,
             reconnect_min: Duration::from_millis(500),
             reconnect_max: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
             keep_alive: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
         }
@@ -412,6 +423,9 @@ impl EdgeConfig {
         }
         if q.reconnect_min.is_zero() || q.reconnect_min > q.reconnect_max {
             return bad("quic.reconnect_min must be > 0 and <= quic.reconnect_max".into());
+        }
+        if q.connect_timeout.is_zero() {
+            return bad("quic.connect_timeout must be > 0".into());
         }
         if q.keep_alive.is_zero() || q.idle_timeout <= q.keep_alive {
             return bad("quic.idle_timeout must exceed quic.keep_alive (> 0)".into());

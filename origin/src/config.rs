@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -31,10 +31,10 @@ pub struct OriginConfig {
     pub admin_token_file: Option<PathBuf>,
     /// Largest accepted artifact upload, in bytes (a number, or a string such as `"64GiB"`).
     /// Default 64 GiB.
-    #[serde(deserialize_with = "de_size")]
+    #[serde(with = "sitecast_runtime::size")]
     pub max_upload: u64,
     /// Largest accepted JSON request body, in bytes. Default 1 MiB.
-    #[serde(deserialize_with = "de_size")]
+    #[serde(with = "sitecast_runtime::size")]
     pub max_json_body: u64,
     /// `fsync` every chunk before it is visible. Default true; turn off only for throwaway data.
     pub fsync: bool,
@@ -84,7 +84,7 @@ pub struct QuicOptions {
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
     /// Per-connection send window in bytes (at most 4 MiB). Default 4 MiB.
-    #[serde(deserialize_with = "de_size")]
+    #[serde(with = "sitecast_runtime::size")]
     pub send_window: u64,
     /// Most concurrent bidirectional streams an edge may open. Default 64.
     pub max_streams: u32,
@@ -234,43 +234,12 @@ impl OriginConfig {
     }
 }
 
-/// Parse a byte size: a plain number of bytes or a number with a unit (`KB`, `KiB`, `MB`, `MiB`,
-/// `GB`, `GiB`, `TB`, `TiB`, `B`), case-insensitive, optional space.
+/// Parse a byte size (see [`sitecast_runtime::size::parse`]).
 ///
 /// # Errors
 /// A message saying what is wrong.
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("invalid size {s:?}"))?;
-    let mult = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kb" => 1000,
-        "kib" | "k" => 1024,
-        "mb" => 1000 * 1000,
-        "mib" | "m" => MIB,
-        "gb" => 1000 * 1000 * 1000,
-        "gib" | "g" => GIB,
-        "tb" => 1000 * 1000 * 1000 * 1000,
-        "tib" | "t" => 1024 * GIB,
-        other => return Err(format!("unknown size unit {other:?} in {s:?}")),
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("size {s:?} is too large"))
-}
-
-fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Size {
-        Num(u64),
-        Text(String),
-    }
-    match Size::deserialize(d)? {
-        Size::Num(n) => Ok(n),
-        Size::Text(t) => parse_size(&t).map_err(serde::de::Error::custom),
-    }
+    sitecast_runtime::size::parse(s)
 }
 
 #[cfg(test)]

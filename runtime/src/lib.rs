@@ -2,10 +2,12 @@
 //!
 //! - [`chunks`]: the content-addressed chunk store (a narrow trait, a disk and a memory
 //!   implementation, and one conformance suite run against both);
+//! - [`datadir`]: the data directory, private and locked by one process;
 //! - [`sqlite`]: opening a SQLite database in WAL mode with numbered migrations;
 //! - [`framed`]: reading and writing [`sitecast_protocol::wire`] frames on QUIC streams;
 //! - [`tls`]: the names and token format both sides of the QUIC session agree on;
-//! - [`prom`]: a small Prometheus text-format writer.
+//! - [`prom`]: a small Prometheus text-format writer;
+//! - [`size`]: byte sizes in configuration files (`4194304` or `"4MiB"`).
 //!
 //! # Errors
 //! Each module has its own error type; [`chunks::StoreError`] classifies itself
@@ -13,7 +15,9 @@
 //! from the value, not from strings.
 
 pub mod chunks;
+pub mod datadir;
 pub mod framed;
 pub mod prom;
+pub mod size;
 pub mod sqlite;
 pub mod tls;
