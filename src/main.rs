@@ -41,7 +41,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            report_error(&format!("cannot start the async runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -56,18 +56,29 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            report_error(&format!("{e:#}"));
             ExitCode::FAILURE
         }
     }
 }
 
+/// `error: MESSAGE` on stderr, if stderr is still there (never a panic).
+fn report_error(message: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "error: {message}");
+}
+
 /// Log to stderr, `RUST_LOG` or `info` by default; JSON when `SITECAST_LOG_FORMAT=json`.
+///
+/// A log line that cannot be written (stderr closed: `sitecast edge 2>&1 | head`) is dropped.
+/// tracing-subscriber would otherwise report it with `eprintln!`, which panics on a closed
+/// stderr, and a panic in the task that logs "shutting down" left the process deaf to SIGTERM.
 pub(crate) fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .log_internal_errors(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if std::env::var("SITECAST_LOG_FORMAT").as_deref() == Ok("json") {

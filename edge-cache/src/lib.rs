@@ -109,6 +109,8 @@ pub async fn run(
 ) -> Result<(), Error> {
     let cfg = cfg.validate()?;
     let data_dir = cfg.data_dir.clone();
+    // Held until `run` returns: a second edge on this data dir is refused at once.
+    let _lock = sitecast_runtime::datadir::DataDirLock::acquire(&data_dir, "sitecast edge")?;
     let core = Arc::new(error::blocking("open data dir", move || Core::open(cfg)).await?);
     let (http_l, http_addr) = bind(core.cfg.http_listen).await?;
     let (metrics_l, metrics_addr) = bind(core.cfg.metrics_listen).await?;

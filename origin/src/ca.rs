@@ -40,7 +40,8 @@ fn validity(params: &mut CertificateParams, years: i64) {
 impl Ca {
     /// Load the CA from `dir`, creating it on first start.
     pub(crate) fn load_or_create(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
+        sitecast_runtime::datadir::create_private_dir(dir)
+            .map_err(|e| Error::io("create", dir, e))?;
         let key_path = dir.join("ca.key");
         let pem_path = dir.join("ca.pem");
         if !key_path.exists() || !pem_path.exists() {

@@ -42,6 +42,9 @@ pub enum Error {
     /// Opening or migrating the database failed.
     #[error(transparent)]
     Open(#[from] SqliteError),
+    /// The data directory is held by another process, or cannot be created or locked.
+    #[error(transparent)]
+    DataDir(#[from] sitecast_runtime::datadir::LockError),
     /// A database statement failed.
     #[error("database: {0}")]
     Db(#[from] rusqlite::Error),

@@ -45,7 +45,13 @@ fn admin_token(path: &Path) -> Result<String> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
+                // New directories only 0700; an existing one (e.g. /etc/sitecast) is left alone.
+                std::os::unix::fs::DirBuilderExt::mode(
+                    std::fs::DirBuilder::new().recursive(true),
+                    0o700,
+                )
+                .create(dir)
+                .map_err(|e| Error::io("create", dir, e))?;
             }
             let t = random_secret();
             write_private(path, format!("{t}\n").as_bytes())?;
@@ -87,6 +93,8 @@ pub async fn run(
     ready: oneshot::Sender<OriginReady>,
 ) -> Result<()> {
     let cfg = cfg.validate()?;
+    // Held until `run` returns: a second origin on this data dir is refused at once.
+    let _lock = sitecast_runtime::datadir::DataDirLock::acquire(&cfg.data_dir, "sitecast origin")?;
     let core = tokio::task::spawn_blocking(move || open(cfg)).await??;
     // Versions replaced before a crash (or by a version without this sweep) are collected now.
     if let Err(e) = core.collect_replaced(None).await {

@@ -21,6 +21,14 @@ pub enum SqliteError {
         /// SQLite's error.
         source: rusqlite::Error,
     },
+    /// The database file cannot be created or made private.
+    #[error("database {path}: cannot create it or make it 0600: {source}")]
+    Permissions {
+        /// The database file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// The database was written by a newer sitecast.
     #[error("database {path} is at schema version {found}, newer than this build's {known}")]
     TooNew {
@@ -33,6 +41,35 @@ pub enum SqliteError {
     },
 }
 
+/// Create `path` as an empty file readable by its owner only (0600), or tighten an existing one
+/// to 0600: databases hold password hashes and grants. SQLite gives the `-wal` and `-shm`
+/// files the database file's mode.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    if f.metadata()?.permissions().mode() & 0o077 != 0 {
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        match std::fs::metadata(&side) {
+            Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(&side, std::fs::Permissions::from_mode(0o600))?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Open (creating) the database at `path` and bring it to the newest migration.
 ///
 /// # Errors
@@ -43,6 +80,10 @@ pub fn open(path: &Path, migrations: &[(i64, &str)]) -> Result<Connection, Sqlit
         path: name.clone(),
         source,
     };
+    private_file(path).map_err(|e| SqliteError::Permissions {
+        path: name.clone(),
+        source: e,
+    })?;
     let mut conn = Connection::open(path).map_err(err)?;
     conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
     conn.pragma_update(None, "journal_mode", "WAL")
@@ -95,5 +136,27 @@ mod tests {
             open(&p, m1),
             Err(SqliteError::TooNew { found: 2, .. })
         ));
+    }
+
+    #[test]
+    fn the_database_and_its_journal_are_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db.sqlite");
+        let m: &[(i64, &str)] = &[(1, "CREATE TABLE a (x INTEGER);")];
+        let c = open(&p, m).unwrap();
+        c.execute("INSERT INTO a VALUES (1)", []).unwrap();
+        for name in ["db.sqlite", "db.sqlite-wal", "db.sqlite-shm"] {
+            let mode = std::fs::metadata(dir.path().join(name))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{name}: {mode:o}");
+        }
+        drop(c);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        open(&p, m).unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "an old 0644 database is tightened");
     }
 }

@@ -4,7 +4,11 @@
 //! Tasks:
 //! - the **connection loop** ([`Session::run`]) dials the origin forever, with exponential
 //!   backoff and jitter between `reconnect_min` and `reconnect_max` (reset after a session
-//!   that reached `Welcome`; a rejected join token waits `reconnect_max`). Without an identity
+//!   that reached `Welcome`; a rejected join token waits `reconnect_max`). Attempts start at
+//!   most the backoff apart, counted from the start of the failed one, and a handshake with
+//!   no answer is given up after `connect_timeout`, so a returning origin is reached within
+//!   `max(reconnect_max, connect_timeout)`. Failed attempts are logged with their reason at
+//!   most every 10 s (each report counts the ones it stands for). Without an identity
 //!   it enrolls first with the join token. Once `Welcome` arrives it publishes the connection
 //!   to the fetcher and runs the control stream until the connection ends;
 //! - the **control stream** ([`control`]) applies `SiteConfigMsg` (persisted, then swapped in)
@@ -84,14 +88,18 @@ impl Session {
         ));
         let q = self.core.cfg.quic.clone();
         let mut attempt: u32 = 0;
+        let mut failures = FailureLog::default();
         let result = loop {
             self.core.metrics.set_session(SessionState::Connecting);
+            let started = tokio::time::Instant::now();
             let wait = match self.connect_once().await {
                 Ended::Cancelled => break Ok(()),
                 Ended::AfterWelcome(e) => {
                     tracing::warn!(error = %e, "origin session ended; reconnecting");
                     attempt = 0;
-                    q.reconnect_min
+                    failures = FailureLog::default();
+                    // Measured from now, not from when the session started.
+                    started.elapsed() + q.reconnect_min
                 }
                 Ended::Before(Error::BadToken(msg)) => {
                     tracing::error!(reason = %msg, retry_in = ?q.reconnect_max,
@@ -107,9 +115,11 @@ impl Session {
                     q.reconnect_max
                 }
                 Ended::Before(e) => {
+                    // Attempts start `wait` apart (the failed one's own time included), so a
+                    // returning origin is reached within max(reconnect_max, connect_timeout).
                     let wait = backoff(q.reconnect_min, q.reconnect_max, attempt);
                     attempt = attempt.saturating_add(1);
-                    tracing::warn!(error = %e, retry_in = ?wait, "cannot reach the origin");
+                    failures.report(&e, wait.saturating_sub(started.elapsed()));
                     wait
                 }
             };
@@ -121,7 +131,7 @@ impl Session {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tokio::select! {
                 () = self.cancel.cancelled() => break Ok(()),
-                () = tokio::time::sleep(wait) => {}
+                () = tokio::time::sleep_until(started + wait) => {}
             }
         };
         self.core.uplink.send_replace(None);
@@ -211,10 +221,20 @@ impl Session {
                 origin: origin.clone(),
                 reason: e.to_string(),
             })?;
-        connecting.await.map_err(|e| Error::Connect {
-            origin,
-            reason: e.to_string(),
-        })
+        let limit = self.core.cfg.quic.connect_timeout;
+        match tokio::time::timeout(limit, connecting).await {
+            Ok(r) => r.map_err(|e| Error::Connect {
+                origin,
+                reason: e.to_string(),
+            }),
+            Err(_) => Err(Error::Connect {
+                origin,
+                reason: format!(
+                    "no answer within {} (is the origin down, or UDP blocked on the way?)",
+                    humantime::format_duration(limit)
+                ),
+            }),
+        }
     }
 
     /// Enroll if needed, connect with the node certificate, and complete Hello → Welcome.
@@ -291,6 +311,36 @@ impl Session {
             None => Err(Error::Protocol(
                 "origin closed the enrollment stream without an answer".into(),
             )),
+        }
+    }
+}
+
+/// Failed attempts to reach the origin, logged with their reason at most once per
+/// [`FailureLog::EVERY`] (each report counts the attempts it stands for), so a short
+/// `reconnect_max` never floods the log and a long outage is never silent.
+#[derive(Default)]
+struct FailureLog {
+    last: Option<tokio::time::Instant>,
+    unreported: u32,
+}
+
+impl FailureLog {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn report(&mut self, e: &Error, retry_in: Duration) {
+        let due = self.last.is_none_or(|t| t.elapsed() >= Self::EVERY);
+        if due {
+            let earlier = std::mem::take(&mut self.unreported);
+            self.last = Some(tokio::time::Instant::now());
+            if earlier == 0 {
+                tracing::warn!(error = %e, retry_in = ?retry_in, "cannot reach the origin");
+            } else {
+                tracing::warn!(error = %e, retry_in = ?retry_in, unreported_failures = earlier,
+                    "cannot reach the origin (still)");
+            }
+        } else {
+            self.unreported += 1;
+            tracing::debug!(error = %e, retry_in = ?retry_in, "cannot reach the origin");
         }
     }
 }

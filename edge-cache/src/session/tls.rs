@@ -193,7 +193,8 @@ impl IdentityDir {
 
     /// The node's key pair, created (mode 0600) on first use.
     pub(crate) fn key_pair(&self) -> Result<rcgen::KeyPair, Error> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io("create", &self.dir, e))?;
+        sitecast_runtime::datadir::create_private_dir(&self.dir)
+            .map_err(|e| Error::io("create", &self.dir, e))?;
         let path = self.key_path();
         if path.exists() {
             let pem = std::fs::read_to_string(&path).map_err(|e| Error::io("read", &path, e))?;

@@ -29,7 +29,7 @@ pub(crate) fn load_or_create(data_dir: &Path) -> Result<PrivateKey, Error> {
         Err(e) => return Err(Error::io("read", &path, e)),
     }
     let dir = path.parent().unwrap_or(data_dir);
-    std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
+    sitecast_runtime::datadir::create_private_dir(dir).map_err(|e| Error::io("create", dir, e))?;
     let seed: [u8; 32] = rand::random();
     let key = PrivateKey::from(Ed25519Keypair::from_seed(&seed));
     let text = key
