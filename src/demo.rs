@@ -279,7 +279,7 @@ async fn ensure_grant(c: &Client) -> anyhow::Result<()> {
     if !exists {
         c.post(
             "/api/v1/grants",
-            &json!({"user": null, "path": image_path, "site": SITE, "read": true, "list": false}),
+            &json!({"anonymous": true, "path": image_path, "site": SITE, "read": true, "list": false}),
         )
         .await
         .context("granting anonymous pulls of the sample image")?;

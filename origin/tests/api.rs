@@ -81,8 +81,20 @@ async fn errors_have_the_contract_shape() {
         assert_eq!(s, 409);
         let (_, v) = o.json(Method::GET, "/api/v1/users", None).await;
         assert!(!v.to_string().contains("argon2"), "hashes never leave the origin through the API");
+        // An anonymous grant is asked for explicitly; a missing user is not one.
         let (s, v) = o.json(Method::POST, "/api/v1/grants", Some(json!({"user":null,"path":"/pub"}))).await;
+        assert_eq!(s, 400, "{v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains("anonymous"), "{v}");
+        let (s, v) = o.json(Method::POST, "/api/v1/grants", Some(json!({"user":"u","anonymous":true,"path":"/pub"}))).await;
+        assert_eq!(s, 400, "{v}");
+        for reserved in ["anonymous", "FTP"] {
+            let (s, v) = o.json(Method::POST, "/api/v1/users", Some(json!({"name":reserved,"password":"p"}))).await;
+            assert_eq!(s, 400, "{reserved}: {v}");
+            assert!(v["error"]["message"].as_str().unwrap().contains("reserved"), "{v}");
+        }
+        let (s, v) = o.json(Method::POST, "/api/v1/grants", Some(json!({"anonymous":true,"path":"/pub"}))).await;
         assert_eq!(s, 201, "{v}");
+        assert!(v["user"].is_null(), "{v}");
         assert_eq!((v["read"].as_bool(), v["list"].as_bool()), (Some(true), Some(true)));
         let (s, _) = o.json(Method::POST, "/api/v1/grants", Some(json!({"user":"ghost","path":"/pub"}))).await;
         assert_eq!(s, 404);

@@ -377,7 +377,7 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
         CtlCommand::Grant(g) => match g {
             GrantCmd::Create {
                 user,
-                anonymous: _,
+                anonymous,
                 path,
                 site,
                 labels,
@@ -391,8 +391,8 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
                 };
                 c.post(
                     "/api/v1/grants",
-                    &json!({"user": user, "path": path, "site": site, "labels": labels,
-                            "read": !no_read, "list": !no_list}),
+                    &json!({"user": user, "anonymous": anonymous, "path": path, "site": site,
+                            "labels": labels, "read": !no_read, "list": !no_list}),
                 )
                 .await?
             }

@@ -15,6 +15,9 @@ use crate::db::{self, access::NewGrant, Labels};
 use crate::error::Error;
 use crate::util::{hash_secret, random_secret};
 
+/// Names FTP and SFTP treat as anonymous logins (any case); no site user may have them.
+const RESERVED_USERS: [&str; 2] = ["anonymous", "ftp"];
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewUser {
@@ -41,6 +44,16 @@ async fn hash_password(password: String) -> ApiResult<String> {
 pub(super) async fn create_user(State(core): State<AppState>, body: Body) -> ApiResult<Response> {
     let req: NewUser = json_body(&core, body).await?;
     db::sites::check_name("user", &req.name)?;
+    if RESERVED_USERS
+        .iter()
+        .any(|r| r.eq_ignore_ascii_case(&req.name))
+    {
+        return Err(ApiError::bad_request(format!(
+            "the user name {:?} is reserved: FTP and SFTP log it in as anonymous (grant \
+             anonymous access with {{\"anonymous\": true}} instead)",
+            req.name
+        )));
+    }
     if req.password.is_none() && req.ssh_keys.is_empty() {
         return Err(ApiError::bad_request(
             "a user needs a password or at least one ssh key",
@@ -221,8 +234,12 @@ fn yes() -> bool {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct GrantReq {
+    /// The user granted to; exactly one of `user` and `anonymous: true`.
     #[serde(default)]
     user: Option<String>,
+    /// Grant to everyone at the selected sites, without credentials.
+    #[serde(default)]
+    anonymous: bool,
     path: String,
     #[serde(default)]
     site: Option<String>,
@@ -237,6 +254,19 @@ struct GrantReq {
 pub(super) async fn create_grant(State(core): State<AppState>, body: Body) -> ApiResult<Response> {
     let req: GrantReq = json_body(&core, body).await?;
     let prefix = CatalogPath::parse_prefix(&req.path).map_err(|e| Error::bad_path(&req.path, e))?;
+    match (&req.user, req.anonymous) {
+        (None, false) => {
+            return Err(ApiError::bad_request(
+                "a grant names a user, or says \"anonymous\": true to grant to everyone",
+            ))
+        }
+        (Some(_), true) => {
+            return Err(ApiError::bad_request(
+                "a grant names a user or is anonymous, not both",
+            ))
+        }
+        _ => {}
+    }
     let labels = req.labels.filter(|l| !l.is_empty());
     if req.site.is_some() && labels.is_some() {
         return Err(ApiError::bad_request(
