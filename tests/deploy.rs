@@ -9,7 +9,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -28,13 +27,8 @@ fn example(name: &str) -> (std::path::PathBuf, String) {
 }
 
 fn print_config(env: &TestEnv, args: &[&str]) -> String {
-    let mut c = Command::new(BIN);
-    c.args(args)
-        .arg("--print-config")
-        .env_remove("SITECAST_ORIGIN_CONFIG")
-        .env_remove("SITECAST_EDGE_CONFIG")
-        .env_remove("SITECAST_JOIN_TOKEN")
-        .env_remove("SITECAST_ORIGIN");
+    let mut c = sitecast_command();
+    c.args(args).arg("--print-config");
     let o = run_cmd(env, c, Duration::from_secs(30));
     assert!(o.ok(), "sitecast {args:?} --print-config: {o:?}");
     o.stdout
@@ -66,15 +60,11 @@ fn example_configs_are_the_binary_s_defaults_and_read_back_unchanged() {
 fn check_config(env: &TestEnv, role: &str, toml: &str) -> CmdOutput {
     let file = env.scratch("config").with_extension("toml");
     std::fs::write(&file, toml).unwrap();
-    let mut c = Command::new(BIN);
+    let mut c = sitecast_command();
     c.args([role, "--config", file.to_str().unwrap(), "--check-config"]);
     if role == "edge" {
         c.args(["--node", "edge-1"]);
     }
-    c.env_remove("SITECAST_ORIGIN_CONFIG")
-        .env_remove("SITECAST_EDGE_CONFIG")
-        .env_remove("SITECAST_JOIN_TOKEN")
-        .env_remove("SITECAST_ORIGIN");
     run_cmd(env, c, Duration::from_secs(30))
 }
 

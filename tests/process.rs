@@ -17,12 +17,8 @@ use common::*;
 
 /// `sitecast ARGS` with every port chosen by the kernel; exits within the timeout or fails.
 fn run_sitecast(env: &TestEnv, args: &[&str]) -> CmdOutput {
-    let mut c = Command::new(BIN);
-    c.args(args)
-        .env_remove("SITECAST_ORIGIN")
-        .env_remove("SITECAST_JOIN_TOKEN")
-        .env_remove("SITECAST_ORIGIN_CONFIG")
-        .env_remove("SITECAST_EDGE_CONFIG");
+    let mut c = sitecast_command();
+    c.args(args);
     run_cmd(env, c, Duration::from_secs(20))
 }
 
@@ -93,14 +89,11 @@ fn a_closed_log_pipe_neither_kills_the_edge_nor_stops_its_shutdown() {
         "[quic]\nreconnect_min = \"50ms\"\nreconnect_max = \"100ms\"\n",
     )
     .unwrap();
-    let mut c = Command::new(BIN);
+    let mut c = sitecast_command();
     c.args(["edge", "--data-dir", dir.to_str().unwrap(), "--node", "e1"])
         .args(["--origin", "127.0.0.1:9", "--config", cfg.to_str().unwrap()])
         .args(EDGE_PORTS)
         .env("RUST_LOG", "debug")
-        .env_remove("SITECAST_ORIGIN")
-        .env_remove("SITECAST_JOIN_TOKEN")
-        .env_remove("SITECAST_EDGE_CONFIG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

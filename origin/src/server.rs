@@ -63,8 +63,8 @@ fn admin_token(path: &Path) -> Result<String> {
 }
 
 fn open(cfg: OriginConfig) -> Result<Arc<Core>> {
+    // `run` created the directory (0700) when it locked it.
     let dir = &cfg.data_dir;
-    std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
     let db = Db::open(&dir.join("origin.db"))?;
     db.blocking(|c| db::sites::all_offline(c))?;
     let store = DiskChunkStore::open(

@@ -43,11 +43,22 @@ pub enum LockError {
 /// The OS error of creating or changing it.
 pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-    let meta = std::fs::metadata(dir)?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        std::fs::set_permissions(dir, Permissions::from_mode(0o700))?;
+    make_private(dir, 0o700)
+}
+
+/// Take group and other permission bits off `path` (leaving it `mode`) if it has any; a
+/// missing `path` is left missing.
+///
+/// # Errors
+/// The OS error of reading or changing its mode.
+pub fn make_private(path: &Path, mode: u32) -> std::io::Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+            std::fs::set_permissions(path, Permissions::from_mode(mode))
+        }
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// The held lock on a data directory; released when dropped (or when the process ends).

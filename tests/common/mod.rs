@@ -39,6 +39,24 @@ use serde_json::Value;
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_sitecast");
 
+/// `sitecast` with none of its own environment variables inherited from the test runner
+/// (`SITECAST_API`, `SITECAST_TOKEN`, `SITECAST_ORIGIN`, `SITECAST_JOIN_TOKEN`, the config
+/// paths), so what a test passes is all it gets.
+pub fn sitecast_command() -> Command {
+    let mut c = Command::new(BIN);
+    for var in [
+        "SITECAST_API",
+        "SITECAST_TOKEN",
+        "SITECAST_JOIN_TOKEN",
+        "SITECAST_ORIGIN",
+        "SITECAST_ORIGIN_CONFIG",
+        "SITECAST_EDGE_CONFIG",
+    ] {
+        c.env_remove(var);
+    }
+    c
+}
+
 /// How long a server may take to print its ready line.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a `ctl` command or a `curl` request may take unless the caller says otherwise.
@@ -171,7 +189,7 @@ impl Proc {
             .open(log)
             .expect("opening log");
         let _ = writeln!(f, "===== harness: starting {name}: sitecast {args:?}");
-        let mut cmd = Command::new(BIN);
+        let mut cmd = sitecast_command();
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -179,13 +197,7 @@ impl Proc {
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .env_remove("SITECAST_API")
-            .env_remove("SITECAST_TOKEN")
-            .env_remove("SITECAST_JOIN_TOKEN")
-            .env_remove("SITECAST_ORIGIN")
-            .env_remove("SITECAST_ORIGIN_CONFIG")
-            .env_remove("SITECAST_EDGE_CONFIG");
+            );
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("spawning {BIN}: {e}"));
