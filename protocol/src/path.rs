@@ -101,17 +101,14 @@ impl CatalogPath {
         Ok(p)
     }
 
-    /// Parse a prefix as users write it: a missing leading `/` and one trailing `/` are allowed.
+    /// Parse a prefix as users write it: absolute, and one trailing `/` is allowed
+    /// (`/firmware/` is `/firmware`). A relative prefix is refused, not made absolute.
     ///
     /// # Errors
     /// As [`CatalogPath::parse`].
     pub fn parse_prefix(s: &str) -> Result<Self, PathError> {
         let s = s.strip_suffix('/').filter(|t| !t.is_empty()).unwrap_or(s);
-        if s.starts_with('/') {
-            Self::parse(s)
-        } else {
-            Self::parse(&format!("/{s}"))
-        }
+        Self::parse(s)
     }
 
     /// The path as text, starting with `/`.
@@ -249,8 +246,12 @@ mod tests {
 
     #[test]
     fn prefix_and_tree_relations() {
-        let p = CatalogPath::parse_prefix("firmware/").unwrap();
+        let p = CatalogPath::parse_prefix("/firmware/").unwrap();
         assert_eq!(p.as_str(), "/firmware");
+        assert_eq!(
+            CatalogPath::parse_prefix("firmware").unwrap_err(),
+            PathError::NotAbsolute
+        );
         assert_eq!(CatalogPath::parse_prefix("/").unwrap(), CatalogPath::root());
         let f = CatalogPath::parse("/firmware/ap/fw.bin").unwrap();
         assert!(f.is_under(&p));

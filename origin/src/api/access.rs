@@ -2,15 +2,15 @@
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHasher as _, SaltString};
-use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use sitecast_protocol::CatalogPath;
 
-use super::{json_body, ApiError, ApiResult, AppState};
+use super::validate::{check_labels, unique_labels_opt};
+use super::{ApiError, ApiJson, ApiPath, ApiResult, AppState};
 use crate::db::{self, access::NewGrant, Labels};
 use crate::error::Error;
 use crate::util::{hash_secret, random_secret};
@@ -20,7 +20,7 @@ const RESERVED_USERS: [&str; 2] = ["anonymous", "ftp"];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewUser {
+pub(super) struct NewUser {
     name: String,
     #[serde(default)]
     password: Option<String>,
@@ -41,8 +41,10 @@ async fn hash_password(password: String) -> ApiResult<String> {
     .map_err(|e| ApiError::from(Error::from(e)))?
 }
 
-pub(super) async fn create_user(State(core): State<AppState>, body: Body) -> ApiResult<Response> {
-    let req: NewUser = json_body(&core, body).await?;
+pub(super) async fn create_user(
+    State(core): State<AppState>,
+    ApiJson(req): ApiJson<NewUser>,
+) -> ApiResult<Response> {
     db::sites::check_name("user", &req.name)?;
     if RESERVED_USERS
         .iter()
@@ -87,7 +89,7 @@ pub(super) async fn list_users(State(core): State<AppState>) -> ApiResult<Respon
 
 pub(super) async fn delete_user(
     State(core): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Response> {
     let n = name.clone();
     if !core
@@ -147,17 +149,16 @@ pub(crate) fn parse_ssh_key(line: &str) -> ApiResult<String> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewKey {
+pub(super) struct NewKey {
     key: String,
 }
 
 /// `POST /api/v1/users/{name}/keys`: add an SSH public key.
 pub(super) async fn add_key(
     State(core): State<AppState>,
-    Path(name): Path<String>,
-    body: Body,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(req): ApiJson<NewKey>,
 ) -> ApiResult<Response> {
-    let req: NewKey = json_body(&core, body).await?;
     let key = parse_ssh_key(req.key.trim())?;
     let n = name.clone();
     let user = core
@@ -182,7 +183,7 @@ pub(super) async fn add_key(
 /// `DELETE /api/v1/users/{name}/keys/{index}`: remove the key at `index` (0-based, as listed).
 pub(super) async fn delete_key(
     State(core): State<AppState>,
-    Path((name, index)): Path<(String, usize)>,
+    ApiPath((name, index)): ApiPath<(String, usize)>,
 ) -> ApiResult<Response> {
     let n = name.clone();
     let found = core
@@ -233,7 +234,7 @@ fn yes() -> bool {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct GrantReq {
+pub(super) struct GrantReq {
     /// The user granted to; exactly one of `user` and `anonymous: true`.
     #[serde(default)]
     user: Option<String>,
@@ -243,7 +244,7 @@ struct GrantReq {
     path: String,
     #[serde(default)]
     site: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_labels_opt")]
     labels: Option<Labels>,
     #[serde(default = "yes")]
     read: bool,
@@ -251,8 +252,10 @@ struct GrantReq {
     list: bool,
 }
 
-pub(super) async fn create_grant(State(core): State<AppState>, body: Body) -> ApiResult<Response> {
-    let req: GrantReq = json_body(&core, body).await?;
+pub(super) async fn create_grant(
+    State(core): State<AppState>,
+    ApiJson(req): ApiJson<GrantReq>,
+) -> ApiResult<Response> {
     let prefix = CatalogPath::parse_prefix(&req.path).map_err(|e| Error::bad_path(&req.path, e))?;
     match (&req.user, req.anonymous) {
         (None, false) => {
@@ -268,6 +271,9 @@ pub(super) async fn create_grant(State(core): State<AppState>, body: Body) -> Ap
         _ => {}
     }
     let labels = req.labels.filter(|l| !l.is_empty());
+    if let Some(l) = &labels {
+        check_labels(l)?;
+    }
     if req.site.is_some() && labels.is_some() {
         return Err(ApiError::bad_request(
             "a grant selects sites by name or by labels, not both",
@@ -299,7 +305,7 @@ pub(super) async fn list_grants(State(core): State<AppState>) -> ApiResult<Respo
 
 pub(super) async fn delete_grant(
     State(core): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Response> {
     let id: i64 = id
         .parse()
@@ -317,12 +323,14 @@ pub(super) async fn delete_grant(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TokenReq {
+pub(super) struct TokenReq {
     name: String,
 }
 
-pub(super) async fn create_token(State(core): State<AppState>, body: Body) -> ApiResult<Response> {
-    let req: TokenReq = json_body(&core, body).await?;
+pub(super) async fn create_token(
+    State(core): State<AppState>,
+    ApiJson(req): ApiJson<TokenReq>,
+) -> ApiResult<Response> {
     db::sites::check_name("token", &req.name)?;
     if req.name == "admin" {
         return Err(ApiError::bad_request(

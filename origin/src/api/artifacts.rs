@@ -1,14 +1,14 @@
 //! `/api/v1/artifacts`: streamed upload, list, show, delete.
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use sitecast_protocol::CatalogPath;
 
-use super::{ApiError, ApiResult, AppState};
+use super::{ApiError, ApiPath, ApiQuery, ApiResult, AppState};
 use crate::db;
 use crate::error::Error;
 use crate::ingest;
@@ -26,7 +26,7 @@ fn artifact_path(raw: &str) -> ApiResult<CatalogPath> {
 
 pub(super) async fn upload(
     State(core): State<AppState>,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath<String>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
@@ -52,7 +52,7 @@ pub(super) async fn upload(
 
 pub(super) async fn show(
     State(core): State<AppState>,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath<String>,
 ) -> ApiResult<Response> {
     let path = artifact_path(&raw)?;
     let p = path.clone();
@@ -69,7 +69,7 @@ pub(super) struct ListQuery {
 
 pub(super) async fn list(
     State(core): State<AppState>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Response> {
     let prefix = match q.prefix.as_deref() {
         None | Some("") => CatalogPath::root(),
@@ -84,7 +84,7 @@ pub(super) async fn list(
 
 pub(super) async fn remove(
     State(core): State<AppState>,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath<String>,
 ) -> ApiResult<Response> {
     let path = artifact_path(&raw)?;
     let p = path.clone();

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt as _;
 
-use super::{json_body, ApiError, ApiResult, AppState};
+use super::{ApiError, ApiJson, ApiResult, AppState};
 use crate::upstream::{self, ImportRequest};
 
 /// `POST /api/v1/images/import` → `{"images": [Imported…]}` once everything is stored. With
@@ -17,9 +17,8 @@ use crate::upstream::{self, ImportRequest};
 pub(super) async fn import(
     State(core): State<AppState>,
     headers: HeaderMap,
-    body: Body,
+    ApiJson(req): ApiJson<ImportRequest>,
 ) -> ApiResult<Response> {
-    let req: ImportRequest = json_body(&core, body).await?;
     let streamed = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())

@@ -7,14 +7,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
-use serde::de::DeserializeOwned;
 
 use crate::core::Core;
 use crate::db;
@@ -23,13 +21,16 @@ use crate::util::hash_secret;
 mod access;
 mod artifacts;
 mod error;
+mod extract;
 mod images;
 mod metrics;
 mod pushes;
 mod registry_grants;
 mod sites;
+mod validate;
 
 pub(crate) use error::ApiError;
+use extract::{ApiJson, ApiPath, ApiQuery};
 
 type AppState = Arc<Core>;
 type ApiResult<T> = Result<T, ApiError>;
@@ -65,12 +66,15 @@ pub(crate) fn router(core: Arc<Core>) -> Router {
         .route("/pushes", get(pushes::list).post(pushes::create))
         .route("/pushes/{id}", get(pushes::show))
         .route("/images/import", post(images::import))
-        .route_layer(middleware::from_fn_with_state(Arc::clone(&core), auth));
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&core), auth))
+        .method_not_allowed_fallback(extract::method_not_allowed);
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics::metrics))
+        .method_not_allowed_fallback(extract::method_not_allowed)
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(middleware::from_fn(extract::refuse_encoded_slashes))
         .layer(middleware::from_fn(log_request))
         .with_state(core)
 }
@@ -121,18 +125,4 @@ async fn log_request(req: Request, next: Next) -> Response {
         "request"
     );
     resp
-}
-
-/// Read a JSON body of at most `max_json_body` bytes.
-pub(crate) async fn json_body<T: DeserializeOwned>(core: &Core, body: Body) -> ApiResult<T> {
-    let limit = usize::try_from(core.cfg.max_json_body).unwrap_or(usize::MAX);
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("JSON body exceeds {limit} bytes"),
-        )
-    })?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }

@@ -2,14 +2,14 @@
 
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
-use super::{json_body, ApiError, ApiResult, AppState};
+use super::validate::{check_labels, check_rate, unique_labels_opt};
+use super::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, AppState};
 use crate::db::{self, pushes::NewPush, Labels};
 
 /// Longest accepted `wait_ms`.
@@ -17,30 +17,37 @@ const MAX_WAIT: Duration = Duration::from_secs(60);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PushReq {
+pub(super) struct PushReq {
     #[serde(default)]
     content: Vec<String>,
     #[serde(default)]
     images: Vec<String>,
     #[serde(default)]
     sites: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_labels_opt")]
     labels: Option<Labels>,
     #[serde(default)]
     max_rate: Option<u64>,
 }
 
-pub(super) async fn create(State(core): State<AppState>, body: Body) -> ApiResult<Response> {
-    let req: PushReq = json_body(&core, body).await?;
-    if req.max_rate == Some(0) {
+pub(super) async fn create(
+    State(core): State<AppState>,
+    ApiJson(req): ApiJson<PushReq>,
+) -> ApiResult<Response> {
+    check_rate("max_rate", req.max_rate)?;
+    let labels = req.labels.filter(|l| !l.is_empty());
+    if let Some(l) = &labels {
+        check_labels(l)?;
+    }
+    if !req.sites.is_empty() && labels.is_some() {
         return Err(ApiError::bad_request(
-            "max_rate must be more than 0 bytes/s, or null for no limit",
+            "a push selects sites by name or by labels, not both",
         ));
     }
     let p = NewPush {
         content: req.content,
         sites: req.sites,
-        labels: req.labels,
+        labels,
         max_rate: req.max_rate,
         images: req.images,
     };
@@ -72,8 +79,8 @@ pub(super) struct ShowQuery {
 
 pub(super) async fn show(
     State(core): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Query<ShowQuery>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ShowQuery>,
 ) -> ApiResult<Response> {
     let id: i64 = id
         .parse()

@@ -1,26 +1,27 @@
 //! `/api/v1/registry-grants`: which users may pull from or push to the origin's registry.
 
-use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
-use super::{json_body, ApiError, ApiResult, AppState};
+use super::{ApiError, ApiJson, ApiPath, ApiResult, AppState};
 use crate::db;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Req {
+pub(super) struct Req {
     user: String,
     repository: String,
     #[serde(default)]
     push: bool,
 }
 
-pub(super) async fn create(State(core): State<AppState>, body: Body) -> ApiResult<Response> {
-    let r: Req = json_body(&core, body).await?;
+pub(super) async fn create(
+    State(core): State<AppState>,
+    ApiJson(r): ApiJson<Req>,
+) -> ApiResult<Response> {
     let g = core
         .db
         .call(move |c| db::registry_grants::create(c, &r.user, &r.repository, r.push))
@@ -35,7 +36,7 @@ pub(super) async fn list(State(core): State<AppState>) -> ApiResult<Response> {
 
 pub(super) async fn delete(
     State(core): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Response> {
     let id: i64 = id
         .parse()

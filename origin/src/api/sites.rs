@@ -1,41 +1,33 @@
 //! `/api/v1/sites`: create (with a one-time join token), list, show, delete, rotate token.
 
-use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
-use super::{json_body, ApiError, ApiResult, AppState};
+use super::validate::{check_labels, check_rate, unique_labels};
+use super::{ApiError, ApiJson, ApiPath, ApiResult, AppState};
 use crate::db::{self, Labels};
 use crate::util::{hash_secret, random_secret};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewSite {
+pub(super) struct NewSite {
     name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_labels")]
     labels: Labels,
     #[serde(default)]
     max_rate: Option<u64>,
 }
 
-pub(super) async fn create(State(core): State<AppState>, body: Body) -> ApiResult<Response> {
-    let req: NewSite = json_body(&core, body).await?;
+pub(super) async fn create(
+    State(core): State<AppState>,
+    ApiJson(req): ApiJson<NewSite>,
+) -> ApiResult<Response> {
     db::sites::check_name("site", &req.name)?;
-    if req.max_rate == Some(0) {
-        return Err(ApiError::bad_request(
-            "max_rate must be more than 0 bytes/s, or null for no limit",
-        ));
-    }
-    for (k, v) in &req.labels {
-        if k.is_empty() || k.len() > 63 || v.len() > 255 {
-            return Err(ApiError::bad_request(format!(
-                "invalid label {k:?}={v:?}: keys 1-63 bytes, values at most 255"
-            )));
-        }
-    }
+    check_rate("max_rate", req.max_rate)?;
+    check_labels(&req.labels)?;
     let secret = random_secret();
     let hash = hash_secret(&secret);
     let site = core
@@ -58,7 +50,7 @@ pub(super) async fn list(State(core): State<AppState>) -> ApiResult<Response> {
 
 pub(super) async fn show(
     State(core): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Response> {
     let n = name.clone();
     match core.db.call(move |c| db::sites::get(c, &n)).await? {
@@ -69,7 +61,7 @@ pub(super) async fn show(
 
 pub(super) async fn remove(
     State(core): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Response> {
     let n = name.clone();
     if !core.db.call(move |c| db::sites::delete(c, &n)).await? {
@@ -84,7 +76,7 @@ pub(super) async fn remove(
 
 pub(super) async fn join_token(
     State(core): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Response> {
     let secret = random_secret();
     let hash = hash_secret(&secret);

@@ -1,0 +1,151 @@
+//! Checks of values the API stores, shared by its endpoints: labels and rates are refused with a
+//! message when they are out of range or malformed, never silently changed.
+
+use serde::de::{Deserializer, Error as _, MapAccess, Visitor};
+use serde::Deserialize;
+
+use super::{ApiError, ApiResult};
+use crate::db::Labels;
+
+/// Longest label key and value (as Kubernetes labels, so selectors written for one read the
+/// same for the other).
+const MAX_LABEL_LEN: usize = 63;
+
+/// A rate in bytes/s: more than 0, at most what the database holds (`i64::MAX`).
+pub(crate) fn check_rate(field: &str, rate: Option<u64>) -> ApiResult<()> {
+    match rate {
+        Some(0) => Err(ApiError::bad_request(format!(
+            "{field} must be more than 0 bytes/s, or null for no limit"
+        ))),
+        Some(r) if i64::try_from(r).is_err() => Err(ApiError::bad_request(format!(
+            "{field} {r} is out of range: at most {} bytes/s",
+            i64::MAX
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Label keys: 1-63 of `A-Z a-z 0-9 . _ - /`, starting and ending with a letter or digit.
+/// Values: at most 63 of `A-Z a-z 0-9 . _ -`, starting and ending with a letter or digit when
+/// not empty. Selectors (`k=v,k2!=v2`) stay unambiguous and a label can be printed on one line.
+pub(crate) fn check_labels(labels: &Labels) -> ApiResult<()> {
+    for (k, v) in labels {
+        let bad = |why: &str| ApiError::bad_request(format!("invalid label {k:?}={v:?}: {why}"));
+        if k.is_empty() || k.len() > MAX_LABEL_LEN {
+            return Err(bad("a key is 1 to 63 characters"));
+        }
+        if !k
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b))
+        {
+            return Err(bad("a key has only letters, digits and . _ - /"));
+        }
+        if v.len() > MAX_LABEL_LEN {
+            return Err(bad("a value is at most 63 characters"));
+        }
+        if !v
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            return Err(bad("a value has only letters, digits and . _ -"));
+        }
+        for s in [k.as_str(), v.as_str()] {
+            let ends_ok = |c: Option<char>| c.is_none_or(|c| c.is_ascii_alphanumeric());
+            if !ends_ok(s.chars().next()) || !ends_ok(s.chars().last()) {
+                return Err(bad("keys and values start and end with a letter or digit"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Deserialize labels, refusing a key given twice (serde's map would keep the last silently).
+pub(crate) fn unique_labels<'de, D: Deserializer<'de>>(d: D) -> Result<Labels, D::Error> {
+    struct Unique;
+    impl<'de> Visitor<'de> for Unique {
+        type Value = Labels;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object of label keys to string values")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Labels, A::Error> {
+            let mut out = Labels::new();
+            while let Some((k, v)) = m.next_entry::<String, String>()? {
+                if out.contains_key(&k) {
+                    return Err(A::Error::custom(format!("label {k:?} is given twice")));
+                }
+                out.insert(k, v);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Unique)
+}
+
+/// [`unique_labels`] for an optional field (`null` or absent is `None`).
+pub(crate) fn unique_labels_opt<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Labels>, D::Error> {
+    #[derive(Deserialize)]
+    struct W(#[serde(deserialize_with = "unique_labels")] Labels);
+    Ok(Option::<W>::deserialize(d)?.map(|w| w.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn labels_are_checked_not_stored_as_given() {
+        assert!(check_labels(&labels(&[("province", "gansu"), ("tier", "")])).is_ok());
+        assert!(check_labels(&labels(&[("example.com/role", "hub-1")])).is_ok());
+        for (k, v) in [
+            ("a\nb", "x"),
+            ("", "x"),
+            ("k", "a,b"),
+            ("k", "x y"),
+            ("k=", "v"),
+            ("-k", "v"),
+            ("k", "v-"),
+            ("k", "é"),
+        ] {
+            assert!(check_labels(&labels(&[(k, v)])).is_err(), "{k:?}={v:?}");
+        }
+        assert!(check_labels(&labels(&[(&"k".repeat(64), "v")])).is_err());
+        assert!(check_labels(&labels(&[("k", &"v".repeat(64))])).is_err());
+    }
+
+    #[test]
+    fn a_label_given_twice_is_refused() {
+        #[derive(Deserialize, Debug)]
+        struct R {
+            #[serde(default, deserialize_with = "unique_labels_opt")]
+            labels: Option<Labels>,
+        }
+        let e = serde_json::from_str::<R>(r#"{"labels":{"k":"v","k":"w"}}"#).unwrap_err();
+        assert!(e.to_string().contains("given twice"), "{e}");
+        let r: R = serde_json::from_str(r#"{"labels":{"k":"v"}}"#).unwrap();
+        assert_eq!(r.labels, Some(labels(&[("k", "v")])));
+        assert!(serde_json::from_str::<R>(r#"{"labels":null}"#)
+            .unwrap()
+            .labels
+            .is_none());
+        assert!(serde_json::from_str::<R>("{}").unwrap().labels.is_none());
+    }
+
+    #[test]
+    fn rates_out_of_range_are_refused() {
+        assert!(check_rate("max_rate", None).is_ok());
+        assert!(check_rate("max_rate", Some(1)).is_ok());
+        assert!(check_rate("max_rate", Some(i64::MAX as u64)).is_ok());
+        assert!(check_rate("max_rate", Some(0)).is_err());
+        let e = check_rate("max_rate", Some(u64::MAX)).unwrap_err();
+        assert!(e.message.contains("out of range"), "{}", e.message);
+    }
+}
