@@ -73,6 +73,12 @@ if ! python3 -c 'import paramiko; assert paramiko.__version__ == "5.1.0"' >/dev/
     python3 -m pip install -q 'paramiko==5.1.0'
 fi
 
+# prometheus_client (PyPI): its exposition parser checks both /metrics in the tests.
+if ! python3 -c 'import importlib.metadata as m, prometheus_client; assert m.version("prometheus_client") == "0.26.0"' >/dev/null 2>&1; then
+    echo "install-test-deps: installing prometheus_client (PyPI)" >&2
+    python3 -m pip install -q 'prometheus_client==0.26.0'
+fi
+
 # The OCI distribution-spec conformance suite (vendored in scripts/oci-conformance, built with
 # Debian's Go), cached outside the checkout and built only when missing.
 OCI_CONFORMANCE_WORK=${OCI_CONFORMANCE_WORK:-${XDG_CACHE_HOME:-$HOME/.cache}/sitecast/oci-conformance}

@@ -4,6 +4,7 @@ mod archive;
 mod client;
 pub(crate) mod layout;
 mod output;
+mod secret;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
@@ -164,11 +165,26 @@ enum SiteCmd {
 
 #[derive(Subcommand)]
 enum UserCmd {
-    /// Create a user with a password.
+    /// Create a user with a password, SSH keys, or both. The password is read from stdin
+    /// (`--password-stdin`), a file (`--password-file`) or SITECAST_USER_PASSWORD; `--password`
+    /// on the command line is visible to other local users (`ps`) and in shell history.
     Create {
         name: String,
-        #[arg(long)]
-        password: String,
+        /// The password, in the clear on the command line (prefer the other ways).
+        #[arg(long, group = "secret")]
+        password: Option<String>,
+        /// Read the password from the first line of stdin.
+        #[arg(long, group = "secret")]
+        password_stdin: bool,
+        /// Read the password from the first line of FILE.
+        #[arg(long, value_name = "FILE", group = "secret")]
+        password_file: Option<PathBuf>,
+        /// Take the password from SITECAST_USER_PASSWORD.
+        #[arg(long, group = "secret")]
+        password_env: bool,
+        /// An OpenSSH public key file for SFTP, e.g. ~/.ssh/id_ed25519.pub (repeatable).
+        #[arg(long = "ssh-key", value_name = "FILE")]
+        ssh_keys: Vec<PathBuf>,
     },
     /// List users.
     List,
@@ -252,7 +268,12 @@ enum PushCmd {
         #[arg(long = "image", num_args = 1..)]
         images: Vec<String>,
         /// Target sites by name (repeatable).
-        #[arg(long = "site", num_args = 1.., required_unless_present = "labels")]
+        #[arg(
+            long = "site",
+            num_args = 1..,
+            required_unless_present = "labels",
+            conflicts_with = "labels"
+        )]
         sites: Vec<String>,
         /// Target sites by label k=v (repeatable; all must match).
         #[arg(long = "label", value_parser = parse_label)]
@@ -281,16 +302,29 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
     }
 }
 
-fn labels_json(labels: &[(String, String)]) -> Value {
-    json!(labels.iter().cloned().collect::<BTreeMap<_, _>>())
+/// Labels as a JSON object; a key given twice is refused (the last would silently win).
+fn labels_json(labels: &[(String, String)]) -> Result<Value, ApiError> {
+    let mut map = BTreeMap::new();
+    for (k, v) in labels {
+        if map.insert(k.clone(), v.clone()).is_some() {
+            return Err(ApiError::Invalid(format!(
+                "--label {k} is given twice; a site has one value per label"
+            )));
+        }
+    }
+    Ok(json!(map))
 }
 
 pub(crate) async fn run(args: CtlArgs) -> anyhow::Result<ExitCode> {
-    let client = Client::new(&args.api, args.token.clone())?;
-    match execute(&client, args.output, args.command).await {
+    let out = args.output;
+    let result = match Client::new(&args.api, args.token.clone()) {
+        Ok(client) => execute(&client, out, args.command).await,
+        Err(e) => Err(e),
+    };
+    match result {
         Ok(code) => Ok(code),
         Err(e) => {
-            eprintln!("error: {e}");
+            output::error(out, &e);
             Ok(ExitCode::FAILURE)
         }
     }
@@ -313,8 +347,8 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
             }
             ArtifactCmd::Delete { path } => {
                 let path = artifact_path(&path)?;
-                c.delete(&format!("/api/v1/artifacts{}", encode_path(&path)))
-                    .await?
+                let url = format!("/api/v1/artifacts{}", encode_path(&path));
+                return deleted(c, out, "artifact", &path, &url).await;
             }
         },
         CtlCommand::Site(s) => match s {
@@ -326,7 +360,7 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
                 let v = c
                     .post(
                         "/api/v1/sites",
-                        &json!({"name": name, "labels": labels_json(&labels), "max_rate": max_rate}),
+                        &json!({"name": name, "labels": labels_json(&labels)?, "max_rate": max_rate}),
                     )
                     .await?;
                 if out == Output::Text {
@@ -338,7 +372,10 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
             }
             SiteCmd::List => c.get("/api/v1/sites").await?,
             SiteCmd::Show { name } => c.get(&format!("/api/v1/sites/{}", seg(&name))).await?,
-            SiteCmd::Delete { name } => c.delete(&format!("/api/v1/sites/{}", seg(&name))).await?,
+            SiteCmd::Delete { name } => {
+                let url = format!("/api/v1/sites/{}", seg(&name));
+                return deleted(c, out, "site", &name, &url).await;
+            }
             SiteCmd::JoinToken { name } => {
                 let v = c
                     .post(
@@ -354,22 +391,48 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
             }
         },
         CtlCommand::User(u) => match u {
-            UserCmd::Create { name, password } => {
+            UserCmd::Create {
+                name,
+                password,
+                password_stdin,
+                password_file,
+                password_env,
+                ssh_keys,
+            } => {
+                let password = match (password, password_stdin, password_file, password_env) {
+                    (Some(p), ..) => Some(p),
+                    (None, true, ..) => Some(secret::from_stdin()?),
+                    (None, false, Some(f), _) => Some(secret::from_file(&f)?),
+                    (None, false, None, true) => Some(secret::from_env("SITECAST_USER_PASSWORD")?),
+                    (None, false, None, false) => None,
+                };
+                if password.is_none() && ssh_keys.is_empty() {
+                    return Err(ApiError::Invalid(
+                        "a user needs a password (--password-stdin, --password-file, \
+                         --password-env or --password) or an --ssh-key"
+                            .into(),
+                    ));
+                }
+                let keys = ssh_keys
+                    .iter()
+                    .map(|f| secret::read_key(f))
+                    .collect::<Result<Vec<_>, _>>()?;
                 c.post(
                     "/api/v1/users",
-                    &json!({"name": name, "password": password}),
+                    &json!({"name": name, "password": password, "ssh_keys": keys}),
                 )
                 .await?
             }
             UserCmd::List => c.get("/api/v1/users").await?,
-            UserCmd::Delete { name } => c.delete(&format!("/api/v1/users/{}", seg(&name))).await?,
+            UserCmd::Delete { name } => {
+                let url = format!("/api/v1/users/{}", seg(&name));
+                return deleted(c, out, "user", &name, &url).await;
+            }
             UserCmd::AddKey { name, file } => {
-                let key = std::fs::read_to_string(&file).map_err(|e| {
-                    ApiError::Transport(format!("cannot read {}: {e}", file.display()))
-                })?;
+                let key = secret::read_key(&file)?;
                 c.post(
                     &format!("/api/v1/users/{}/keys", seg(&name)),
-                    &json!({"key": key.trim()}),
+                    &json!({"key": key}),
                 )
                 .await?
             }
@@ -387,7 +450,7 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
                 let labels = if labels.is_empty() {
                     Value::Null
                 } else {
-                    labels_json(&labels)
+                    labels_json(&labels)?
                 };
                 c.post(
                     "/api/v1/grants",
@@ -397,7 +460,10 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
                 .await?
             }
             GrantCmd::List => c.get("/api/v1/grants").await?,
-            GrantCmd::Delete { id } => c.delete(&format!("/api/v1/grants/{}", seg(&id))).await?,
+            GrantCmd::Delete { id } => {
+                let url = format!("/api/v1/grants/{}", seg(&id));
+                return deleted(c, out, "grant", &id, &url).await;
+            }
         },
         CtlCommand::RegistryGrant(g) => match g {
             RegistryGrantCmd::Create {
@@ -413,8 +479,8 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
             }
             RegistryGrantCmd::List => c.get("/api/v1/registry-grants").await?,
             RegistryGrantCmd::Delete { id } => {
-                c.delete(&format!("/api/v1/registry-grants/{}", seg(&id)))
-                    .await?
+                let url = format!("/api/v1/registry-grants/{}", seg(&id));
+                return deleted(c, out, "registry grant", &id, &url).await;
             }
         },
         CtlCommand::Token(TokenCmd::Create { name }) => {
@@ -526,7 +592,7 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
                 let labels = if labels.is_empty() {
                     Value::Null
                 } else {
-                    labels_json(&labels)
+                    labels_json(&labels)?
                 };
                 let v = c
                     .post(
@@ -559,6 +625,23 @@ fn artifact_path(p: &str) -> Result<String, ApiError> {
         .map_err(|e| ApiError::Invalid(format!("bad_path: invalid path {p:?}: {e}")))
 }
 
+/// DELETE `url` and say what was deleted: `deleted KIND ID`, or with `--output json`
+/// `{"deleted":{"kind","id"}}`.
+async fn deleted(
+    c: &Client,
+    out: Output,
+    kind: &str,
+    id: &str,
+    url: &str,
+) -> Result<ExitCode, ApiError> {
+    c.delete(url).await?;
+    match out {
+        Output::Text => println!("deleted {kind} {id}"),
+        Output::Json => output::print(out, &json!({"deleted": {"kind": kind, "id": id}})),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Encode one URL path segment.
 fn seg(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
@@ -570,8 +653,15 @@ async fn upload(
     file: &std::path::Path,
     path: &str,
 ) -> Result<Value, ApiError> {
-    let len = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
-    let bar = progress_bar(len, "uploading");
+    let meta = std::fs::metadata(file)
+        .map_err(|e| ApiError::Invalid(format!("cannot read {}: {e}", file.display())))?;
+    if !meta.is_file() {
+        return Err(ApiError::Invalid(format!(
+            "{} is not a regular file (a directory?): `artifact upload` takes one file",
+            file.display()
+        )));
+    }
+    let bar = progress_bar(meta.len(), "uploading");
     let b = bar.clone();
     let v = c.upload(file, path, move |n| b.inc(n)).await;
     bar.finish_and_clear();
@@ -631,6 +721,17 @@ fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
     bar
 }
 
+/// A spinner with a message, for waits whose size is not known (hidden off a terminal).
+fn progress_spinner(what: &str) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let s = indicatif::ProgressBar::new_spinner();
+    s.set_message(what.to_owned());
+    s.enable_steady_tick(Duration::from_millis(200));
+    s
+}
+
 /// Push totals: (bytes needed, bytes sent) summed over sites.
 fn push_progress(v: &Value) -> (u64, u64) {
     let sites = v["sites"].as_array().map(Vec::as_slice).unwrap_or_default();
@@ -650,21 +751,48 @@ async fn wait_push(
     timeout: Option<Duration>,
 ) -> Result<ExitCode, ApiError> {
     let start = Instant::now();
-    let bar = progress_bar(0, "pushing");
+    // Until every site has said what it lacks the total is unknown: a spinner says so, and
+    // the byte bar is drawn only once its total is known.
+    let spinner = progress_spinner("waiting for the sites to report what they lack");
+    let mut bar: Option<indicatif::ProgressBar> = None;
     let path = format!("/api/v1/pushes/{}", seg(id));
     let mut v = c.get(&path).await?;
     loop {
         let (needed, sent) = push_progress(&v);
-        bar.set_length(needed.max(sent));
-        bar.set_position(sent);
+        let sites = v["sites"].as_array().map_or(0, Vec::len);
+        let pending = v["sites"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| s["state"] == "pending")
+            .count();
+        if bar.is_none() && pending == 0 {
+            spinner.finish_and_clear();
+            bar = Some(progress_bar(needed.max(sent), "pushing"));
+        }
+        match &bar {
+            Some(b) => {
+                b.set_length(needed.max(sent));
+                b.set_position(sent);
+            }
+            None => spinner.set_message(format!(
+                "waiting for {pending} of {sites} sites to report what they lack"
+            )),
+        }
+        let finish = || {
+            spinner.finish_and_clear();
+            if let Some(b) = &bar {
+                b.finish_and_clear();
+            }
+        };
         match v["state"].as_str() {
             Some("complete") => {
-                bar.finish_and_clear();
+                finish();
                 output::print(out, &v);
                 return Ok(ExitCode::SUCCESS);
             }
             Some("failed") => {
-                bar.finish_and_clear();
+                finish();
                 output::print(out, &v);
                 eprintln!("error: push {id} failed");
                 return Ok(ExitCode::FAILURE);
@@ -673,7 +801,7 @@ async fn wait_push(
         }
         let left = timeout.map(|t| t.saturating_sub(start.elapsed()));
         if left == Some(Duration::ZERO) {
-            bar.finish_and_clear();
+            finish();
             output::print(out, &v);
             eprintln!(
                 "error: push {id} not complete after {}s",

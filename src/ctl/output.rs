@@ -77,3 +77,27 @@ fn text(v: &Value, indent: usize, out: &mut String) {
         other => out.push_str(&format!("{pad}{}\n", scalar(other))),
     }
 }
+
+/// Report a failed command: `error: …` on stderr, or with `--output json` the error document
+/// `{"error":{"code","message","status"}}` on stdout (so a script reads one JSON answer from
+/// stdout either way; the exit status is non-zero).
+pub(crate) fn error(out: Output, e: &super::ApiError) {
+    use super::ApiError;
+    match out {
+        Output::Text => eprintln!("error: {e}"),
+        Output::Json => {
+            let (code, message, status) = match e {
+                ApiError::Api {
+                    status,
+                    code,
+                    message,
+                } => (code.as_str(), message.clone(), Some(status.as_u16())),
+                ApiError::Transport(m) => ("transport", m.clone(), None),
+                ApiError::Invalid(m) => ("invalid_argument", m.clone(), None),
+            };
+            let v =
+                serde_json::json!({"error": {"code": code, "message": message, "status": status}});
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        }
+    }
+}

@@ -94,9 +94,21 @@ fn unauthorized(msg: &str) -> Response {
     r
 }
 
-/// Percent-decode and validate a request path; `Ok((path, trailing_slash))`.
+/// Percent-decode and validate a request path; `Ok((path, trailing_slash))`. Runs of `/` are
+/// one separator, as nginx's `merge_slashes` has them (`//firmware/x` is `/firmware/x`); an
+/// encoded slash or backslash (`%2F`, `%5C`) is refused, never decoded into a separator.
 pub(crate) fn parse_request_path(raw: &str) -> Result<(CatalogPath, bool), String> {
-    let decoded = percent_encoding::percent_decode_str(raw)
+    let lower = raw.to_ascii_lowercase();
+    if lower.contains("%2f") || lower.contains("%5c") {
+        return Err("bad path: encoded slashes (%2F, %5C) are refused".to_owned());
+    }
+    let mut merged = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        if !(c == '/' && merged.ends_with('/')) {
+            merged.push(c);
+        }
+    }
+    let decoded = percent_encoding::percent_decode_str(&merged)
         .decode_utf8()
         .map_err(|_| "path is not valid UTF-8".to_owned())?;
     let (text, slash) = match decoded.strip_suffix('/') {

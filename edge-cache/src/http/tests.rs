@@ -479,12 +479,23 @@ async fn access_statuses() {
             "/fw/../etc/passwd",
             "/fw/a%00.bin",
             "/fw/%5c..%5cx",
-            "/fw//a.bin",
+            "/fw%2Fa.bin",
             "/%ff",
         ] {
             let answer = raw_get(edge.addr, hostile).await;
             assert!(answer.starts_with("HTTP/1.1 400"), "{hostile}: {answer}");
             assert!(answer.contains("path"), "{hostile}: {answer}");
+        }
+        // Runs of slashes are one separator (as nginx's merge_slashes), for devices whose
+        // URL templates join a base ending in '/' with a path starting with one.
+        for doubled in ["//fw/a.bin", "/fw//a.bin", "///fw///a.bin"] {
+            let r = get(doubled, Some(("alice", "pw-alice"))).await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "{doubled}");
+            assert_eq!(
+                &r.bytes().await.unwrap()[..],
+                b"secret firmware",
+                "{doubled}"
+            );
         }
         let r = c.post(edge.url("/fw/a.bin")).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);

@@ -1,0 +1,250 @@
+//! `sitecast ctl` and the metrics endpoints as an operator meets them with bad input (issue 10
+//! part 7): one clear answer, JSON on stdout with `--output json`, a non-zero exit, nothing
+//! silently changed; secrets from stdin, a file or the environment; deletes say what they
+//! deleted; both `/metrics` pass a real exposition parser (Python `prometheus_client`).
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::clients::wait_session_state;
+use common::*;
+use serde_json::Value;
+
+/// `sh -c SCRIPT` with the origin's API and token in the environment (for stdin pipes).
+fn sh(env: &TestEnv, origin: &Origin, script: &str) -> CmdOutput {
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg(script)
+        .env("SITECAST_API", origin.url())
+        .env("SITECAST_TOKEN", &origin.token)
+        .env("BIN", BIN);
+    run_cmd(env, c, Duration::from_secs(30))
+}
+
+fn json_error(out: &CmdOutput) -> Value {
+    assert_eq!(out.code, Some(1), "{out:?}");
+    let v: Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {out:?}"));
+    assert!(
+        v["error"]["code"].is_string() && v["error"]["message"].is_string(),
+        "{v}"
+    );
+    v
+}
+
+#[test]
+fn bad_input_gets_one_clear_answer_and_json_errors_on_stdout() {
+    let env = TestEnv::new("ctl-input", Duration::from_secs(120));
+    let origin = Origin::start(&env);
+
+    // API errors and unreachable origins: JSON on stdout, exit 1, nothing on stdout in text.
+    let v = json_error(&origin.ctl(&env, &["--output", "json", "push", "show", "999"]));
+    assert_eq!(
+        (v["error"]["code"].as_str(), v["error"]["status"].as_u64()),
+        (Some("not_found"), Some(404))
+    );
+    let out = ctl_raw(
+        &env,
+        "http://127.0.0.1:9",
+        "t",
+        &["--output", "json", "site", "list"],
+        Duration::from_secs(30),
+    );
+    let v = json_error(&out);
+    assert_eq!(v["error"]["code"], "transport", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot reach"),
+        "{v}"
+    );
+    let out = origin.ctl(&env, &["push", "show", "999"]);
+    assert_eq!((out.code, out.stdout.as_str()), (Some(1), ""), "{out:?}");
+    assert!(out.stderr.starts_with("error: not_found"), "{out:?}");
+
+    // A directory is not uploaded, and the message says why (not "cannot reach the origin").
+    let dir = env.scratch("a-directory");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = origin.ctl(&env, &["artifact", "upload", dir.to_str().unwrap(), "/p"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("not a regular file"), "{out:?}");
+
+    // Conflicting or repeated flags are refused, not merged or overwritten.
+    let out = origin.ctl(
+        &env,
+        &[
+            "push",
+            "create",
+            "--content",
+            "/x",
+            "--site",
+            "s",
+            "--label",
+            "a=b",
+        ],
+    );
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("cannot be used with"), "{out:?}");
+    let out = origin.ctl(
+        &env,
+        &["site", "create", "s1", "--label", "k=v", "--label", "k=w"],
+    );
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("given twice"), "{out:?}");
+    let out = origin.ctl(&env, &["site", "create", "s1", "--label", "k=a b"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("invalid label"), "{out:?}");
+    let out = origin.ctl(&env, &["grant", "create", "--anonymous", "--path", "x"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains("bad_path") && out.stderr.contains("'/'"),
+        "{out:?}"
+    );
+    let listed = origin.ctl_json(&env, &["site", "list"]);
+    assert_eq!(
+        listed["sites"].as_array().map(Vec::len),
+        Some(0),
+        "{listed}"
+    );
+    let grants = origin.ctl_json(&env, &["grant", "list"]);
+    assert_eq!(
+        grants["grants"].as_array().map(Vec::len),
+        Some(0),
+        "{grants}"
+    );
+
+    // Secrets from stdin, a file and the environment; a key-only user; none at all refused.
+    let out = sh(
+        &env,
+        &origin,
+        r#"printf 'pw-one\n' | "$BIN" ctl user create one --password-stdin"#,
+    );
+    assert!(out.ok(), "{out:?}");
+    let file = env.path("pw.txt");
+    std::fs::write(&file, "pw-two\n").unwrap();
+    origin.ctl_ok(
+        &env,
+        &[
+            "user",
+            "create",
+            "two",
+            "--password-file",
+            file.to_str().unwrap(),
+        ],
+    );
+    let out = sh(
+        &env,
+        &origin,
+        r#"SITECAST_USER_PASSWORD=pw-three "$BIN" ctl user create three --password-env"#,
+    );
+    assert!(out.ok(), "{out:?}");
+    let key = env.path("id.pub");
+    std::fs::write(
+        &key,
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl k@h\n",
+    )
+    .unwrap();
+    origin.ctl_ok(
+        &env,
+        &[
+            "user",
+            "create",
+            "keyonly",
+            "--ssh-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let out = origin.ctl(&env, &["user", "create", "nothing"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("needs a password"), "{out:?}");
+    let out = origin.ctl(
+        &env,
+        &["user", "create", "x", "--password", "a", "--password-stdin"],
+    );
+    assert_eq!(out.code, Some(2), "{out:?}");
+    let users = origin.ctl_json(&env, &["user", "list"]);
+    let names: Vec<&str> = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["keyonly", "one", "three", "two"], "{users}");
+    let keyonly = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "keyonly")
+        .unwrap();
+    assert_eq!(
+        keyonly["ssh_keys"].as_array().map(Vec::len),
+        Some(1),
+        "{keyonly}"
+    );
+
+    // Deletes say what they deleted, as text and as JSON.
+    assert_eq!(
+        origin.ctl_ok(&env, &["user", "delete", "one"]),
+        "deleted user one\n"
+    );
+    let v = origin.ctl_json(&env, &["user", "delete", "two"]);
+    assert_eq!(
+        (v["deleted"]["kind"].as_str(), v["deleted"]["id"].as_str()),
+        (Some("user"), Some("two")),
+        "{v}"
+    );
+    let v = json_error(&origin.ctl(&env, &["--output", "json", "user", "delete", "two"]));
+    assert_eq!(v["error"]["code"], "not_found");
+}
+
+/// Parse an exposition with prometheus_client's parser; fail on a family written twice.
+fn check_exposition(env: &TestEnv, url: &str) -> Vec<String> {
+    let text = curl(env, &[url]).text();
+    let script = r##"
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+text = sys.stdin.read()
+names = [f.name for f in text_string_to_metric_families(text)]
+dupes = sorted({n for n in names if names.count(n) > 1})
+if dupes:
+    sys.exit("families written more than once: " + ", ".join(dupes))
+for line in text.splitlines():
+    if line.startswith("# TYPE "):
+        print(line.split()[2])
+"##;
+    let file = env.path("exposition.txt");
+    std::fs::write(&file, &text).unwrap();
+    let mut c = Command::new("sh");
+    c.arg("-c").arg(format!(
+        "python3 -c '{}' < {}",
+        script.replace('\'', "'\\''"),
+        file.display()
+    ));
+    let out = run_cmd(env, c, Duration::from_secs(30));
+    assert!(out.ok(), "{url}: {out:?}\n{text}");
+    out.stdout.lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn metrics_expositions_pass_a_real_parser() {
+    let env = TestEnv::new("ctl-metrics", Duration::from_secs(120));
+    let origin = Origin::start(&env);
+    // Two sites, one with a node online: per-site families interleave in the origin's loop.
+    let token = origin.create_site(&env, "s1", &[]);
+    origin.create_site(&env, "s2", &[]);
+    let edge = Edge::start(&env, origin.quic, Some(&token), &env.path("edge"), &[]);
+    wait_session_state(&env, &edge, "connected", Duration::from_secs(30));
+    let families = check_exposition(&env, &format!("{}/metrics", origin.url()));
+    assert!(
+        families.iter().any(|f| f == "sitecast_origin_nodes_online"),
+        "{families:?}"
+    );
+    let families = check_exposition(&env, &format!("http://{}/metrics", edge.metrics));
+    assert!(
+        families.iter().any(|f| f == "sitecast_edge_session_state"),
+        "{families:?}"
+    );
+}
