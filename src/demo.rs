@@ -59,7 +59,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .trim()
         .to_owned();
     let api = format!("http://{}", ready.api);
-    let client = Client::new(&api, Some(token.clone()))?;
+    let client = Client::new(&api, Some(token.clone()), None)?;
 
     // Site, user, grant, sample.
     let join_token = ensure_site(&client, &dir).await?;
@@ -72,7 +72,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("uploading the sample firmware")?;
     let image_digest = crate::demo_image::write(&dir.join("sample-image"))?;
-    let reg = crate::ctl::layout::Registry::new(&ready.registry.to_string(), token.clone())
+    let reg = crate::ctl::layout::Registry::new(&ready.registry.to_string(), token.clone(), None)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     crate::ctl::layout::push(&reg, &dir.join("sample-image"), SAMPLE_REPO)
         .await

@@ -161,6 +161,7 @@ pub(crate) async fn origin(args: OriginArgs) -> anyhow::Result<ExitCode> {
             "quic": r.quic.to_string(),
             "registry": r.registry.to_string(),
             "admin_token_file": r.admin_token_file,
+            "https": r.https,
         }));
     }
     server.await.context("origin task panicked")??;

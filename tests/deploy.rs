@@ -180,6 +180,7 @@ fn toml_of(rows: &[(String, String)]) -> String {
     let mut sections: std::collections::BTreeMap<String, String> = Default::default();
     for (name, default) in rows {
         let value = if default.starts_with('"')
+            || default.starts_with('[')
             || default == "true"
             || default == "false"
             || default.parse::<u64>().is_ok()

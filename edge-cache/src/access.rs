@@ -472,6 +472,7 @@ pub(crate) mod tests {
             let http = HttpConfig {
                 auth_failures_before_429: 3,
                 auth_cache_ttl: Duration::from_secs(60),
+                ..HttpConfig::default()
             };
             let auth = Authenticator::new(shared.clone(), &http);
             let ip: IpAddr = "10.0.0.1".parse().unwrap();

@@ -94,6 +94,11 @@ pub struct HttpConfig {
     /// How long a successful password check is remembered. Default `5min`.
     #[serde(with = "humantime_serde")]
     pub auth_cache_ttl: Duration,
+    /// PEM certificate chain (leaf first): with `tls_key`, the HTTP listener serves HTTPS only.
+    /// Default none (plain HTTP, what most devices on a site LAN can speak).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`. Default none.
+    pub tls_key: Option<PathBuf>,
 }
 
 /// An inclusive TCP port range, written `"30000-30099"` (or one port, `"30000"`).
@@ -220,6 +225,11 @@ pub struct OciConfig {
     /// Lifetime of the bearer tokens `/token` issues. Default `5min`.
     #[serde(with = "humantime_serde")]
     pub token_ttl: Duration,
+    /// PEM certificate chain (leaf first): with `tls_key`, the mirror serves HTTPS only.
+    /// Default none (plain HTTP; containerd's hosts.toml then names an `http://` host).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`. Default none.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for OciConfig {
@@ -232,6 +242,8 @@ impl Default for OciConfig {
             tag_ttl: Duration::from_secs(60),
             cache_max_bytes: 10 * 1024 * 1024 * 1024,
             token_ttl: Duration::from_secs(300),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -311,6 +323,8 @@ impl Default for HttpConfig {
         Self {
             auth_failures_before_429: 10,
             auth_cache_ttl: Duration::from_secs(300),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -460,6 +474,21 @@ impl EdgeConfig {
                 return bad(format!(
                     "ftp.advertised_address {a:?} must be an IPv4 address or a DNS name"
                 ));
+            }
+        }
+        for (field, cert, key) in [
+            ("http", &self.http.tls_cert, &self.http.tls_key),
+            ("oci", &self.oci.tls_cert, &self.oci.tls_key),
+        ] {
+            if cert.is_some() != key.is_some() {
+                return bad(format!(
+                    "{field}.tls_cert and {field}.tls_key must be set together"
+                ));
+            }
+            for p in [cert, key].into_iter().flatten() {
+                if !p.is_file() {
+                    return bad(format!("{field} TLS file {} is not readable", p.display()));
+                }
             }
         }
         if f.ftps_cert.is_some() != f.ftps_key.is_some() {

@@ -97,6 +97,20 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), Error> {
 
 /// Run an edge node until `cancel` fires: open `data_dir`, bind the HTTP and metrics
 /// listeners (and the FTP and SFTP ones unless disabled), send `ready`, then supervise the
+/// The HTTPS identity of a listener from its `tls_cert`/`tls_key` files, if set.
+fn tls_identity(
+    field: &str,
+    cert: &Option<std::path::PathBuf>,
+    key: &Option<std::path::PathBuf>,
+) -> Result<Option<sitecast_runtime::https::TlsIdentity>, Error> {
+    match (cert, key) {
+        (Some(c), Some(k)) => sitecast_runtime::https::TlsIdentity::from_files(c, k)
+            .map(Some)
+            .map_err(|e| Error::Config(format!("{field}.tls_cert/tls_key: {e}"))),
+        _ => Ok(None),
+    }
+}
+
 /// HTTP, FTP, SFTP and metrics servers and (when an origin is configured) the origin session. If a task fails, the others are stopped and its
 /// error is returned.
 ///
@@ -112,6 +126,8 @@ pub async fn run(
     // Held until `run` returns: a second edge on this data dir is refused at once.
     let _lock = sitecast_runtime::datadir::DataDirLock::acquire(&data_dir, "sitecast edge")?;
     let core = Arc::new(error::blocking("open data dir", move || Core::open(cfg)).await?);
+    let http_tls = tls_identity("http", &core.cfg.http.tls_cert, &core.cfg.http.tls_key)?;
+    let oci_tls = tls_identity("oci", &core.cfg.oci.tls_cert, &core.cfg.oci.tls_key)?;
     let (http_l, http_addr) = bind(core.cfg.http_listen).await?;
     let (metrics_l, metrics_addr) = bind(core.cfg.metrics_listen).await?;
     let ftp = if core.cfg.ftp.enabled {
@@ -147,7 +163,7 @@ pub async fn run(
     let mut tasks: JoinSet<(&'static str, Result<(), Error>)> = JoinSet::new();
     {
         let server = HttpServer::new(core.clone(), stop.clone());
-        tasks.spawn(async move { ("http server", server.run(http_l).await) });
+        tasks.spawn(async move { ("http server", server.run(http_l, http_tls).await) });
     }
     if let Some((l, _)) = ftp {
         let server = FtpServer::new(core.clone(), stop.clone());
@@ -159,7 +175,7 @@ pub async fn run(
     }
     if let Some((l, _)) = oci {
         let server = OciServer::new(core.clone(), stop.clone());
-        tasks.spawn(async move { ("oci server", server.run(l).await) });
+        tasks.spawn(async move { ("oci server", server.run(l, oci_tls).await) });
     }
     {
         let (core, stop) = (core.clone(), stop.clone());

@@ -135,6 +135,38 @@ impl Ca {
         Ok((cert.pem(), cert_fingerprint(cert.der())))
     }
 
+    /// A fresh HTTPS server certificate for `names` (DNS names or IP addresses), valid one
+    /// year, with a fresh key: `(chain PEM [leaf, CA], key PEM)`. Issued at every start and
+    /// never stored; clients verify it with `ca.pem`.
+    pub(crate) fn issue_https(&self, names: &[String]) -> Result<(String, String)> {
+        let key = KeyPair::generate().map_err(|e| tls_err("generate HTTPS key", e))?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(
+            DnType::CommonName,
+            names.first().map_or("sitecast", String::as_str),
+        );
+        params.subject_alt_names = names
+            .iter()
+            .map(|n| match n.parse::<std::net::IpAddr>() {
+                Ok(ip) => Ok(SanType::IpAddress(ip)),
+                Err(_) => n
+                    .as_str()
+                    .try_into()
+                    .map(SanType::DnsName)
+                    .map_err(|e| tls_err("certificate name", e)),
+            })
+            .collect::<Result<_>>()?;
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.use_authority_key_identifier_extension = true;
+        validity(&mut params, 1);
+        let cert = params
+            .signed_by(&key, &self.cert, &self.key)
+            .map_err(|e| tls_err("sign HTTPS certificate", e))?;
+        Ok((format!("{}{}", cert.pem(), self.pem), key.serialize_pem()))
+    }
+
     /// The QUIC server's rustls config: a fresh server certificate, client certificates
     /// optional but, when present, verified against this CA.
     pub(crate) fn server_tls(&self) -> Result<rustls::ServerConfig> {

@@ -46,6 +46,33 @@ pub struct OriginConfig {
     /// Upstream registries the registry fetches missing images from (pull-through), chosen by
     /// the longest matching repository prefix. Default none.
     pub registry_upstreams: Vec<UpstreamConfig>,
+    /// HTTPS for the REST API and registry listeners. Default plain HTTP.
+    pub tls: HttpsOptions,
+}
+
+/// `[tls]`: the certificate the REST API and registry listeners serve HTTPS with: files the
+/// operator provides (`cert` and `key`), or one the origin issues itself from its CA for
+/// `names`. With neither, both listeners are plain HTTP (admin tokens and passwords then cross
+/// the network in the clear: only for loopback or a network as trusted as the origin host).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpsOptions {
+    /// PEM certificate chain, leaf first. Set with `key`. Default none.
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert` (PKCS#8, PKCS#1 or SEC1). Default none.
+    pub key: Option<PathBuf>,
+    /// Without `cert`: DNS names and IP addresses for a certificate the origin issues from its
+    /// own CA at every start (never stored); clients then trust `<data_dir>/ca/ca.pem`
+    /// (`sitecast ctl --ca`). Default none.
+    pub names: Vec<String>,
+}
+
+impl HttpsOptions {
+    /// Whether the listeners serve HTTPS.
+    #[must_use]
+    pub fn enabled(&self) -> bool {
+        self.cert.is_some() || !self.names.is_empty()
+    }
 }
 
 /// One pull-through upstream: `[[registry_upstreams]]`.
@@ -128,6 +155,19 @@ impl Default for QuicOptions {
     }
 }
 
+/// Letters, digits, `-` and `.` in labels of at most 63, `*.` allowed as the first label.
+fn is_dns_name(n: &str) -> bool {
+    let n = n.strip_prefix("*.").unwrap_or(n);
+    n.len() <= 253
+        && n.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+}
+
 const MIB: u64 = 1024 * 1024;
 const GIB: u64 = 1024 * MIB;
 
@@ -145,6 +185,7 @@ impl Default for OriginConfig {
             quic: QuicOptions::default(),
             accounting_flush: Duration::from_secs(1),
             registry_upstreams: Vec::new(),
+            tls: HttpsOptions::default(),
         }
     }
 }
@@ -202,6 +243,24 @@ impl OriginConfig {
             return Err(Error::Config(
                 "accounting_flush must be between 1ms and 60s".into(),
             ));
+        }
+        let t = &self.tls;
+        if t.cert.is_some() != t.key.is_some() {
+            return Err(Error::Config(
+                "tls.cert and tls.key must be set together".into(),
+            ));
+        }
+        if t.cert.is_some() && !t.names.is_empty() {
+            return Err(Error::Config(
+                "tls.names is for a certificate the origin issues itself; leave it empty with tls.cert".into(),
+            ));
+        }
+        for n in &t.names {
+            if n.is_empty() || (n.parse::<std::net::IpAddr>().is_err() && !is_dns_name(n)) {
+                return Err(Error::Config(format!(
+                    "tls.names: {n:?} is neither a DNS name nor an IP address"
+                )));
+            }
         }
         for (i, u) in self.registry_upstreams.iter().enumerate() {
             if !u.prefix.ends_with('/') || u.prefix.len() < 2 {

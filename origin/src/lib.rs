@@ -34,7 +34,7 @@ mod server;
 mod upstream;
 mod util;
 
-pub use config::{parse_size, Congestion, OriginConfig, QuicOptions, UpstreamConfig};
+pub use config::{parse_size, Congestion, HttpsOptions, OriginConfig, QuicOptions, UpstreamConfig};
 pub use db::{
     ArtifactInfo, GrantInfo, NodeInfo, PushArtifactInfo, PushInfo, PushSiteInfo, SiteInfo, UserInfo,
 };

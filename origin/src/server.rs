@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sitecast_runtime::chunks::{DiskChunkStore, DiskOptions};
+use sitecast_runtime::https::TlsIdentity;
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -28,6 +29,8 @@ pub struct OriginReady {
     pub registry: SocketAddr,
     /// The admin token file.
     pub admin_token_file: PathBuf,
+    /// Whether the API and registry listeners serve HTTPS.
+    pub https: bool,
 }
 
 /// Read the admin token from `path`, creating the file with a fresh token if missing.
@@ -114,6 +117,7 @@ pub async fn run(
             addr: reg_addr,
             source,
         })?;
+    let https = https_identity(&core)?;
     let endpoint = crate::quic::endpoint(&core)?;
     let info = OriginReady {
         api: listener.local_addr().map_err(|source| Error::Bind {
@@ -129,6 +133,7 @@ pub async fn run(
             source,
         })?,
         admin_token_file: core.cfg.admin_token_path(),
+        https: https.is_some(),
     };
     tracing::info!(api = %info.api, quic = %info.quic, registry = %info.registry, data_dir = %core.cfg.data_dir.display(), "origin listening");
     let _ = ready.send(info);
@@ -140,6 +145,7 @@ pub async fn run(
         "api",
         listener,
         crate::api::router(Arc::clone(&core)),
+        https.clone(),
         &tasks_cancel,
     );
     serve_http(
@@ -147,6 +153,7 @@ pub async fn run(
         "registry",
         reg_listener,
         crate::registry::router(Arc::clone(&core)),
+        https,
         &tasks_cancel,
     );
     {
@@ -184,23 +191,52 @@ pub async fn run(
     result
 }
 
-/// Serve `app` on `listener` as the task `name` until `cancel`.
+/// Serve `app` on `listener` (HTTPS with `tls`) as the task `name` until `cancel`.
 fn serve_http(
     tasks: &mut JoinSet<(&'static str, Result<()>)>,
     name: &'static str,
     listener: tokio::net::TcpListener,
     app: axum::Router,
+    tls: Option<TlsIdentity>,
     cancel: &CancellationToken,
 ) {
     let c = cancel.clone();
     tasks.spawn(async move {
-        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let r = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { c.cancelled().await })
+        let r = sitecast_runtime::https::serve(listener, app, tls.as_ref(), c)
             .await
             .map_err(|e| Error::io("serve", name, e));
         (name, r)
     });
+}
+
+/// The certificate of the API and registry listeners: the operator's files, or one issued
+/// from the origin's CA for `tls.names`; `None` for plain HTTP (warned about unless both
+/// listeners are on loopback).
+fn https_identity(core: &Core) -> Result<Option<TlsIdentity>> {
+    let t = &core.cfg.tls;
+    let identity = match (&t.cert, &t.key) {
+        (Some(cert), Some(key)) => {
+            Some(TlsIdentity::from_files(cert, key).map_err(|e| Error::Tls(format!("tls: {e}")))?)
+        }
+        _ if !t.names.is_empty() => {
+            let (chain, key) = core.ca.issue_https(&t.names)?;
+            Some(
+                TlsIdentity::from_pem(chain.as_bytes(), key.as_bytes())
+                    .map_err(|e| Error::Tls(format!("tls: {e}")))?,
+            )
+        }
+        _ => None,
+    };
+    let loopback =
+        core.cfg.api_listen.ip().is_loopback() && core.cfg.registry_listen.ip().is_loopback();
+    if identity.is_none() && !loopback {
+        tracing::warn!(
+            api = %core.cfg.api_listen,
+            registry = %core.cfg.registry_listen,
+            "the REST API and registry are plain HTTP: tokens and passwords cross the network in the clear; set [tls] cert/key or tls.names"
+        );
+    }
+    Ok(identity)
 }
 
 async fn flusher(core: Arc<Core>, cancel: CancellationToken) -> Result<()> {

@@ -17,6 +17,7 @@
 pub mod chunks;
 pub mod datadir;
 pub mod framed;
+pub mod https;
 pub mod prom;
 pub mod size;
 pub mod sqlite;

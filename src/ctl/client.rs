@@ -37,27 +37,79 @@ impl ApiError {
     }
 }
 
+/// An error with its causes (`reqwest` puts the TLS or connect reason in the source chain).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+/// An HTTP client for the origin's API and registry: HTTPS servers are verified against the
+/// system's roots and, with `ca`, the certificates in that PEM file too (the origin's own
+/// `<data_dir>/ca/ca.pem` when it issues its certificate itself).
+pub(crate) fn http_client(ca: Option<&Path>) -> Result<reqwest::Client, ApiError> {
+    let mut b = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
+    if let Some(ca) = ca {
+        let pem = std::fs::read(ca).map_err(|e| {
+            ApiError::Invalid(format!("cannot read the CA file {}: {e}", ca.display()))
+        })?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            ApiError::Invalid(format!("{}: not a PEM certificate: {e}", ca.display()))
+        })?;
+        if certs.is_empty() {
+            return Err(ApiError::Invalid(format!(
+                "{} holds no PEM certificate",
+                ca.display()
+            )));
+        }
+        for c in certs {
+            b = b.add_root_certificate(c);
+        }
+    }
+    b.build().map_err(|e| ApiError::Transport(e.to_string()))
+}
+
 /// REST client bound to one origin and token.
 #[derive(Clone)]
 pub(crate) struct Client {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
+    ca: Option<std::path::PathBuf>,
 }
 
 impl Client {
-    pub(crate) fn new(base: &str, token: Option<String>) -> Result<Self, ApiError> {
+    pub(crate) fn new(
+        base: &str,
+        token: Option<String>,
+        ca: Option<&Path>,
+    ) -> Result<Self, ApiError> {
         let base = base.trim_end_matches('/').to_owned();
         if !base.starts_with("http://") && !base.starts_with("https://") {
             return Err(ApiError::Transport(format!(
-                "invalid API URL {base:?}: expected http://HOST:PORT"
+                "invalid API URL {base:?}: expected http://HOST:PORT or https://HOST:PORT"
             )));
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| ApiError::Transport(e.to_string()))?;
-        Ok(Self { http, base, token })
+        let http = http_client(ca)?;
+        Ok(Self {
+            http,
+            base,
+            token,
+            ca: ca.map(Path::to_owned),
+        })
+    }
+
+    /// The extra CA file servers are verified with, if one was given.
+    pub(crate) fn ca(&self) -> Option<&Path> {
+        self.ca.as_deref()
     }
 
     /// The API token, if one was given.
@@ -75,7 +127,11 @@ impl Client {
 
     async fn send(&self, rb: reqwest::RequestBuilder) -> Result<Value, ApiError> {
         let resp = rb.send().await.map_err(|e| {
-            ApiError::Transport(format!("cannot reach the origin API at {}: {e}", self.base))
+            ApiError::Transport(format!(
+                "cannot reach the origin API at {}: {}",
+                self.base,
+                error_chain(&e)
+            ))
         })?;
         let status = resp.status();
         let bytes = resp
@@ -137,7 +193,11 @@ impl Client {
             .header(reqwest::header::ACCEPT, "application/x-ndjson")
             .json(body);
         let resp = rb.send().await.map_err(|e| {
-            ApiError::Transport(format!("cannot reach the origin API at {}: {e}", self.base))
+            ApiError::Transport(format!(
+                "cannot reach the origin API at {}: {}",
+                self.base,
+                error_chain(&e)
+            ))
         })?;
         if !resp.status().is_success()
             || !resp

@@ -29,17 +29,18 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    pub(crate) fn new(base: &str, token: String) -> Result<Self, ApiError> {
+    pub(crate) fn new(
+        base: &str,
+        token: String,
+        ca: Option<&std::path::Path>,
+    ) -> Result<Self, ApiError> {
         let base = base.trim_end_matches('/');
         let base = if base.contains("://") {
             base.to_owned()
         } else {
             format!("http://{base}")
         };
-        let http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .build()
-            .map_err(|e| err(e.to_string()))?;
+        let http = super::client::http_client(ca)?;
         Ok(Self { http, base, token })
     }
 
@@ -56,8 +57,9 @@ impl Registry {
     ) -> Result<reqwest::Response, ApiError> {
         let r = rb.send().await.map_err(|e| {
             err(format!(
-                "{what}: cannot reach the registry at {}: {e}",
-                self.base
+                "{what}: cannot reach the registry at {}: {}",
+                self.base,
+                super::client::error_chain(&e)
             ))
         })?;
         if r.status().is_success() {
@@ -113,7 +115,13 @@ async fn push_blob(
         .req(Method::HEAD, &format!("/v2/{repo}/blobs/{digest}"))
         .send()
         .await
-        .map_err(|e| err(format!("cannot reach the registry at {}: {e}", reg.base)))?;
+        .map_err(|e| {
+            err(format!(
+                "cannot reach the registry at {}: {}",
+                reg.base,
+                super::client::error_chain(&e)
+            ))
+        })?;
     if head.status() == StatusCode::OK {
         c.skipped += 1;
         return Ok(());

@@ -35,6 +35,10 @@ pub(crate) struct CtlArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
     output: Output,
+    /// A PEM file of CA certificates to verify an HTTPS origin with, besides the system's
+    /// roots (the origin's `<data_dir>/ca/ca.pem` when it issues its own certificate).
+    #[arg(long, env = "SITECAST_CA", global = true, value_name = "FILE")]
+    ca: Option<PathBuf>,
     #[command(subcommand)]
     command: CtlCommand,
 }
@@ -317,7 +321,7 @@ fn labels_json(labels: &[(String, String)]) -> Result<Value, ApiError> {
 
 pub(crate) async fn run(args: CtlArgs) -> anyhow::Result<ExitCode> {
     let out = args.output;
-    let result = match Client::new(&args.api, args.token.clone()) {
+    let result = match Client::new(&args.api, args.token.clone(), args.ca.as_deref()) {
         Ok(client) => execute(&client, out, args.command).await,
         Err(e) => Err(e),
     };
@@ -568,7 +572,7 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
             repo,
             registry,
         }) => {
-            let reg = layout::Registry::new(&registry, registry_token(c)?)?;
+            let reg = layout::Registry::new(&registry, registry_token(c)?, c.ca())?;
             let v = layout::push(&reg, &dir, &repo).await?;
             return push_report(out, &repo, v);
         }
@@ -577,7 +581,7 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
             repo,
             registry,
         }) => {
-            let reg = layout::Registry::new(&registry, registry_token(c)?)?;
+            let reg = layout::Registry::new(&registry, registry_token(c)?, c.ca())?;
             let v = archive::push(&reg, &file, &repo).await?;
             return push_report(out, &repo, v);
         }

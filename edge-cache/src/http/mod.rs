@@ -56,14 +56,16 @@ impl HttpServer {
         Router::new().fallback(handle).with_state(core)
     }
 
-    /// Serve on `listener` until cancelled.
+    /// Serve on `listener` until cancelled: HTTPS with `tls`, plain HTTP without.
     ///
     /// # Errors
     /// The listener fails.
-    pub async fn run(self, listener: TcpListener) -> Result<(), Error> {
-        let app = Self::router(self.core).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(self.cancel.cancelled_owned())
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        tls: Option<sitecast_runtime::https::TlsIdentity>,
+    ) -> Result<(), Error> {
+        sitecast_runtime::https::serve(listener, Self::router(self.core), tls.as_ref(), self.cancel)
             .await
             .map_err(|e| Error::Task {
                 name: "http server",

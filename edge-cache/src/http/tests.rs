@@ -129,7 +129,7 @@ pub(crate) async fn start(cfg_edit: impl FnOnce(&mut EdgeConfig)) -> Edge {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let cancel = CancellationToken::new();
-    tokio::spawn(HttpServer::new(core.clone(), cancel.clone()).run(listener));
+    tokio::spawn(HttpServer::new(core.clone(), cancel.clone()).run(listener, None));
     Edge {
         core,
         addr,

@@ -52,23 +52,22 @@ impl OciServer {
         Self { core, cancel }
     }
 
-    /// Serve on `listener` until cancelled.
+    /// Serve on `listener` until cancelled: HTTPS with `tls`, plain HTTP without.
     ///
     /// # Errors
     /// The listener fails.
-    pub async fn run(self, listener: TcpListener) -> Result<(), Error> {
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        tls: Option<sitecast_runtime::https::TlsIdentity>,
+    ) -> Result<(), Error> {
         let app = Router::new().fallback(handle).with_state(self.core.clone());
-        let cancel = self.cancel.clone();
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await
-        .map_err(|e| Error::Task {
-            name: "oci server",
-            reason: e.to_string(),
-        })
+        sitecast_runtime::https::serve(listener, app, tls.as_ref(), self.cancel)
+            .await
+            .map_err(|e| Error::Task {
+                name: "oci server",
+                reason: e.to_string(),
+            })
     }
 }
 

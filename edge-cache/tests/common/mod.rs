@@ -246,7 +246,7 @@ pub async fn start_in(dir: tempfile::TempDir, edit: impl FnOnce(&mut EdgeConfig)
     let (hl, http) = bind().await;
     let (fl, ftp) = bind().await;
     let (sl, sftp) = bind().await;
-    tokio::spawn(HttpServer::new(core.clone(), cancel.clone()).run(hl));
+    tokio::spawn(HttpServer::new(core.clone(), cancel.clone()).run(hl, None));
     tokio::spawn(FtpServer::new(core.clone(), cancel.clone()).run(fl));
     let sftp_task = SftpServer::new(core.clone(), cancel.clone()).run(sl);
     tokio::spawn(async move {
