@@ -22,6 +22,9 @@ use std::sync::RwLock;
 
 use sitecast_protocol::ChunkId;
 
+mod audit;
+pub use audit::StoreAudit;
+
 /// What went wrong in a chunk store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
