@@ -119,7 +119,7 @@ pub fn verify(data_dir: &Path, opts: VerifyOptions) -> Result<VerifyReport> {
     }
     if !unreferenced.is_empty() {
         report.problem(format!(
-            "{} chunks ({} bytes) no blob references, left by interrupted uploads ({})",
+            "{} chunks ({} bytes) no blob references (left by interrupted uploads, or freed by a repair) ({})",
             unreferenced.len(),
             unreferenced
                 .iter()
