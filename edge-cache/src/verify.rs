@@ -28,6 +28,9 @@ use sitecast_runtime::verify::{
 use crate::catalog::{decode, id32, Catalog};
 use crate::error::Error;
 
+/// A stored recipe, or why it does not decode.
+type StoredRecipe = Result<BlobRecipe, String>;
+
 /// Where a checked blob is used.
 enum Use {
     Published(String),
@@ -92,7 +95,7 @@ impl Catalog {
     }
 
     /// Every stored recipe, or why it does not decode.
-    fn verify_recipes(&self) -> Result<Vec<(BlobId, Result<BlobRecipe, String>)>, Error> {
+    fn verify_recipes(&self) -> Result<Vec<(BlobId, StoredRecipe)>, Error> {
         let conn = self.conn();
         let mut st = conn.prepare("SELECT blob, recipe FROM recipes")?;
         let rows = st.query_map([], |r| {
@@ -156,7 +159,7 @@ pub fn verify(data_dir: &Path, opts: VerifyOptions) -> Result<VerifyReport, Erro
     let audit = store.audit()?;
     check_files(&store, &audit, &mut report, opts.repair)?;
 
-    let recipes: std::collections::HashMap<BlobId, Result<BlobRecipe, String>> =
+    let recipes: std::collections::HashMap<BlobId, StoredRecipe> =
         catalog.verify_recipes()?.into_iter().collect();
     report.blobs = recipes.len() as u64;
     let mut uses = catalog.verify_published()?;
@@ -207,7 +210,7 @@ pub fn verify(data_dir: &Path, opts: VerifyOptions) -> Result<VerifyReport, Erro
             }
             Use::MirrorCache(digest) => {
                 if opts.repair {
-                    catalog.verify_drop_cached(&digest)?;
+                    catalog.verify_drop_cached(digest)?;
                 }
                 report.problem(format!(
                     "mirror cache blob sha256:{} cannot be served ({why}){}",

@@ -10,10 +10,11 @@ use super::artifacts::decode_recipe;
 use super::{id32, u64_of};
 use crate::error::Result;
 
-/// Every blob row with its recipe (or why the recipe does not decode).
-pub(crate) fn blobs(
-    c: &Connection,
-) -> Result<Vec<(BlobRecord, std::result::Result<BlobRecipe, String>)>> {
+/// A blob row's recipe, or why it does not decode.
+pub(crate) type StoredRecipe = std::result::Result<BlobRecipe, String>;
+
+/// Every blob row with its recipe.
+pub(crate) fn blobs(c: &Connection) -> Result<Vec<(BlobRecord, StoredRecipe)>> {
     let mut st = c.prepare("SELECT blake3, len, sha256, recipe FROM blobs ORDER BY blake3")?;
     let rows = st.query_map([], |r| {
         Ok((
