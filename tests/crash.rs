@@ -4,8 +4,9 @@
 //! chunk found and repaired on both sides; an upload larger than the origin's disk.
 //!
 //! The kill points come from a seeded generator (the seed is printed; `SITECAST_CRASH_SEED`
-//! replays one): a random delay within the measured length of an upload at the origin, a random
-//! fraction of the bytes sent (read back from the origin) at the edge.
+//! replays one): a random fraction of the new version's bytes found in the origin's store
+//! (beyond 1: after the upload was acknowledged), and of the bytes the origin sent to the edge
+//! (beyond 1: after the push completed).
 
 mod common;
 
@@ -93,6 +94,7 @@ fn verify_after_crash(env: &TestEnv, role: &str, dir: &Path, round: usize) {
 struct Upload {
     pid: u32,
     done: mpsc::Receiver<std::io::Result<ExitStatus>>,
+    status: Option<std::io::Result<ExitStatus>>,
     err: PathBuf,
 }
 
@@ -114,12 +116,29 @@ impl Upload {
         std::thread::spawn(move || {
             let _ = tx.send(child.wait());
         });
-        Self { pid, done, err }
+        Self {
+            pid,
+            done,
+            status: None,
+            err,
+        }
+    }
+
+    /// Whether ctl has exited.
+    fn ended(&mut self) -> bool {
+        if self.status.is_none() {
+            self.status = self.done.try_recv().ok();
+        }
+        self.status.is_some()
     }
 
     /// Wait for the upload to end; true if it succeeded.
-    fn finish(self, env: &TestEnv) -> bool {
-        let Ok(st) = self.done.recv_timeout(env.cap(Duration::from_secs(60))) else {
+    fn finish(mut self, env: &TestEnv) -> bool {
+        let st = self.status.take().map_or_else(
+            || self.done.recv_timeout(env.cap(Duration::from_secs(60))),
+            Ok,
+        );
+        let Ok(st) = st else {
             // Still unreaped (its waiter blocks in wait), so the PID is still this child's.
             let _ = std::process::Command::new("kill")
                 .args(["-KILL", &self.pid.to_string()])
@@ -137,6 +156,24 @@ impl Upload {
         }
         st.success()
     }
+}
+
+/// Bytes of every file in a chunk store (chunks and temporary files).
+fn store_bytes(store: &Path) -> u64 {
+    let Ok(fans) = std::fs::read_dir(store) else {
+        return 0;
+    };
+    let mut total = 0;
+    for fan in fans.flatten() {
+        if let Ok(files) = std::fs::read_dir(fan.path()) {
+            total += files
+                .flatten()
+                .filter_map(|f| f.metadata().ok())
+                .map(|m| m.len())
+                .sum::<u64>();
+        }
+    }
+    total
 }
 
 /// The SHA-256 (hex) of the artifact at `path`, if the origin has one.
@@ -157,28 +194,48 @@ fn origin_killed_at_20_points_of_an_ingest_publishes_nothing_half() {
     let size = 24 * MIB;
     let first = env.path("v0.bin");
     write_random(&first, 1, size);
-    let started = Instant::now();
     let mut current = Some(
         origin.upload(&env, &first, "/fw/a.bin")["sha256"]
             .as_str()
             .unwrap()
             .to_owned(),
     );
-    // The window kill points are drawn from: one upload's length, and beyond it so some
-    // kills land as the upload publishes or after it finished.
-    let window = started.elapsed().mul_f64(1.6);
-    eprintln!("one {size}-byte upload took {:?}", window.div_f64(1.6));
+    let store = origin.dir.join("chunks");
     let mut acknowledged = 0;
     for round in 0..POINTS {
         let file = env.path(&format!("v{}.bin", round + 1));
         write_random(&file, 100 + round as u64, size);
         let sha = sha256sum(&env, &file);
-        let delay = window.mul_f64((rng.next_u64() % 1000) as f64 / 1000.0);
-        let up = Upload::start(&env, &origin, &file, "/fw/a.bin");
-        std::thread::sleep(delay);
+        // The kill point: once this fraction of the new version's bytes is in the store
+        // (temporary files included); past 1, once the upload is acknowledged.
+        let frac = (rng.next_u64() % 1100) as f64 / 1000.0;
+        let base = store_bytes(&store);
+        let mut up = Upload::start(&env, &origin, &file, "/fw/a.bin");
+        let until = Instant::now() + env.cap(Duration::from_secs(60));
+        let mut reached = 0;
+        while !up.ended() {
+            reached = store_bytes(&store).saturating_sub(base);
+            if frac < 1.0 && reached as f64 >= frac * size as f64 {
+                break;
+            }
+            assert!(
+                Instant::now() < until,
+                "round {round}: the upload made no progress"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
         origin.kill();
         let ok = up.finish(&env);
-        eprintln!("round {round}: origin SIGKILLed {delay:?} into the upload (acknowledged: {ok})");
+        let point = if frac < 1.0 {
+            format!(
+                "at {:.0}% of the bytes stored (aimed at {:.0}%)",
+                reached as f64 * 100.0 / size as f64,
+                frac * 100.0
+            )
+        } else {
+            "after the upload ended".to_owned()
+        };
+        eprintln!("round {round}: origin SIGKILLed {point} (acknowledged: {ok})");
         verify_after_crash(&env, "origin", &origin.dir, round);
         origin.restart(&env);
         let now = artifact(&env, &origin, "/fw/a.bin");
@@ -198,9 +255,36 @@ fn origin_killed_at_20_points_of_an_ingest_publishes_nothing_half() {
         current = now;
     }
     eprintln!("{acknowledged} of {POINTS} uploads finished before the kill");
-    // The last version uploads again and the store is clean.
+    // Without a repair, the next start removes what a killed upload wrote: kill one half-way,
+    // restart, and once the origin says so the store is clean.
     let last = env.path("last.bin");
     write_random(&last, 999, size);
+    let base = store_bytes(&store);
+    let mut up = Upload::start(&env, &origin, &last, "/fw/a.bin");
+    let until = Instant::now() + env.cap(Duration::from_secs(60));
+    while !up.ended() && store_bytes(&store) < base + size as u64 / 2 {
+        assert!(Instant::now() < until, "the upload made no progress");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    origin.kill();
+    assert!(!up.finish(&env), "the upload ended before the kill");
+    origin.restart(&env);
+    let until = Instant::now() + env.cap(Duration::from_secs(60));
+    while !std::fs::read_to_string(origin.log())
+        .unwrap_or_default()
+        .contains("removed chunks of uploads interrupted by a crash")
+    {
+        assert!(
+            Instant::now() < until,
+            "the restarted origin removed nothing"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    origin.stop(&env);
+    let (code, v) = verify(&env, "origin", &origin.dir, &[]);
+    assert_eq!(code, Some(0), "the start-up sweep left something: {v:#}");
+    origin.restart(&env);
+    // The last version uploads again and the store is clean.
     let v = origin.upload(&env, &last, "/fw/a.bin");
     assert_eq!(v["sha256"].as_str().unwrap(), sha256sum(&env, &last));
     origin.stop(&env);
