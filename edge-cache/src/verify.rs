@@ -253,3 +253,117 @@ pub fn verify(data_dir: &Path, opts: VerifyOptions) -> Result<VerifyReport, Erro
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use sitecast_protocol::wire::{ArtifactState, ArtifactStatus, DesiredState};
+    use sitecast_protocol::{chunk_all, ArtifactManifest, CatalogPath};
+
+    use super::*;
+
+    fn data(len: usize) -> Vec<u8> {
+        let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x.to_le_bytes()[0]
+            })
+            .collect()
+    }
+
+    /// A data dir with `/fw/a.bin` published; returns its recipe.
+    fn published_edge(dir: &Path) -> BlobRecipe {
+        let catalog = Catalog::open(&dir.join("edge.db")).unwrap();
+        let store = DiskChunkStore::open(dir.join("chunks"), DiskOptions::default()).unwrap();
+        let (cuts, recipe) = chunk_all(&data(3 << 20));
+        for c in &cuts {
+            store.put(&c.id, &c.data).unwrap();
+        }
+        catalog.save_recipe(&recipe).unwrap();
+        let m = ArtifactManifest {
+            path: CatalogPath::parse("/fw/a.bin").unwrap(),
+            blob: recipe.blake3,
+            len: recipe.len,
+            sha256: recipe.sha256,
+            modified: 1,
+        };
+        catalog
+            .save_desired(&DesiredState {
+                revision: 1,
+                artifacts: vec![m.clone()],
+            })
+            .unwrap();
+        let status = ArtifactStatus {
+            path: m.path.clone(),
+            blob: m.blob,
+            state: ArtifactState::Complete,
+            bytes_total: m.len,
+            bytes_needed: m.len,
+            bytes_fetched: m.len,
+            error: None,
+        };
+        assert!(catalog.publish(&m, &status).unwrap());
+        recipe
+    }
+
+    #[test]
+    fn repair_unpublishes_what_lost_a_chunk_and_keeps_it_desired() {
+        let dir = tempfile::tempdir().unwrap();
+        let recipe = published_edge(dir.path());
+        let opts = VerifyOptions::default();
+        let r = verify(dir.path(), opts).unwrap();
+        assert!(r.clean() && r.problems.is_empty(), "{r:?}");
+        assert_eq!((r.artifacts, r.blobs), (1, 1));
+
+        let lost = recipe.chunks[1].id;
+        let hex = lost.to_hex();
+        std::fs::remove_file(dir.path().join("chunks").join(&hex[..2]).join(&hex[2..])).unwrap();
+        let stray = ChunkId::of(b"nobody's");
+        DiskChunkStore::open(dir.path().join("chunks"), DiskOptions::default())
+            .unwrap()
+            .put(&stray, b"nobody's")
+            .unwrap();
+        let r = verify(dir.path(), opts).unwrap();
+        assert!(!r.clean());
+        assert_eq!(r.missing_chunks.found, 1);
+        assert_eq!(r.broken_blobs.found, 1);
+        assert_eq!(r.unreferenced_chunks.found, 1);
+
+        let r = verify(
+            dir.path(),
+            VerifyOptions {
+                repair: true,
+                deep: true,
+            },
+        )
+        .unwrap();
+        assert!(r.clean(), "{r:?}");
+        let catalog = Catalog::open(&dir.path().join("edge.db")).unwrap();
+        assert!(catalog.published().is_empty(), "unpublished");
+        assert!(
+            catalog.transfers().unwrap().is_empty(),
+            "its transfer forgotten"
+        );
+        assert_eq!(
+            catalog.desired().unwrap().artifacts.len(),
+            1,
+            "still desired"
+        );
+        assert!(
+            catalog.recipe(&recipe.blake3).unwrap().is_some(),
+            "recipe kept for the refetch"
+        );
+        drop(catalog);
+        let r = verify(dir.path(), opts).unwrap();
+        assert!(r.clean() && r.problems.is_empty(), "{r:?}");
+    }
+
+    #[test]
+    fn refuses_what_is_not_an_edge_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = verify(dir.path(), VerifyOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("no edge database"), "{e}");
+    }
+}

@@ -148,3 +148,63 @@ fn note_missing(
         report.problem(format!("blob {blob} needs chunk {id}, which is not stored"));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sitecast_protocol::{chunk_all, CatalogPath, ChunkId};
+
+    use super::*;
+
+    #[test]
+    fn repair_deletes_what_lost_a_chunk_and_collects_orphans() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("origin.db")).unwrap();
+        let store =
+            DiskChunkStore::open(dir.path().join("chunks"), DiskOptions::default()).unwrap();
+        let bytes: Vec<u8> = (0..3u32 << 20)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let (cuts, recipe) = chunk_all(&bytes);
+        for c in &cuts {
+            store.put(&c.id, &c.data).unwrap();
+        }
+        let path = CatalogPath::parse("/fw/a.bin").unwrap();
+        db.blocking(|c| db::artifacts::publish(c, &path, &recipe, 1))
+            .unwrap();
+        // An upload killed before it published leaves chunks nothing references.
+        let orphan = ChunkId::of(b"half an upload");
+        store.put(&orphan, b"half an upload").unwrap();
+        drop(db);
+
+        let opts = VerifyOptions::default();
+        let r = verify(dir.path(), opts).unwrap();
+        assert_eq!(r.unreferenced_chunks.found, 1, "{r:?}");
+        assert_eq!(r.broken_blobs.found, 0, "{r:?}");
+        assert!(!r.clean());
+
+        store.remove(&recipe.chunks[0].id).unwrap();
+        let r = verify(dir.path(), opts).unwrap();
+        assert_eq!(
+            (r.missing_chunks.found, r.broken_blobs.found),
+            (1, 1),
+            "{r:?}"
+        );
+        let r = verify(
+            dir.path(),
+            VerifyOptions {
+                repair: true,
+                deep: true,
+            },
+        )
+        .unwrap();
+        assert!(r.clean(), "{r:?}");
+        let r = verify(dir.path(), opts).unwrap();
+        assert!(r.clean() && r.problems.is_empty(), "{r:?}");
+        assert_eq!((r.artifacts, r.blobs, r.chunks), (0, 0, 0), "{r:?}");
+        let db = Db::open(&dir.path().join("origin.db")).unwrap();
+        assert!(db
+            .blocking(|c| db::artifacts::get(c, &path))
+            .unwrap()
+            .is_none());
+    }
+}
