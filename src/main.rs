@@ -8,6 +8,7 @@ mod demo;
 mod demo_image;
 mod rate;
 mod serve;
+mod verify;
 
 use std::process::ExitCode;
 

@@ -5,14 +5,19 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::Args;
+use clap::{Args, Subcommand};
 use sitecast_edge::EdgeConfig;
 use sitecast_origin::OriginConfig;
 use tokio_util::sync::CancellationToken;
 
+use crate::verify::{Side, VerifyArgs};
+
 /// Flags of `sitecast origin` (they override the config file).
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub(crate) struct OriginArgs {
+    #[command(subcommand)]
+    command: Option<OriginCommand>,
     /// TOML config file (every field optional; see the README).
     #[arg(long, env = "SITECAST_ORIGIN_CONFIG")]
     config: Option<PathBuf>,
@@ -41,9 +46,26 @@ pub(crate) struct OriginArgs {
     check_config: bool,
 }
 
+/// `sitecast origin <command>`.
+#[derive(Subcommand)]
+enum OriginCommand {
+    /// Check that the catalog and the chunk store agree (origin stopped); `--repair` fixes.
+    Verify(VerifyArgs),
+}
+
+/// `sitecast edge <command>`.
+#[derive(Subcommand)]
+enum EdgeCommand {
+    /// Check that the catalog and the chunk store agree (edge stopped); `--repair` fixes.
+    Verify(VerifyArgs),
+}
+
 /// Flags of `sitecast edge` (they override the config file).
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub(crate) struct EdgeArgs {
+    #[command(subcommand)]
+    command: Option<EdgeCommand>,
     /// TOML config file (every field optional; see the README).
     #[arg(long, env = "SITECAST_EDGE_CONFIG")]
     config: Option<PathBuf>,
@@ -90,7 +112,7 @@ pub(crate) struct EdgeArgs {
 
 /// The config file at `path` (defaults without one). A missing file is an error unless
 /// `optional`.
-fn load_toml<T: serde::de::DeserializeOwned + Default>(
+pub(crate) fn load_toml<T: serde::de::DeserializeOwned + Default>(
     path: Option<&PathBuf>,
     optional: bool,
 ) -> anyhow::Result<T> {
@@ -132,6 +154,9 @@ fn print_ready(v: &serde_json::Value) {
 
 pub(crate) async fn origin(args: OriginArgs) -> anyhow::Result<ExitCode> {
     crate::init_tracing();
+    if let Some(OriginCommand::Verify(v)) = &args.command {
+        return crate::verify::run(Side::Origin, v);
+    }
     let mut cfg: OriginConfig = load_toml(args.config.as_ref(), args.config_optional)?;
     if let Some(d) = args.data_dir {
         cfg.data_dir = d;
@@ -170,6 +195,9 @@ pub(crate) async fn origin(args: OriginArgs) -> anyhow::Result<ExitCode> {
 
 pub(crate) async fn edge(args: EdgeArgs) -> anyhow::Result<ExitCode> {
     crate::init_tracing();
+    if let Some(EdgeCommand::Verify(v)) = &args.command {
+        return crate::verify::run(Side::Edge, v);
+    }
     let mut cfg: EdgeConfig = load_toml(args.config.as_ref(), args.config_optional)?;
     if let Some(d) = args.data_dir {
         cfg.data_dir = d;

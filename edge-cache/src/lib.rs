@@ -45,6 +45,7 @@ mod metrics;
 mod oci;
 mod session;
 mod sftp;
+mod verify;
 mod vfs;
 
 use std::net::SocketAddr;
@@ -67,6 +68,7 @@ pub use crate::metrics::{Metrics, RepoCounters, SessionState};
 pub use crate::oci::OciServer;
 pub use crate::session::{PinnedCaVerifier, Session};
 pub use crate::sftp::{host_key_path, SftpServer};
+pub use crate::verify::verify;
 
 /// Sent once the edge's listeners are bound.
 #[derive(Debug, Clone, PartialEq, Eq)]

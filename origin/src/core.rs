@@ -122,6 +122,14 @@ impl Core {
         Ok(removed)
     }
 
+    /// Remove every stored chunk that is neither pinned nor referenced: what an upload killed
+    /// with the process (SIGKILL, power loss) had written. Safe beside running uploads, as
+    /// [`Core::collect_chunks`] is. Blocking; reads the store's directory listing.
+    pub(crate) fn collect_orphans(&self) -> Result<usize> {
+        let all = self.store.list()?;
+        self.collect_chunks(&all)
+    }
+
     /// Delete `blob` if nothing references it any more, and its now unused chunks.
     pub(crate) async fn collect_blob(self: &Arc<Self>, blob: BlobId) -> Result<()> {
         let core = Arc::clone(self);

@@ -97,10 +97,18 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether the failure is a full disk (or quota).
+    /// Whether the failure is a full disk (or quota): the chunk store's, or SQLite's
+    /// (`SQLITE_FULL`, e.g. the publish transaction after the last chunk fitted).
     #[must_use]
     pub fn is_no_space(&self) -> bool {
-        matches!(self, Error::Store(e) if e.is_no_space())
+        match self {
+            Error::Store(e) => e.is_no_space(),
+            Error::Db(rusqlite::Error::SqliteFailure(f, _)) => {
+                f.code == rusqlite::ErrorCode::DiskFull
+            }
+            Error::Io { source, .. } => matches!(source.raw_os_error(), Some(28 | 122)),
+            _ => false,
+        }
     }
 
     /// Whether trying again later may succeed (transient I/O, full disk, busy database), as

@@ -33,6 +33,7 @@ mod registry;
 mod server;
 mod upstream;
 mod util;
+mod verify;
 
 pub use config::{parse_size, Congestion, HttpsOptions, OriginConfig, QuicOptions, UpstreamConfig};
 pub use db::{
@@ -40,3 +41,4 @@ pub use db::{
 };
 pub use error::{Error, Result};
 pub use server::{run, OriginReady};
+pub use verify::verify;

@@ -103,6 +103,19 @@ pub async fn run(
     if let Err(e) = core.collect_replaced(None).await {
         tracing::warn!(error = %e, "collecting replaced versions at start failed");
     }
+    // Chunks of uploads a crash interrupted are collected in the background (a large store
+    // takes a while to list; running uploads pin theirs).
+    {
+        let core = Arc::clone(&core);
+        tokio::task::spawn_blocking(move || match core.collect_orphans() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                chunks = n,
+                "removed chunks of uploads interrupted by a crash"
+            ),
+            Err(e) => tracing::warn!(error = %e, "removing chunks of interrupted uploads failed"),
+        });
+    }
     let api_addr = core.cfg.api_listen;
     let listener = tokio::net::TcpListener::bind(api_addr)
         .await

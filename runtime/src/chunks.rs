@@ -6,7 +6,8 @@
 //! - `get` returns the bytes only if they still hash to the id; a chunk found corrupt is removed
 //!   and reported as [`StoreError::Corrupt`], so it is fetched again rather than served;
 //! - on disk, a chunk appears under its name only complete and synced: written to a temporary
-//!   file in the same directory, `fsync`ed, renamed, and the directory synced. A crash leaves at
+//!   file in the same directory, `fsync`ed, renamed, and the directory synced (a fan-out
+//!   directory created for it is synced into the store directory first). A crash leaves at
 //!   worst a stray temporary file, which [`DiskChunkStore::open`] removes. `put_many` keeps
 //!   the same guarantee for a batch with two `syncfs` calls (data, then renames) in place of
 //!   two `fsync`s per chunk;
@@ -21,6 +22,9 @@ use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
 use sitecast_protocol::ChunkId;
+
+mod audit;
+pub use audit::StoreAudit;
 
 /// What went wrong in a chunk store.
 #[derive(Debug, thiserror::Error)]
@@ -205,7 +209,16 @@ impl DiskChunkStore {
     /// Nothing is left behind on failure.
     fn write_tmp(&self, id: &ChunkId, data: &[u8], path: &Path) -> Result<PathBuf, StoreError> {
         let fan = path.parent().expect("chunk path has a fan-out parent");
-        fs::create_dir_all(fan).map_err(|e| self.nospace(id, e, "create", fan))?;
+        if !fan.is_dir() {
+            fs::create_dir_all(fan).map_err(|e| self.nospace(id, e, "create", fan))?;
+            // A new fan-out directory's own entry must be durable before any chunk in it is
+            // (the chunk's rename is made durable by syncing the fan-out directory only).
+            if self.opts.fsync {
+                File::open(&self.dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| self.nospace(id, e, "sync", &self.dir))?;
+            }
+        }
         let tmp = fan.join(format!(
             "{}.{:016x}{TMP_SUFFIX}",
             &id.to_hex()[2..],

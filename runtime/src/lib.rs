@@ -7,7 +7,8 @@
 //! - [`framed`]: reading and writing [`sitecast_protocol::wire`] frames on QUIC streams;
 //! - [`tls`]: the names and token format both sides of the QUIC session agree on;
 //! - [`prom`]: a small Prometheus text-format writer;
-//! - [`size`]: byte sizes in configuration files (`4194304` or `"4MiB"`).
+//! - [`size`]: byte sizes in configuration files (`4194304` or `"4MiB"`);
+//! - [`verify`]: the report (and the per-blob check) of `origin verify` / `edge verify`.
 //!
 //! # Errors
 //! Each module has its own error type; [`chunks::StoreError`] classifies itself
@@ -22,3 +23,4 @@ pub mod prom;
 pub mod size;
 pub mod sqlite;
 pub mod tls;
+pub mod verify;

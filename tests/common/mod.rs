@@ -426,6 +426,12 @@ impl Origin {
         )
     }
 
+    /// Start an origin on data dir `dir` (e.g. on a tmpfs) with ports chosen by the kernel.
+    pub fn start_in(env: &TestEnv, dir: &Path) -> Self {
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        Self::start_at(env, dir, any, any, any)
+    }
+
     /// Start an origin with a TOML config file of this content (ports still chosen by the
     /// kernel).
     pub fn start_with_config(env: &TestEnv, toml: &str) -> Self {

@@ -25,6 +25,7 @@ pub(crate) mod registry_grants;
 pub(crate) mod sites;
 #[cfg(test)]
 mod tests;
+pub(crate) mod verify;
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../../migrations/origin/0001_init.sql")),
