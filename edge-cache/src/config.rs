@@ -94,6 +94,12 @@ pub struct HttpConfig {
     /// How long a successful password check is remembered. Default `5min`.
     #[serde(with = "humantime_serde")]
     pub auth_cache_ttl: Duration,
+    /// A client must send a request's headers within this long of connecting or of its
+    /// previous response, else its connection is closed (slow-header and idle keep-alive
+    /// connections; a body streams as long as it moves). Also bounds TLS handshakes. Applies
+    /// to the HTTP and OCI listeners. Default `30s`.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
     /// PEM certificate chain (leaf first): with `tls_key`, the HTTP listener serves HTTPS only.
     /// Default none (plain HTTP, what most devices on a site LAN can speak).
     pub tls_cert: Option<PathBuf>,
@@ -323,6 +329,7 @@ impl Default for HttpConfig {
         Self {
             auth_failures_before_429: 10,
             auth_cache_ttl: Duration::from_secs(300),
+            header_timeout: Duration::from_secs(30),
             tls_cert: None,
             tls_key: None,
         }
@@ -475,6 +482,9 @@ impl EdgeConfig {
                     "ftp.advertised_address {a:?} must be an IPv4 address or a DNS name"
                 ));
             }
+        }
+        if self.http.header_timeout < Duration::from_secs(1) {
+            return bad("http.header_timeout must be at least 1s".into());
         }
         for (field, cert, key) in [
             ("http", &self.http.tls_cert, &self.http.tls_key),

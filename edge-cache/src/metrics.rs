@@ -306,6 +306,7 @@ pub(crate) async fn serve(
     cancel: CancellationToken,
 ) -> Result<(), Error> {
     let addr = listener.local_addr().ok();
+    let core_header_timeout = core.cfg.http.header_timeout;
     let app = Router::new()
         .route(
             "/metrics",
@@ -323,8 +324,8 @@ pub(crate) async fn serve(
         )
         .route("/healthz", get(|| async { "ok" }))
         .with_state(core);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(cancel.cancelled_owned())
+    let header_timeout = core_header_timeout;
+    sitecast_runtime::https::serve(listener, app, None, header_timeout, cancel)
         .await
         .map_err(|e| Error::Task {
             name: "metrics server",

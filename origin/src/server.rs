@@ -215,9 +215,15 @@ fn serve_http(
 ) {
     let c = cancel.clone();
     tasks.spawn(async move {
-        let r = sitecast_runtime::https::serve(listener, app, tls.as_ref(), c)
-            .await
-            .map_err(|e| Error::io("serve", name, e));
+        let r = sitecast_runtime::https::serve(
+            listener,
+            app,
+            tls.as_ref(),
+            sitecast_runtime::https::HEADER_TIMEOUT,
+            c,
+        )
+        .await
+        .map_err(|e| Error::io("serve", name, e));
         (name, r)
     });
 }

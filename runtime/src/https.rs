@@ -2,10 +2,13 @@
 //! listeners serve HTTPS (rustls, ring) when given a certificate chain and key, and plain HTTP
 //! otherwise.
 //!
-//! TLS connections are served by `axum-server` (hyper underneath, the same stack as
-//! `axum::serve`), which adds the rustls acceptor, a handshake timeout and certificate reload
-//! without a restart; plain connections stay on `axum::serve`. Both stop on the cancellation
-//! token; TLS connections still open are given [`DRAIN`] before they are closed.
+//! Connections are served by `axum-server` (hyper underneath, the same stack as `axum::serve`),
+//! which adds the rustls acceptor and lets hyper's timer run: a client must send a request's
+//! headers within `header_timeout` of connecting or of its previous response (slow-header and
+//! idle keep-alive connections are closed, a body streams as long as it moves), and a TLS
+//! handshake must end within it too. On the cancellation token the listener stops accepting
+//! and connections still open get [`DRAIN`] to finish before they are closed, so a server
+//! always stops within a bound.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -98,6 +101,9 @@ impl TlsIdentity {
     }
 }
 
+/// The default of `header_timeout` (hyper's own default, once a timer runs).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Serve `app` on `listener` until `cancel` fires: HTTPS with `tls`, plain HTTP without.
 /// Handlers see the client's address as `ConnectInfo<SocketAddr>` either way.
 ///
@@ -107,25 +113,28 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     tls: Option<&TlsIdentity>,
+    header_timeout: Duration,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
     let make = app.into_make_service_with_connect_info::<SocketAddr>();
-    let Some(tls) = tls else {
-        return axum::serve(listener, make)
-            .with_graceful_shutdown(cancel.cancelled_owned())
-            .await;
-    };
     let handle = axum_server::Handle::<SocketAddr>::new();
     let h = handle.clone();
     tokio::spawn(async move {
         cancel.cancelled().await;
         h.graceful_shutdown(Some(DRAIN));
     });
-    let acceptor = RustlsAcceptor::new(RustlsConfig::from_config(Arc::clone(&tls.config)))
-        .handshake_timeout(Duration::from_secs(10));
-    axum_server::Server::from_listener(listener)
-        .acceptor(acceptor)
-        .handle(handle)
-        .serve(make)
-        .await
+    let mut server = axum_server::Server::from_listener(listener).handle(handle);
+    server
+        .http_builder()
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    match tls {
+        None => server.serve(make).await,
+        Some(tls) => {
+            let acceptor = RustlsAcceptor::new(RustlsConfig::from_config(Arc::clone(&tls.config)))
+                .handshake_timeout(header_timeout);
+            server.acceptor(acceptor).serve(make).await
+        }
+    }
 }

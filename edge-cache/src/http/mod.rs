@@ -65,12 +65,19 @@ impl HttpServer {
         listener: TcpListener,
         tls: Option<sitecast_runtime::https::TlsIdentity>,
     ) -> Result<(), Error> {
-        sitecast_runtime::https::serve(listener, Self::router(self.core), tls.as_ref(), self.cancel)
-            .await
-            .map_err(|e| Error::Task {
-                name: "http server",
-                reason: e.to_string(),
-            })
+        let header_timeout = self.core.cfg.http.header_timeout;
+        sitecast_runtime::https::serve(
+            listener,
+            Self::router(self.core),
+            tls.as_ref(),
+            header_timeout,
+            self.cancel,
+        )
+        .await
+        .map_err(|e| Error::Task {
+            name: "http server",
+            reason: e.to_string(),
+        })
     }
 }
 

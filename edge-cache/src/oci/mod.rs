@@ -62,7 +62,8 @@ impl OciServer {
         tls: Option<sitecast_runtime::https::TlsIdentity>,
     ) -> Result<(), Error> {
         let app = Router::new().fallback(handle).with_state(self.core.clone());
-        sitecast_runtime::https::serve(listener, app, tls.as_ref(), self.cancel)
+        let header_timeout = self.core.cfg.http.header_timeout;
+        sitecast_runtime::https::serve(listener, app, tls.as_ref(), header_timeout, self.cancel)
             .await
             .map_err(|e| Error::Task {
                 name: "oci server",
