@@ -30,13 +30,27 @@ struct PushReq {
     max_rate: Option<u64>,
 }
 
+impl PushReq {
+    /// Every check `create` makes before the database.
+    fn validate(&self) -> ApiResult<()> {
+        if self.max_rate == Some(0) {
+            return Err(ApiError::bad_request(
+                "max_rate must be more than 0 bytes/s, or null for no limit",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The checks of `POST /pushes` on a raw body, without the database (for
+/// [`super::check_body`]).
+pub(super) fn check_new(bytes: &[u8]) -> ApiResult<()> {
+    super::parse_json::<PushReq>(bytes)?.validate()
+}
+
 pub(super) async fn create(State(core): State<AppState>, body: Body) -> ApiResult<Response> {
     let req: PushReq = json_body(&core, body).await?;
-    if req.max_rate == Some(0) {
-        return Err(ApiError::bad_request(
-            "max_rate must be more than 0 bytes/s, or null for no limit",
-        ));
-    }
+    req.validate()?;
     let p = NewPush {
         content: req.content,
         sites: req.sites,

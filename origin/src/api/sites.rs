@@ -21,21 +21,35 @@ struct NewSite {
     max_rate: Option<u64>,
 }
 
+impl NewSite {
+    /// Every check `create` makes before the database.
+    fn validate(&self) -> ApiResult<()> {
+        db::sites::check_name("site", &self.name)?;
+        if self.max_rate == Some(0) {
+            return Err(ApiError::bad_request(
+                "max_rate must be more than 0 bytes/s, or null for no limit",
+            ));
+        }
+        for (k, v) in &self.labels {
+            if k.is_empty() || k.len() > 63 || v.len() > 255 {
+                return Err(ApiError::bad_request(format!(
+                    "invalid label {k:?}={v:?}: keys 1-63 bytes, values at most 255"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The checks of `POST /sites` on a raw body, without the database (for
+/// [`super::check_body`]).
+pub(super) fn check_new(bytes: &[u8]) -> ApiResult<()> {
+    super::parse_json::<NewSite>(bytes)?.validate()
+}
+
 pub(super) async fn create(State(core): State<AppState>, body: Body) -> ApiResult<Response> {
     let req: NewSite = json_body(&core, body).await?;
-    db::sites::check_name("site", &req.name)?;
-    if req.max_rate == Some(0) {
-        return Err(ApiError::bad_request(
-            "max_rate must be more than 0 bytes/s, or null for no limit",
-        ));
-    }
-    for (k, v) in &req.labels {
-        if k.is_empty() || k.len() > 63 || v.len() > 255 {
-            return Err(ApiError::bad_request(format!(
-                "invalid label {k:?}={v:?}: keys 1-63 bytes, values at most 255"
-            )));
-        }
-    }
+    req.validate()?;
     let secret = random_secret();
     let hash = hash_secret(&secret);
     let site = core
