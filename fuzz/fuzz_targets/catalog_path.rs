@@ -20,7 +20,9 @@ fn check_valid(p: &CatalogPath) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(s) = std::str::from_utf8(data) else { return };
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
     let parsed = CatalogPath::parse(s);
     if let Ok(p) = &parsed {
         assert_eq!(p.as_str(), s, "a path is accepted exactly as given");
@@ -32,16 +34,26 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(p.segments().count(), 0);
         } else {
             assert_eq!(parent.join(p.name()).as_ref(), Ok(p));
-            assert_eq!(format!("/{}", p.segments().collect::<Vec<_>>().join("/")), s);
+            assert_eq!(
+                format!("/{}", p.segments().collect::<Vec<_>>().join("/")),
+                s
+            );
         }
     }
     assert_eq!(
         CatalogPath::parse_artifact(s),
-        parsed.clone().and_then(|p| if p.is_root() { Err(PathError::Root) } else { Ok(p) })
+        parsed.clone().and_then(|p| if p.is_root() {
+            Err(PathError::Root)
+        } else {
+            Ok(p)
+        })
     );
     // serde (JSON bodies, catalog records) validates the same way.
     let json = serde_json::to_string(s).unwrap();
-    assert_eq!(serde_json::from_str::<CatalogPath>(&json).ok(), parsed.clone().ok());
+    assert_eq!(
+        serde_json::from_str::<CatalogPath>(&json).ok(),
+        parsed.clone().ok()
+    );
     if let Ok(prefix) = CatalogPath::parse_prefix(s) {
         check_valid(&prefix);
         if let Ok(p) = &parsed {

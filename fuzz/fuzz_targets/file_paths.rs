@@ -15,11 +15,17 @@ use sitecast_protocol::CatalogPath;
 fn check(p: &CatalogPath) {
     assert_eq!(CatalogPath::parse(p.as_str()).as_ref(), Ok(p));
     assert!(!p.segments().any(|s| s == ".." || s == "." || s.is_empty()));
-    assert_eq!(resolve("/", p.as_str()).as_ref(), Ok(p), "resolving is idempotent");
+    assert_eq!(
+        resolve("/", p.as_str()).as_ref(),
+        Ok(p),
+        "resolving is idempotent"
+    );
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(s) = std::str::from_utf8(data) else { return };
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
     let (cwd, name) = s.split_once('\n').unwrap_or(("/", s));
     // A session's working directory is always a resolved path.
     let Ok(cwd) = resolve("/", cwd) else { return };

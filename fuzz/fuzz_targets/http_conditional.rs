@@ -54,7 +54,8 @@ fuzz_target!(|data: &[u8]| {
 
 /// The header as the server reads it (`HeaderValue::to_str`), if it can.
 fn text(v: Option<&[u8]>) -> Option<&str> {
-    v.filter(|v| visible(v)).and_then(|v| std::str::from_utf8(v).ok())
+    v.filter(|v| visible(v))
+        .and_then(|v| std::str::from_utf8(v).ok())
 }
 
 /// Whether the server reads this header value as text (`HeaderValue::to_str`).

@@ -10,7 +10,9 @@ use sitecast_edge::fuzzing::{http_range, Answer};
 use sitecast_origin::fuzzing::{registry_content_range, registry_range};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(s) = std::str::from_utf8(data) else { return };
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
     let (len, value) = match s.split_once('\n') {
         Some((l, v)) => (l.trim().parse::<u64>().unwrap_or(l.len() as u64), v),
         None => (100, s),
@@ -23,7 +25,10 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(registry, Ok(Some((a, b + 1))), "{value:?} of {len}");
         }
         Answer::Full | Answer::Unsatisfiable => {
-            assert!(registry.is_err(), "{value:?} of {len}: registry {registry:?}, edge {edge:?}")
+            assert!(
+                registry.is_err(),
+                "{value:?} of {len}: registry {registry:?}, edge {edge:?}"
+            )
         }
         Answer::NotModified => unreachable!("a range alone is never a 304"),
     }

@@ -6,8 +6,12 @@ use libfuzzer_sys::fuzz_target;
 use sitecast_runtime::tls::JoinToken;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(s) = std::str::from_utf8(data) else { return };
-    let Ok(t) = s.parse::<JoinToken>() else { return };
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(t) = s.parse::<JoinToken>() else {
+        return;
+    };
     let text = t.to_string();
     assert!(text.starts_with("scj1."));
     assert_eq!(text.parse::<JoinToken>().as_ref(), Ok(&t));

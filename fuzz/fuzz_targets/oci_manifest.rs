@@ -16,7 +16,9 @@ fuzz_target!(|data: &[u8]| {
         None => (None, data),
     };
     let child = oci_default_child(body);
-    let Ok((media_type, refs)) = manifest(ct, body) else { return };
+    let Ok((media_type, refs)) = manifest(ct, body) else {
+        return;
+    };
     assert!(!media_type.is_empty());
     let value: serde_json::Value = serde_json::from_slice(body).expect("accepted is JSON");
     let again = serde_json::to_vec(&value).unwrap();
@@ -25,7 +27,10 @@ fuzz_target!(|data: &[u8]| {
     let is_index = refs.refs.iter().all(|(_, m)| *m) && !refs.refs.is_empty();
     if is_index {
         if let Some(d) = child {
-            assert!(refs.refs.iter().any(|(r, _)| *r == d), "default child not in the index");
+            assert!(
+                refs.refs.iter().any(|(r, _)| *r == d),
+                "default child not in the index"
+            );
         }
     }
 });

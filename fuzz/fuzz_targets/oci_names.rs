@@ -8,7 +8,9 @@ use sitecast_protocol::oci::{
 };
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(s) = std::str::from_utf8(data) else { return };
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(r) = RepoName::parse(s) {
         assert_eq!(r.as_str(), s);
         assert!(s.len() <= MAX_REPO_LEN);
@@ -21,7 +23,11 @@ fuzz_target!(|data: &[u8]| {
         assert!(s.len() <= MAX_TAG_LEN && !s.contains(':') && !s.contains('/'));
     }
     if let Ok(d) = parse_digest(s) {
-        assert_eq!(d.to_oci(), s, "only the canonical sha256:<lowercase hex> parses");
+        assert_eq!(
+            d.to_oci(),
+            s,
+            "only the canonical sha256:<lowercase hex> parses"
+        );
     }
     if let Ok(r) = Reference::parse(s) {
         assert_eq!(r.to_string(), s);

@@ -25,7 +25,10 @@ fuzz_target!(|data: &[u8]| {
         let bin = postcard::to_stdvec(&m).unwrap();
         assert_eq!(postcard::from_bytes::<ArtifactManifest>(&bin).unwrap(), m);
         let json = serde_json::to_vec(&m).unwrap();
-        assert_eq!(serde_json::from_slice::<ArtifactManifest>(&json).unwrap(), m);
+        assert_eq!(
+            serde_json::from_slice::<ArtifactManifest>(&json).unwrap(),
+            m
+        );
     }
     // The same bytes as JSON (the REST API and the edge's catalog records use JSON).
     if let Ok(r) = serde_json::from_slice::<BlobRecipe>(data) {

@@ -12,8 +12,14 @@ use sitecast_protocol::oci::RepoName;
 
 fuzz_target!(|data: &[u8]| {
     let mut lines = data.splitn(3, |&b| b == b'\n');
-    let rest = lines.next().and_then(|l| std::str::from_utf8(l).ok()).unwrap_or("");
-    let query = lines.next().and_then(|l| std::str::from_utf8(l).ok()).unwrap_or("");
+    let rest = lines
+        .next()
+        .and_then(|l| std::str::from_utf8(l).ok())
+        .unwrap_or("");
+    let query = lines
+        .next()
+        .and_then(|l| std::str::from_utf8(l).ok())
+        .unwrap_or("");
     let auth = lines.next().unwrap_or(b"");
 
     if let Some((kind, repo, arg)) = registry_route(rest) {
@@ -21,7 +27,10 @@ fuzz_target!(|data: &[u8]| {
             ("catalog", None) => "_catalog".to_owned(),
             ("tags", None) => format!("{repo}/tags/list"),
             ("uploads", None) => {
-                assert!(rest == format!("{repo}/blobs/uploads") || rest == format!("{repo}/blobs/uploads/"));
+                assert!(
+                    rest == format!("{repo}/blobs/uploads")
+                        || rest == format!("{repo}/blobs/uploads/")
+                );
                 rest.to_owned()
             }
             ("uploads", Some(id)) => format!("{repo}/blobs/uploads/{id}"),
@@ -46,7 +55,11 @@ fuzz_target!(|data: &[u8]| {
 
     let pairs = registry_query(query);
     assert!(pairs.len() <= query.split('&').count());
-    let key = query.split('&').next().and_then(|kv| kv.split('=').next()).unwrap_or("");
+    let key = query
+        .split('&')
+        .next()
+        .and_then(|kv| kv.split('=').next())
+        .unwrap_or("");
     let (first, all) = oci_query(query, key);
     assert_eq!(first.as_ref(), all.first());
 

@@ -10,10 +10,18 @@ use libfuzzer_sys::fuzz_target;
 use sitecast_origin::fuzzing::{rest_body, BodyKind};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&k, body)) = data.split_first() else { return };
+    let Some((&k, body)) = data.split_first() else {
+        return;
+    };
     let kind = BodyKind::ALL[usize::from(k) % BodyKind::ALL.len()];
-    let Ok(()) = rest_body(kind, body) else { return };
+    let Ok(()) = rest_body(kind, body) else {
+        return;
+    };
     let value: serde_json::Value = serde_json::from_slice(body).expect("accepted body is JSON");
     let again = serde_json::to_vec(&value).unwrap();
-    assert_eq!(rest_body(kind, &again), Ok(()), "{kind:?} re-encoded is refused");
+    assert_eq!(
+        rest_body(kind, &again),
+        Ok(()),
+        "{kind:?} re-encoded is refused"
+    );
 });

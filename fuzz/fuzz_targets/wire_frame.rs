@@ -13,7 +13,10 @@ fuzz_target!(|data: &[u8]| {
             let end = HEADER_LEN + hd.len as usize;
             match data.get(HEADER_LEN..end) {
                 Some(body) => wire::decode_body(hd, body).map(|m| (m, end)),
-                None => Err(wire::WireError::Truncated { need: end, have: data.len() }),
+                None => Err(wire::WireError::Truncated {
+                    need: end,
+                    have: data.len(),
+                }),
             }
         });
         assert_eq!(split, whole, "split and whole-frame decoding disagree");

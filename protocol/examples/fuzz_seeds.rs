@@ -10,8 +10,8 @@ use std::path::Path;
 
 use sitecast_protocol::wire::{self, Message};
 use sitecast_protocol::{
-    chunk_all, ArtifactManifest, BlobId, BlobRecipe, CatalogPath, ChunkId, Permissions,
-    Principal, Sha256Digest, SiteConfig, SiteGrant, SiteUser,
+    chunk_all, ArtifactManifest, BlobId, BlobRecipe, CatalogPath, ChunkId, Permissions, Principal,
+    Sha256Digest, SiteConfig, SiteGrant, SiteUser,
 };
 
 fn data(len: usize, seed: u8) -> Vec<u8> {
@@ -102,7 +102,9 @@ fn messages() -> Vec<(&'static str, Message)> {
             wire::Enroll {
                 token: format!("scj1.{}.s3cr3t-_Token", "ab".repeat(32)),
                 node: "edge-1".into(),
-                csr_pem: "-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n".into(),
+                csr_pem:
+                    "-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n"
+                        .into(),
             }
             .into(),
         ),
@@ -243,10 +245,15 @@ fn messages() -> Vec<(&'static str, Message)> {
 }
 
 fn recipes() -> Vec<(&'static str, BlobRecipe)> {
-    [("empty", 0usize), ("small", 11), ("one_chunk", 20_000), ("many", 400_000)]
-        .into_iter()
-        .map(|(name, len)| (name, chunk_all(&data(len, 3)).1))
-        .collect()
+    [
+        ("empty", 0usize),
+        ("small", 11),
+        ("one_chunk", 20_000),
+        ("many", 400_000),
+    ]
+    .into_iter()
+    .map(|(name, len)| (name, chunk_all(&data(len, 3)).1))
+    .collect()
 }
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) {
@@ -255,7 +262,9 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) {
 }
 
 fn main() {
-    let root = std::env::args().nth(1).unwrap_or_else(|| "fuzz/corpus".into());
+    let root = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "fuzz/corpus".into());
     let root = Path::new(&root);
     let wire_dir = root.join("wire_frame");
     for (name, msg) in messages() {
@@ -263,8 +272,18 @@ fn main() {
     }
     // Two frames back to back: decode takes the first.
     let two = [
-        wire::encode(&wire::RecipeRequest { blob: BlobId::of(b"a") }.into()),
-        wire::encode(&wire::RecipeRequest { blob: BlobId::of(b"b") }.into()),
+        wire::encode(
+            &wire::RecipeRequest {
+                blob: BlobId::of(b"a"),
+            }
+            .into(),
+        ),
+        wire::encode(
+            &wire::RecipeRequest {
+                blob: BlobId::of(b"b"),
+            }
+            .into(),
+        ),
     ]
     .concat();
     write(&wire_dir, "two_frames", &two);
@@ -277,10 +296,26 @@ fn main() {
             r.chunks.truncate(4);
             r.len = r.chunks.iter().map(|c| u64::from(c.len)).sum();
         }
-        write(&recipe_dir, &format!("{name}.postcard"), &postcard::to_stdvec(&r).unwrap());
-        write(&recipe_dir, &format!("{name}.json"), &serde_json::to_vec(&r).unwrap());
+        write(
+            &recipe_dir,
+            &format!("{name}.postcard"),
+            &postcard::to_stdvec(&r).unwrap(),
+        );
+        write(
+            &recipe_dir,
+            &format!("{name}.json"),
+            &serde_json::to_vec(&r).unwrap(),
+        );
     }
     let m = manifest("/firmware/ap-x200/2.1.0/fw.bin", b"firmware");
-    write(&recipe_dir, "manifest.postcard", &postcard::to_stdvec(&m).unwrap());
-    write(&recipe_dir, "manifest.json", &serde_json::to_vec(&m).unwrap());
+    write(
+        &recipe_dir,
+        "manifest.postcard",
+        &postcard::to_stdvec(&m).unwrap(),
+    );
+    write(
+        &recipe_dir,
+        "manifest.json",
+        &serde_json::to_vec(&m).unwrap(),
+    );
 }
