@@ -4,7 +4,7 @@
 #   mount/umount (util-linux, for the disk-full test when run as root), kill (procps),
 #   real FTP/SFTP clients for the edge's protocol tests (busybox ftpget, lftp, OpenSSH's
 #   sftp/ssh-keygen, sshpass for password logins in batch mode),
-#   and cargo-nextest (the test runner).
+#   cargo-nextest (the test runner) and cargo-fuzz (scripts/fuzz.sh; g++ builds libFuzzer).
 # Idempotent: a second run installs nothing.
 set -euo pipefail
 
@@ -23,6 +23,7 @@ need lftp lftp
 need sftp openssh-client
 need ssh-keygen openssh-client
 need sshpass sshpass
+need g++ g++
 
 if ((${#missing[@]})); then
     # Deduplicate package names.
@@ -43,6 +44,12 @@ fi
 if ! cargo nextest --version >/dev/null 2>&1; then
     echo "install-test-deps: installing cargo-nextest" >&2
     cargo install cargo-nextest --locked
+fi
+
+# cargo-fuzz (libFuzzer) for scripts/fuzz.sh; it needs a C++ compiler for libFuzzer itself.
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "install-test-deps: installing cargo-fuzz" >&2
+    cargo install cargo-fuzz --locked
 fi
 
 # OCI clients and servers: skopeo (copy/inspect), docker-registry (CNCF distribution, the

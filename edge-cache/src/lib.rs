@@ -38,6 +38,8 @@ mod config;
 mod core;
 mod error;
 mod ftp;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod limits;
 mod login;

@@ -27,6 +27,8 @@ mod config;
 mod core;
 mod db;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod ingest;
 mod quic;
 mod registry;

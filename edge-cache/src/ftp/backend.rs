@@ -97,7 +97,7 @@ fn read_only() -> FtpError {
     )
 }
 
-fn catalog_path(path: &Path) -> Result<sitecast_protocol::CatalogPath, VfsError> {
+pub(crate) fn catalog_path(path: &Path) -> Result<sitecast_protocol::CatalogPath, VfsError> {
     let text = path.to_str().ok_or(VfsError::BadPath(
         sitecast_protocol::PathError::BadCharacter,
     ))?;

@@ -34,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use self::auth::{FtpAuth, FtpUser, FtpUsers};
+pub(crate) use self::backend::catalog_path;
 use self::backend::CatalogFs;
 use crate::core::Core;
 use crate::error::Error;

@@ -110,6 +110,42 @@ fn set(r: &mut Response, name: axum::http::HeaderName, value: &str) {
     }
 }
 
+/// The conditional and range headers against an artifact with this strong `etag` (quoted),
+/// modification time and length (see the module docs): `None` for 304 Not Modified, else
+/// what to send.
+pub(crate) fn conditional(
+    headers: &HeaderMap,
+    etag: &str,
+    modified: SystemTime,
+    len: u64,
+) -> Option<RangeReq> {
+    if let Some(inm) = header_str(headers, &IF_NONE_MATCH) {
+        if etag_matches(inm, etag) {
+            return None;
+        }
+    } else if let Some(ims) =
+        header_str(headers, &IF_MODIFIED_SINCE).and_then(|s| httpdate::parse_http_date(s).ok())
+    {
+        if modified <= ims {
+            return None;
+        }
+    }
+    let mut range = header_str(headers, &RANGE).map_or(RangeReq::Full, |v| parse_range(v, len));
+    if range != RangeReq::Full {
+        if let Some(ir) = header_str(headers, &IF_RANGE) {
+            let ok = if ir.trim_start().starts_with('"') {
+                ir.trim() == etag
+            } else {
+                httpdate::parse_http_date(ir).is_ok_and(|d: SystemTime| d == modified)
+            };
+            if !ok {
+                range = RangeReq::Full;
+            }
+        }
+    }
+    Some(range)
+}
+
 /// Serve `m` (already authorized).
 pub(crate) async fn serve(
     core: &Arc<Core>,
@@ -130,33 +166,11 @@ pub(crate) async fn serve(
         r
     };
 
-    // Conditionals.
-    if let Some(inm) = header_str(headers, &IF_NONE_MATCH) {
-        if etag_matches(inm, &etag) {
-            return base(StatusCode::NOT_MODIFIED, Body::empty());
-        }
-    } else if let Some(ims) =
-        header_str(headers, &IF_MODIFIED_SINCE).and_then(|s| httpdate::parse_http_date(s).ok())
-    {
-        if modified <= ims {
-            return base(StatusCode::NOT_MODIFIED, Body::empty());
-        }
-    }
-
+    let range = match conditional(headers, &etag, modified, m.len) {
+        Some(range) => range,
+        None => return base(StatusCode::NOT_MODIFIED, Body::empty()),
+    };
     let len = m.len;
-    let mut range = header_str(headers, &RANGE).map_or(RangeReq::Full, |v| parse_range(v, len));
-    if range != RangeReq::Full {
-        if let Some(ir) = header_str(headers, &IF_RANGE) {
-            let ok = if ir.trim_start().starts_with('"') {
-                ir.trim() == etag
-            } else {
-                httpdate::parse_http_date(ir).is_ok_and(|d: SystemTime| d == modified)
-            };
-            if !ok {
-                range = RangeReq::Full;
-            }
-        }
-    }
     let (status, start, end) = match range {
         RangeReq::Full => (StatusCode::OK, 0, len),
         RangeReq::Part(a, b) => (StatusCode::PARTIAL_CONTENT, a, b + 1),

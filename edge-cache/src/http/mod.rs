@@ -14,7 +14,7 @@
 //!   with `Retry-After`, decided before any password hashing.
 //! - methods other than GET and HEAD get 405.
 
-mod file;
+pub(crate) mod file;
 pub(crate) use self::file::{parse_range, RangeReq};
 mod listing;
 

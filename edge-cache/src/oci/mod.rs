@@ -191,6 +191,22 @@ fn split_v2(rest: &str) -> Option<(&str, Endpoint<'_>)> {
     None
 }
 
+/// [`split_v2`] as `(repository, endpoint, argument)`, for the fuzz targets.
+pub(crate) fn fuzz_route(rest: &str) -> Option<(&str, &'static str, Option<&str>)> {
+    let (name, e) = split_v2(rest)?;
+    Some(match e {
+        Endpoint::Manifest(r) => (name, "manifests", Some(r)),
+        Endpoint::Blob(d) => (name, "blobs", Some(d)),
+        Endpoint::Tags => (name, "tags", None),
+        Endpoint::Referrers(d) => (name, "referrers", Some(d)),
+    })
+}
+
+/// [`serve::default_child`], for the fuzz targets.
+pub(crate) fn fuzz_default_child(index: &[u8]) -> Option<sitecast_protocol::Sha256Digest> {
+    serve::default_child(index)
+}
+
 async fn route(core: &Arc<Core>, client: SocketAddr, request: Request) -> OciResult<Response> {
     let (parts, body) = request.into_parts();
     let (method, headers, uri) = (parts.method, parts.headers, parts.uri);

@@ -236,7 +236,7 @@ fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
 
 /// The child of an index for `linux/amd64` (or the first), for a client that accepts no
 /// index type.
-fn default_child(index: &[u8]) -> Option<Sha256Digest> {
+pub(crate) fn default_child(index: &[u8]) -> Option<Sha256Digest> {
     let v: serde_json::Value = serde_json::from_slice(index).ok()?;
     let ms = v.get("manifests")?.as_array()?;
     let platform = |m: &serde_json::Value, os: &str, arch: &str| {

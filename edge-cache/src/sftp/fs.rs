@@ -61,7 +61,7 @@ impl SftpFs {
     }
 
     fn resolve(&self, path: &str) -> Result<sitecast_protocol::CatalogPath, StatusReply> {
-        vfs::resolve("/", path).map_err(|e| status(&VfsError::BadPath(e)))
+        resolve(path).map_err(|e| status(&VfsError::BadPath(e)))
     }
 
     fn node_of(&self, path: &str) -> Result<Node, StatusReply> {
@@ -78,6 +78,14 @@ impl SftpFs {
         self.handles.insert(h.clone(), open);
         Ok(h)
     }
+}
+
+/// The catalog path an SFTP request names: SFTP has no working directory, a relative name
+/// is taken from the root.
+pub(crate) fn resolve(
+    path: &str,
+) -> Result<sitecast_protocol::CatalogPath, sitecast_protocol::PathError> {
+    vfs::resolve("/", path)
 }
 
 fn status(e: &VfsError) -> StatusReply {

@@ -30,6 +30,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+pub(crate) use self::fs::resolve;
 pub use self::hostkey::host_key_path;
 use crate::core::Core;
 use crate::error::Error;

@@ -41,34 +41,37 @@ async fn hash_password(password: String) -> ApiResult<String> {
     .map_err(|e| ApiError::from(Error::from(e)))?
 }
 
+impl NewUser {
+    /// Every check `create_user` makes before the database; the keys, normalised.
+    fn validate(&self) -> ApiResult<Vec<String>> {
+        db::sites::check_name("user", &self.name)?;
+        if RESERVED_USERS
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(&self.name))
+        {
+            return Err(ApiError::bad_request(format!(
+                "the user name {:?} is reserved: FTP and SFTP log it in as anonymous (grant \
+                 anonymous access with {{\"anonymous\": true}} instead)",
+                self.name
+            )));
+        }
+        if self.password.is_none() && self.ssh_keys.is_empty() {
+            return Err(ApiError::bad_request(
+                "a user needs a password or at least one ssh key",
+            ));
+        }
+        if self.password.as_deref().is_some_and(str::is_empty) {
+            return Err(ApiError::bad_request("password must not be empty"));
+        }
+        self.ssh_keys.iter().map(|k| parse_ssh_key(k)).collect()
+    }
+}
+
 pub(super) async fn create_user(
     State(core): State<AppState>,
     ApiJson(req): ApiJson<NewUser>,
 ) -> ApiResult<Response> {
-    db::sites::check_name("user", &req.name)?;
-    if RESERVED_USERS
-        .iter()
-        .any(|r| r.eq_ignore_ascii_case(&req.name))
-    {
-        return Err(ApiError::bad_request(format!(
-            "the user name {:?} is reserved: FTP and SFTP log it in as anonymous (grant \
-             anonymous access with {{\"anonymous\": true}} instead)",
-            req.name
-        )));
-    }
-    if req.password.is_none() && req.ssh_keys.is_empty() {
-        return Err(ApiError::bad_request(
-            "a user needs a password or at least one ssh key",
-        ));
-    }
-    if req.password.as_deref().is_some_and(str::is_empty) {
-        return Err(ApiError::bad_request("password must not be empty"));
-    }
-    let ssh_keys = req
-        .ssh_keys
-        .iter()
-        .map(|k| parse_ssh_key(k))
-        .collect::<ApiResult<Vec<_>>>()?;
+    let ssh_keys = req.validate()?;
     let hash = match req.password {
         Some(p) => Some(hash_password(p).await?),
         None => None,
@@ -252,44 +255,52 @@ pub(super) struct GrantReq {
     list: bool,
 }
 
+impl GrantReq {
+    /// Every check `create_grant` makes before the database.
+    fn into_grant(self) -> ApiResult<NewGrant> {
+        let prefix =
+            CatalogPath::parse_prefix(&self.path).map_err(|e| Error::bad_path(&self.path, e))?;
+        match (&self.user, self.anonymous) {
+            (None, false) => {
+                return Err(ApiError::bad_request(
+                    "a grant names a user, or says \"anonymous\": true to grant to everyone",
+                ))
+            }
+            (Some(_), true) => {
+                return Err(ApiError::bad_request(
+                    "a grant names a user or is anonymous, not both",
+                ))
+            }
+            _ => {}
+        }
+        let labels = self.labels.filter(|l| !l.is_empty());
+        if let Some(l) = &labels {
+            check_labels(l)?;
+        }
+        if self.site.is_some() && labels.is_some() {
+            return Err(ApiError::bad_request(
+                "a grant selects sites by name or by labels, not both",
+            ));
+        }
+        if !self.read && !self.list {
+            return Err(ApiError::bad_request("a grant must allow read or list"));
+        }
+        Ok(NewGrant {
+            user: self.user,
+            prefix,
+            site: self.site,
+            labels,
+            read: self.read,
+            list: self.list,
+        })
+    }
+}
+
 pub(super) async fn create_grant(
     State(core): State<AppState>,
     ApiJson(req): ApiJson<GrantReq>,
 ) -> ApiResult<Response> {
-    let prefix = CatalogPath::parse_prefix(&req.path).map_err(|e| Error::bad_path(&req.path, e))?;
-    match (&req.user, req.anonymous) {
-        (None, false) => {
-            return Err(ApiError::bad_request(
-                "a grant names a user, or says \"anonymous\": true to grant to everyone",
-            ))
-        }
-        (Some(_), true) => {
-            return Err(ApiError::bad_request(
-                "a grant names a user or is anonymous, not both",
-            ))
-        }
-        _ => {}
-    }
-    let labels = req.labels.filter(|l| !l.is_empty());
-    if let Some(l) = &labels {
-        check_labels(l)?;
-    }
-    if req.site.is_some() && labels.is_some() {
-        return Err(ApiError::bad_request(
-            "a grant selects sites by name or by labels, not both",
-        ));
-    }
-    if !req.read && !req.list {
-        return Err(ApiError::bad_request("a grant must allow read or list"));
-    }
-    let g = NewGrant {
-        user: req.user,
-        prefix,
-        site: req.site,
-        labels,
-        read: req.read,
-        list: req.list,
-    };
+    let g = req.into_grant()?;
     let grant = core
         .db
         .call(move |c| db::access::create_grant(c, &g))
@@ -327,16 +338,24 @@ pub(super) struct TokenReq {
     name: String,
 }
 
+impl TokenReq {
+    /// Every check `create_token` makes before the database.
+    fn validate(&self) -> ApiResult<()> {
+        db::sites::check_name("token", &self.name)?;
+        if self.name == "admin" {
+            return Err(ApiError::bad_request(
+                "the name \"admin\" is reserved for the admin token file",
+            ));
+        }
+        Ok(())
+    }
+}
+
 pub(super) async fn create_token(
     State(core): State<AppState>,
     ApiJson(req): ApiJson<TokenReq>,
 ) -> ApiResult<Response> {
-    db::sites::check_name("token", &req.name)?;
-    if req.name == "admin" {
-        return Err(ApiError::bad_request(
-            "the name \"admin\" is reserved for the admin token file",
-        ));
-    }
+    req.validate()?;
     let token = random_secret();
     let hash = hash_secret(&token);
     let name = req.name.clone();
@@ -349,4 +368,25 @@ pub(super) async fn create_token(
         Json(serde_json::json!({"name": req.name, "token": token})),
     )
         .into_response())
+}
+
+/// The checks of `POST /users`, `POST /users/{name}/keys`, `POST /grants` and `POST /tokens`
+/// on a raw body, without the database (for [`super::check_body`]).
+pub(super) fn check_user(bytes: &[u8]) -> ApiResult<()> {
+    super::parse_json::<NewUser>(bytes)?.validate().map(drop)
+}
+
+/// See [`check_user`].
+pub(super) fn check_key(bytes: &[u8]) -> ApiResult<()> {
+    parse_ssh_key(super::parse_json::<NewKey>(bytes)?.key.trim()).map(drop)
+}
+
+/// See [`check_user`].
+pub(super) fn check_grant(bytes: &[u8]) -> ApiResult<()> {
+    super::parse_json::<GrantReq>(bytes)?.into_grant().map(drop)
+}
+
+/// See [`check_user`].
+pub(super) fn check_token(bytes: &[u8]) -> ApiResult<()> {
+    super::parse_json::<TokenReq>(bytes)?.validate()
 }

@@ -82,9 +82,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
         }
         let limit = usize::try_from(core.cfg.max_json_body).unwrap_or(usize::MAX);
         let bytes = read_limited(req.into_body(), limit).await?;
-        serde_json::from_slice(&bytes)
-            .map(Self)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+        super::parse_json(&bytes).map(Self)
     }
 }
 

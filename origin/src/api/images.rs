@@ -10,6 +10,14 @@ use futures::StreamExt as _;
 use super::{ApiError, ApiJson, ApiResult, AppState};
 use crate::upstream::{self, ImportRequest};
 
+/// The checks of `POST /images/import` on a raw body, without contacting the upstream (for
+/// [`super::check_body`]).
+pub(super) fn check_import(bytes: &[u8]) -> ApiResult<()> {
+    Ok(super::parse_json::<ImportRequest>(bytes)?
+        .validate()
+        .map(drop)?)
+}
+
 /// `POST /api/v1/images/import` → `{"images": [Imported…]}` once everything is stored. With
 /// `Accept: application/x-ndjson` the answer is `200` at once and a stream of JSON lines:
 /// progress events (`{"event":"blob","digest","size"}`, `{"event":"bytes","n"}`), then

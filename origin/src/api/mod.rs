@@ -126,3 +126,62 @@ async fn log_request(req: Request, next: Next) -> Response {
     );
     resp
 }
+
+/// Parse a JSON request body (the one place bodies are deserialized).
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+/// A REST request with a JSON body, for [`check_body`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// `POST /users`.
+    User,
+    /// `POST /users/{name}/keys`.
+    Key,
+    /// `POST /grants`.
+    Grant,
+    /// `POST /tokens`.
+    Token,
+    /// `POST /sites`.
+    Site,
+    /// `POST /pushes`.
+    Push,
+    /// `POST /registry-grants`.
+    RegistryGrant,
+    /// `POST /images/import`.
+    Import,
+}
+
+impl BodyKind {
+    /// Every kind.
+    pub const ALL: [BodyKind; 8] = [
+        BodyKind::User,
+        BodyKind::Key,
+        BodyKind::Grant,
+        BodyKind::Token,
+        BodyKind::Site,
+        BodyKind::Push,
+        BodyKind::RegistryGrant,
+        BodyKind::Import,
+    ];
+}
+
+/// Parse `bytes` as the JSON body of `kind` and make every check its handler makes before the
+/// database or the network: the same answer a request gets up to that point.
+///
+/// # Errors
+/// The 400 the handler would send.
+pub(crate) fn check_body(kind: BodyKind, bytes: &[u8]) -> ApiResult<()> {
+    match kind {
+        BodyKind::User => access::check_user(bytes),
+        BodyKind::Key => access::check_key(bytes),
+        BodyKind::Grant => access::check_grant(bytes),
+        BodyKind::Token => access::check_token(bytes),
+        BodyKind::Site => sites::check_new(bytes),
+        BodyKind::Push => pushes::check_new(bytes),
+        BodyKind::RegistryGrant => registry_grants::check_new(bytes),
+        BodyKind::Import => images::check_import(bytes),
+    }
+}

@@ -30,24 +30,37 @@ pub(super) struct PushReq {
     max_rate: Option<u64>,
 }
 
+impl PushReq {
+    /// Every check `create` makes before the database.
+    fn validate(&self) -> ApiResult<()> {
+        check_rate("max_rate", self.max_rate)?;
+        if let Some(l) = &self.labels {
+            check_labels(l)?;
+        }
+        if !self.sites.is_empty() && self.labels.as_ref().is_some_and(|l| !l.is_empty()) {
+            return Err(ApiError::bad_request(
+                "a push selects sites by name or by labels, not both",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The checks of `POST /pushes` on a raw body, without the database (for
+/// [`super::check_body`]).
+pub(super) fn check_new(bytes: &[u8]) -> ApiResult<()> {
+    super::parse_json::<PushReq>(bytes)?.validate()
+}
+
 pub(super) async fn create(
     State(core): State<AppState>,
     ApiJson(req): ApiJson<PushReq>,
 ) -> ApiResult<Response> {
-    check_rate("max_rate", req.max_rate)?;
-    let labels = req.labels.filter(|l| !l.is_empty());
-    if let Some(l) = &labels {
-        check_labels(l)?;
-    }
-    if !req.sites.is_empty() && labels.is_some() {
-        return Err(ApiError::bad_request(
-            "a push selects sites by name or by labels, not both",
-        ));
-    }
+    req.validate()?;
     let p = NewPush {
         content: req.content,
         sites: req.sites,
-        labels,
+        labels: req.labels.filter(|l| !l.is_empty()),
         max_rate: req.max_rate,
         images: req.images,
     };

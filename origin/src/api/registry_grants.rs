@@ -18,6 +18,12 @@ pub(super) struct Req {
     push: bool,
 }
 
+/// The checks of `POST /registry-grants` on a raw body, without the database (which checks
+/// the rest; for [`super::check_body`]).
+pub(super) fn check_new(bytes: &[u8]) -> ApiResult<()> {
+    super::parse_json::<Req>(bytes).map(drop)
+}
+
 pub(super) async fn create(
     State(core): State<AppState>,
     ApiJson(r): ApiJson<Req>,

@@ -21,13 +21,26 @@ pub(super) struct NewSite {
     max_rate: Option<u64>,
 }
 
+impl NewSite {
+    /// Every check `create` makes before the database.
+    fn validate(&self) -> ApiResult<()> {
+        db::sites::check_name("site", &self.name)?;
+        check_rate("max_rate", self.max_rate)?;
+        check_labels(&self.labels)
+    }
+}
+
+/// The checks of `POST /sites` on a raw body, without the database (for
+/// [`super::check_body`]).
+pub(super) fn check_new(bytes: &[u8]) -> ApiResult<()> {
+    super::parse_json::<NewSite>(bytes)?.validate()
+}
+
 pub(super) async fn create(
     State(core): State<AppState>,
     ApiJson(req): ApiJson<NewSite>,
 ) -> ApiResult<Response> {
-    db::sites::check_name("site", &req.name)?;
-    check_rate("max_rate", req.max_rate)?;
-    check_labels(&req.labels)?;
+    req.validate()?;
     let secret = random_secret();
     let hash = hash_secret(&secret);
     let site = core

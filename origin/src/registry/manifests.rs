@@ -123,7 +123,7 @@ pub(crate) fn analyse(media_type: &str, bytes: &[u8]) -> RegResult<Analysis> {
 }
 
 /// The media type of a manifest upload: `Content-Type`, else the body's `mediaType`.
-fn media_type_of(headers: &HeaderMap, bytes: &[u8]) -> RegResult<String> {
+pub(crate) fn media_type_of(headers: &HeaderMap, bytes: &[u8]) -> RegResult<String> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -33,8 +33,8 @@ use crate::core::Core;
 mod auth;
 mod error;
 pub(crate) mod manifests;
-mod read;
-mod uploads;
+pub(crate) mod read;
+pub(crate) mod uploads;
 
 pub(crate) use error::{Code, OciError};
 
@@ -401,6 +401,29 @@ async fn handle(reg: &Arc<Registry>, req: Request) -> RegResult<Response> {
         }
         _ => Err(unsupported()),
     }
+}
+
+/// [`route`] as `(endpoint, repository, argument)`, for the fuzz targets.
+pub(crate) fn fuzz_route(rest: &str) -> Option<(&'static str, String, Option<String>)> {
+    let s = |n: RepoName| n.as_str().to_owned();
+    Some(match route(rest).ok()? {
+        Route::Catalog => ("catalog", String::new(), None),
+        Route::Tags(n) => ("tags", s(n), None),
+        Route::Manifest(n, r) => ("manifests", s(n), Some(r)),
+        Route::Blob(n, d) => ("blobs", s(n), Some(d)),
+        Route::Uploads(n, id) => ("uploads", s(n), id),
+        Route::Referrers(n, d) => ("referrers", s(n), Some(d)),
+    })
+}
+
+/// [`Query::parse`], for the fuzz targets.
+pub(crate) fn fuzz_query(q: &str) -> Vec<(String, String)> {
+    Query::parse(Some(q)).0
+}
+
+/// [`presented_password`], for the fuzz targets.
+pub(crate) fn fuzz_password(headers: &axum::http::HeaderMap) -> Option<String> {
+    presented_password(headers)
 }
 
 fn unsupported() -> OciError {

@@ -137,7 +137,9 @@ pub(crate) fn range(header: Option<&str>, len: u64) -> std::result::Result<Optio
             if e < s {
                 return Err(());
             }
-            (e + 1).min(len)
+            // `bytes=0-18446744073709551615` names the last possible byte: `e + 1` would
+            // overflow.
+            e.saturating_add(1).min(len)
         };
         (s, e)
     };
@@ -164,5 +166,24 @@ mod tests {
         assert!(range(Some("bytes=0-1,3-4"), 10).is_err());
         assert!(range(Some("items=0-1"), 10).is_err());
         assert!(range(Some("bytes=-0"), 10).is_err());
+    }
+
+    /// Regression (found by fuzzing): a last byte of `u64::MAX` overflowed `end + 1`.
+    #[test]
+    fn range_ending_at_u64_max_is_clamped() {
+        let max = u64::MAX;
+        assert_eq!(
+            range(Some(&format!("bytes=0-{max}")), 10),
+            Ok(Some((0, 10)))
+        );
+        assert_eq!(
+            range(Some(&format!("bytes=3-{max}")), 10),
+            Ok(Some((3, 10)))
+        );
+        assert_eq!(
+            range(Some(&format!("bytes=0-{max}")), max),
+            Ok(Some((0, max)))
+        );
+        assert!(range(Some(&format!("bytes={max}-{max}")), 10).is_err());
     }
 }

@@ -223,30 +223,38 @@ pub(crate) async fn start(
     Ok(r)
 }
 
-/// Parse `Content-Range: <start>-<end>` (some clients prefix `bytes `/`bytes=`).
+/// Parse `Content-Range: <start>-<end>` (some clients prefix `bytes `/`bytes=`) into the first
+/// byte and the number of bytes announced.
 fn content_range(h: &HeaderMap) -> RegResult<Option<(u64, u64)>> {
-    let Some(v) = h.get(header::CONTENT_RANGE) else {
-        return Ok(None);
-    };
-    let bad = || {
-        OciError::new(
-            Code::BlobUploadInvalid,
-            "malformed Content-Range: expected <start>-<end>",
-        )
-    };
-    let s = v.to_str().map_err(|_| bad())?.trim();
+    h.get(header::CONTENT_RANGE)
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(parse_content_range)
+                .ok_or_else(|| {
+                    OciError::new(
+                        Code::BlobUploadInvalid,
+                        "malformed Content-Range: expected <start>-<end>",
+                    )
+                })
+        })
+        .transpose()
+}
+
+/// The `(start, count)` of a `Content-Range` value, `None` when malformed.
+pub(crate) fn parse_content_range(s: &str) -> Option<(u64, u64)> {
+    let s = s.trim();
     let s = s
         .strip_prefix("bytes=")
         .or_else(|| s.strip_prefix("bytes "))
         .unwrap_or(s);
     let s = s.split('/').next().unwrap_or(s);
-    let (a, b) = s.split_once('-').ok_or_else(bad)?;
-    let a: u64 = a.trim().parse().map_err(|_| bad())?;
-    let b: u64 = b.trim().parse().map_err(|_| bad())?;
-    if b < a {
-        return Err(bad());
-    }
-    Ok(Some((a, b)))
+    let (a, b) = s.split_once('-')?;
+    let a: u64 = a.trim().parse().ok()?;
+    let b: u64 = b.trim().parse().ok()?;
+    // `0-18446744073709551615` announces 2^64 bytes: more than any upload can hold.
+    let count = b.checked_sub(a)?.checked_add(1)?;
+    Some((a, count))
 }
 
 /// `PATCH`: append a chunk (in order) to an open session.
@@ -265,7 +273,7 @@ pub(crate) async fn patch(
     let repo = s.repo.clone();
     let w = s.writer.as_mut().ok_or_else(|| unknown_upload(id))?;
     let have = w.len();
-    if let Some((start, end)) = content_range(headers)? {
+    if let Some((start, expect)) = content_range(headers)? {
         if start != have {
             return Err(OciError::new(
                 Code::BlobUploadInvalid,
@@ -275,7 +283,6 @@ pub(crate) async fn patch(
             .with_header(header::RANGE, range_of(have))
             .with_header(header::LOCATION, upload_location(&repo, id)));
         }
-        let expect = end - start + 1;
         feed(reg, w, body).await?;
         let got = w.len() - have;
         if got != expect {
@@ -450,4 +457,30 @@ pub(crate) async fn delete_blob(
         &[("content-length", "0".into())],
         Body::empty(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_content_range;
+
+    #[test]
+    fn content_ranges() {
+        assert_eq!(parse_content_range("0-9"), Some((0, 10)));
+        assert_eq!(parse_content_range("bytes=10-19"), Some((10, 10)));
+        assert_eq!(parse_content_range("bytes 5-5/100"), Some((5, 1)));
+        assert_eq!(parse_content_range(" 3 - 4 "), Some((3, 2)));
+        for bad in ["", "5", "5-", "-5", "9-3", "a-b", "0-1-2"] {
+            assert_eq!(parse_content_range(bad), None, "{bad:?}");
+        }
+    }
+
+    /// Regression: `0-18446744073709551615` announced 2^64 bytes and overflowed
+    /// `end - start + 1` in `patch`.
+    #[test]
+    fn content_range_of_every_u64_is_refused() {
+        let max = u64::MAX;
+        assert_eq!(parse_content_range(&format!("0-{max}")), None);
+        assert_eq!(parse_content_range(&format!("1-{max}")), Some((1, max)));
+        assert_eq!(parse_content_range(&format!("{max}-{max}")), Some((max, 1)));
+    }
 }

@@ -51,6 +51,26 @@ pub(crate) struct ImportRequest {
     pub(crate) password: Option<String>,
 }
 
+impl ImportRequest {
+    /// Every check [`import`] makes before it contacts the upstream: the reference parses, each
+    /// platform is `os/arch[/variant]`, and a user name comes with a password.
+    pub(crate) fn validate(&self) -> Result<ImageRef> {
+        let image = ImageRef::parse(&self.reference).map_err(bad)?;
+        for p in &self.platforms {
+            let n = p.split('/').count();
+            if !(2..=3).contains(&n) || p.split('/').any(str::is_empty) {
+                return Err(bad(format!(
+                    "platform {p:?}: expected os/arch or os/arch/variant"
+                )));
+            }
+        }
+        if self.username.is_some() != self.password.is_some() {
+            return Err(bad("username and password go together"));
+        }
+        Ok(image)
+    }
+}
+
 /// One imported tag or digest.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Imported {
@@ -89,15 +109,7 @@ pub(crate) async fn import(
     req: ImportRequest,
     progress: Option<Progress>,
 ) -> Result<Vec<Imported>> {
-    let image = ImageRef::parse(&req.reference).map_err(bad)?;
-    for p in &req.platforms {
-        let n = p.split('/').count();
-        if !(2..=3).contains(&n) || p.split('/').any(str::is_empty) {
-            return Err(bad(format!(
-                "platform {p:?}: expected os/arch or os/arch/variant"
-            )));
-        }
-    }
+    let image = req.validate()?;
     let credentials = match (req.username, req.password) {
         (Some(u), Some(p)) => Some((u, p)),
         (None, None) => None,
