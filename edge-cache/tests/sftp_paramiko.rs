@@ -81,8 +81,9 @@ async fn paramiko_get_of_64_mib_and_1_gib_files() {
             assert_eq!(got["bytes"].as_u64(), Some(len), "{path}: {got}");
             assert_eq!(got["sha256"].as_str(), Some(want.as_str()), "{path}");
             eprintln!(
-                "paramiko get {path}: {:.1} MB/s",
-                len as f64 / got["seconds"].as_f64().unwrap() / 1e6
+                "paramiko get {path}: {:.1} MB/s, prefetch fell back at {}",
+                len as f64 / got["seconds"].as_f64().unwrap() / 1e6,
+                got["prefetch_fell_back_at"]
             );
         }
     })

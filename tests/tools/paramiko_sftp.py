@@ -17,6 +17,7 @@ PASSWORD is a password, `key:FILE` or `none`. Every mode gives up after the dead
 exits 2, so a server that stops answering fails the test rather than hanging it.
 """
 
+import faulthandler
 import hashlib
 import json
 import os
@@ -26,11 +27,32 @@ import threading
 import time
 
 import paramiko
+from paramiko.sftp_file import SFTPFile
+
+# paramiko's prefetch marks itself done whenever every request sent so far has been answered,
+# even while its thread is still sending (the race of paramiko PR #2519). The rest of the file is
+# then read one synchronous request at a time, behind every prefetch answer still coming.
+# Recorded here (offset where it happened, per file) so a slow run says why.
+FELL_BACK = []
+# Every transport opened, so a run that times out can say what state each was left in.
+TRANSPORTS = []
+_read_prefetch = SFTPFile._read_prefetch
+
+
+def _watched_read_prefetch(self, size):
+    data = _read_prefetch(self, size)
+    if data is None and not self._closed:
+        FELL_BACK.append(self._realpos)
+    return data
+
+
+SFTPFile._read_prefetch = _watched_read_prefetch
 
 
 def connect(host, port, user, password):
     """PASSWORD is a password, `key:FILE` (a private key file) or `none` (the `none` method)."""
     transport = paramiko.Transport((host, int(port)))
+    TRANSPORTS.append(transport)
     if password == "none":
         transport.start_client()
         transport.auth_none(user)
@@ -62,7 +84,7 @@ def get(host, port, user, password, remote):
         size = os.path.getsize(local)
         digest = sha256_file(local)
     transport.close()
-    return {"sha256": digest, "bytes": size, "seconds": seconds}
+    return {"sha256": digest, "bytes": size, "seconds": seconds, "prefetch_fell_back_at": [o for o in FELL_BACK if o < size]}
 
 
 def readv(host, port, user, password, remote, count, size):
@@ -110,7 +132,22 @@ def main():
     t.start()
     t.join(timeout)
     if t.is_alive():
-        print(json.dumps({"error": "no answer within %ss" % timeout}))
+        # Where each thread stands and what each connection waits for, for the test's log.
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        for tr in TRANSPORTS:
+            try:
+                state = {"active": tr.is_active(), "clear_to_send": tr.clear_to_send.is_set()}
+                for chan in list(tr._channels.values()):
+                    state["chan_%d" % chan.chanid] = {
+                        "in_window": chan.in_window_size,
+                        "out_window": chan.out_window_size,
+                        "buffered": len(chan.in_buffer),
+                        "eof": chan.eof_received,
+                    }
+            except Exception as e:  # the diagnosis must not hide the timeout
+                state = {"unavailable": repr(e)}
+            print("transport: %s" % json.dumps(state), file=sys.stderr)
+        print(json.dumps({"error": "no answer within %ss" % timeout, "prefetch_fell_back_at": FELL_BACK}))
         sys.stdout.flush()
         os._exit(2)
     if "result" not in out:
