@@ -1,11 +1,13 @@
 //! Slow-header and idle-connection attacks on the edge's device listeners (issue 10 part 3):
 //! HTTP, FTP and SFTP connections that send nothing, or headers too slowly, are closed by
-//! their timeouts, and a client arriving meanwhile is served. Real edge process; raw TCP
-//! clients play the attacker, curl the honest client.
+//! their timeouts, and a client arriving meanwhile is served; FTP and SFTP connections that
+//! keep themselves busy without ever logging in are cut off by their login grace while
+//! logged-in ones stay. Real edge process; raw TCP clients and paramiko play the attacker,
+//! curl, raw FTP and paramiko the honest clients.
 
 mod common;
 
-use std::io::{ErrorKind, Read as _, Write as _};
+use std::io::{BufRead as _, BufReader, ErrorKind, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -126,4 +128,159 @@ fn slow_and_idle_connections_are_cut_off_without_starving_other_clients() {
     // And the listeners still serve afterwards.
     let r = curl(&env, &[&edge.url("/x")]);
     assert!(r.status == 401 || r.status == 404, "{}", r.status);
+}
+
+/// One FTP control connection speaking line by line.
+struct Ftp {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+}
+
+impl Ftp {
+    fn connect(addr: SocketAddr) -> Self {
+        let s = connect(addr);
+        let mut f = Self {
+            r: BufReader::new(s.try_clone().unwrap()),
+            w: s,
+        };
+        let banner = f.reply();
+        assert!(banner.starts_with("220"), "{banner}");
+        f
+    }
+
+    /// The next reply line ("" once the server has closed the connection).
+    fn reply(&mut self) -> String {
+        let mut line = String::new();
+        match self.r.read_line(&mut line) {
+            Ok(_) => line,
+            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => {
+                panic!("FTP: no reply within {CUT_WITHIN:?}")
+            }
+            Err(_) => String::new(),
+        }
+    }
+
+    /// Send `cmd`; the reply, or "" if the connection is gone.
+    fn cmd(&mut self, cmd: &str) -> String {
+        if self.w.write_all(format!("{cmd}\r\n").as_bytes()).is_err() {
+            return String::new();
+        }
+        self.reply()
+    }
+}
+
+/// `NOOP` every 300 ms for `secs`; the replies, stopping at the first that is not a 200.
+fn noop_for(f: &mut Ftp, secs: f64) -> Vec<String> {
+    let start = Instant::now();
+    let mut replies = Vec::new();
+    while start.elapsed().as_secs_f64() < secs {
+        let r = f.cmd("NOOP");
+        let ok = r.starts_with("200");
+        replies.push(r);
+        if !ok {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    replies
+}
+
+/// paramiko: key exchange, then (authenticating anonymously or not at all) an SSH_MSG_IGNORE
+/// every 300 ms; prints how long the transport stayed up (capped at 6 s).
+const SSH_BUSY: &str = r#"
+import sys, time, socket, paramiko
+sock = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
+t = paramiko.Transport(sock)
+t.start_client(timeout=20)
+if sys.argv[2] == "anonymous":
+    t.auth_none("anonymous")
+start = time.monotonic()
+while t.is_active() and time.monotonic() - start < 6:
+    try:
+        t.send_ignore(16)
+    except Exception:
+        break
+    time.sleep(0.3)
+print(round(time.monotonic() - start, 1))
+"#;
+
+fn ssh_busy_seconds(env: &TestEnv, port: u16, how: &str) -> f64 {
+    let mut cmd = std::process::Command::new("python3");
+    cmd.args(["-c", SSH_BUSY, &port.to_string(), how]);
+    let o = run_cmd(env, cmd, Duration::from_secs(60));
+    assert!(o.ok(), "paramiko ({how}): {o:?}");
+    o.stdout.trim().parse().unwrap_or_else(|_| panic!("{o:?}"))
+}
+
+#[test]
+fn busy_connections_that_never_log_in_are_cut_off_by_the_login_grace() {
+    let env = TestEnv::new("login_grace", Duration::from_secs(120));
+    let origin = Origin::start(&env);
+    let token = origin.create_site(&env, "s1", &[]);
+    origin.ctl_ok(&env, &["grant", "create", "--anonymous", "--path", "/pub"]);
+    let cfg = env.path("edge.toml");
+    std::fs::write(
+        &cfg,
+        "# edge.toml\n[ftp]\nidle_timeout = \"1s\"\nlogin_grace = \"2s\"\n[sftp]\nidle_timeout = \"1s\"\nlogin_grace = \"2s\"\n",
+    )
+    .unwrap();
+    let edge = Edge::start(
+        &env,
+        origin.quic,
+        Some(&token),
+        &env.path("edge"),
+        &["--config", cfg.to_str().unwrap()],
+    );
+    let (ftp, sftp) = (edge.ftp.unwrap(), edge.sftp.unwrap());
+
+    // The edge learns the anonymous grant with its site config: log in once it has.
+    let start = Instant::now();
+    let mut honest = loop {
+        let mut f = Ftp::connect(ftp);
+        assert!(f.cmd("USER anonymous").starts_with("331"));
+        let r = f.cmd("PASS device@");
+        if r.starts_with("230") {
+            break f;
+        }
+        assert!(start.elapsed() < CUT_WITHIN, "anonymous FTP login: {r}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+
+    // A client that answers every idle timer with a NOOP but never logs in is told 421 and
+    // closed at the grace (2 s); the logged-in one, just as busy, is answered throughout.
+    let squatter = std::thread::spawn(move || {
+        let mut f = Ftp::connect(ftp);
+        let start = Instant::now();
+        let replies = noop_for(&mut f, 20.0);
+        (start.elapsed(), replies)
+    });
+    let honest_replies = noop_for(&mut honest, 4.0);
+    assert!(
+        honest_replies.iter().all(|r| r.starts_with("200")) && honest_replies.len() >= 10,
+        "a logged-in FTP client was cut off: {honest_replies:?}"
+    );
+    let (took, replies) = squatter.join().unwrap();
+    let last = replies.last().cloned().unwrap_or_default();
+    assert!(
+        last.starts_with("421 Login timeout"),
+        "not-logged-in FTP client after {took:?}: {replies:?}"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "cut off only after {took:?}"
+    );
+
+    // SSH: after key exchange, ignore messages keep the connection active but never log in;
+    // cut off at the grace. Authenticated (anonymous), the same client stays for its 6 s.
+    let port = sftp.port();
+    let unauthenticated = ssh_busy_seconds(&env, port, "none");
+    assert!(
+        (1.0..5.0).contains(&unauthenticated),
+        "an unauthenticated SSH connection stayed {unauthenticated} s (grace 2 s)"
+    );
+    let anonymous = ssh_busy_seconds(&env, port, "anonymous");
+    assert!(
+        anonymous >= 5.9,
+        "an authenticated SSH connection was cut off after {anonymous} s"
+    );
 }

@@ -170,6 +170,10 @@ pub struct FtpConfig {
     /// A control connection idle this long is closed. Default `5min`.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// A control connection not logged in this long after connecting is answered `421` and
+    /// closed, however busy it keeps itself (NOOPs, failed logins). Default `1min`.
+    #[serde(with = "humantime_serde")]
+    pub login_grace: Duration,
     /// Concurrent control connections from one client address. Default 32.
     pub max_connections_per_ip: u32,
     /// Failed logins from one address within `lockout_window` before it is locked out until
@@ -198,6 +202,11 @@ pub struct SftpConfig {
     /// A connection idle this long is closed. Default `5min`.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// A connection not authenticated this long after connecting is disconnected, however
+    /// slowly it sends its version line or key exchange (OpenSSH's `LoginGraceTime`).
+    /// Default `1min`.
+    #[serde(with = "humantime_serde")]
+    pub login_grace: Duration,
     /// Failed logins from one address within `lockout_window` before it is locked out.
     /// Default 10.
     pub login_failures_before_lockout: u32,
@@ -266,6 +275,7 @@ impl Default for FtpConfig {
             advertised_address: None,
             active_mode: false,
             idle_timeout: Duration::from_secs(300),
+            login_grace: Duration::from_secs(60),
             max_connections_per_ip: 32,
             login_failures_before_lockout: 10,
             lockout_window: Duration::from_secs(600),
@@ -282,6 +292,7 @@ impl Default for SftpConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 2222)),
             max_connections_per_ip: 32,
             idle_timeout: Duration::from_secs(300),
+            login_grace: Duration::from_secs(60),
             login_failures_before_lockout: 10,
             lockout_window: Duration::from_secs(600),
         }
@@ -468,6 +479,10 @@ impl EdgeConfig {
             || self.sftp.idle_timeout < Duration::from_secs(1)
         {
             return bad("ftp/sftp idle_timeout must be at least 1s".into());
+        }
+        if f.login_grace < Duration::from_secs(1) || self.sftp.login_grace < Duration::from_secs(1)
+        {
+            return bad("ftp/sftp login_grace must be at least 1s".into());
         }
         if f.lockout_window.is_zero() || self.sftp.lockout_window.is_zero() {
             return bad("ftp/sftp lockout_window must be > 0".into());

@@ -1,6 +1,7 @@
 //! libunftp's authentication hooks, adapted to [`crate::login::password_login`].
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -37,10 +38,12 @@ impl fmt::Display for FtpUser {
 
 impl UserDetail for FtpUser {}
 
-/// Checks FTP logins against the site's users.
+/// Checks one FTP connection's logins against the site's users.
 pub(crate) struct FtpAuth {
     pub(crate) core: Arc<Core>,
     pub(crate) guard: Arc<LoginGuard>,
+    /// Set once a login succeeds (the login grace timer reads it).
+    pub(crate) logged_in: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for FtpAuth {
@@ -58,7 +61,11 @@ impl Authenticator for FtpAuth {
     ) -> Result<Principal, AuthenticationError> {
         let password = creds.password.as_deref().unwrap_or("");
         let ip = creds.source_ip;
-        match password_login(&self.core, &self.guard, ip, username, password).await {
+        let login = password_login(&self.core, &self.guard, ip, username, password).await;
+        if matches!(login, Login::User(_) | Login::Anonymous) {
+            self.logged_in.store(true, Ordering::Release);
+        }
+        match login {
             Login::User(u) => {
                 tracing::info!(user = %u, client = %ip, "ftp login");
                 Ok(Principal { username: u })

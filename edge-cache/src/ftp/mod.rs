@@ -13,18 +13,23 @@
 //!   leaves the catalog; a bad name is a 553;
 //! - limits: `ftp.max_connections_per_ip` control connections per address (more are answered
 //!   `421` and closed), `ftp.idle_timeout` on the control connection (not while a transfer
-//!   runs), failed logins delayed and locked out per address ([`crate::limits::LoginGuard`]);
+//!   runs), `ftp.login_grace` from connecting to logging in (then `421` and closed, however
+//!   busy the client keeps itself), failed logins delayed and locked out per address
+//!   ([`crate::limits::LoginGuard`]);
 //! - RETR streams chunk by chunk from the chunk store, reading the next chunk while the
 //!   current one is written.
 //!
 //! The accept loop is ours (for the per-address limit); each connection is handed to a
-//! libunftp `Server` built for it. On cancel the listener closes; open sessions end at their
-//! next idle timeout or when the process exits.
+//! libunftp `Server` built for it. On cancel the listener closes and every open control
+//! connection is answered `421` and closed.
 
 mod auth;
 mod backend;
 
+use std::io::Write as _;
 use std::net::SocketAddr;
+use std::os::fd::AsFd as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use libunftp::options::{ActivePassiveMode, PassiveHost};
@@ -51,7 +56,7 @@ pub struct FtpServer {
 /// What every connection's libunftp server is built from.
 struct Shared {
     core: Arc<Core>,
-    auth: Arc<FtpAuth>,
+    guard: Arc<LoginGuard>,
     tls: Option<Arc<rustls::ServerConfig>>,
 }
 
@@ -74,17 +79,14 @@ impl FtpServer {
         };
         let shared = Arc::new(Shared {
             core: self.core.clone(),
-            auth: Arc::new(FtpAuth {
-                core: self.core.clone(),
-                guard: Arc::new(LoginGuard::new(
-                    cfg.login_failures_before_lockout,
-                    cfg.lockout_window,
-                )),
-            }),
+            guard: Arc::new(LoginGuard::new(
+                cfg.login_failures_before_lockout,
+                cfg.lockout_window,
+            )),
             tls,
         });
         // Fail now, not on the first connection, if the options do not build.
-        build(&shared)?;
+        build(&shared, Arc::new(AtomicBool::new(false)))?;
         let limiter = ConnLimiter::new(cfg.max_connections_per_ip);
         while let Some((stream, peer)) = accept(&listener, &self.cancel, "ftp").await {
             let Some(slot) = limiter.try_acquire(peer.ip()) else {
@@ -92,12 +94,12 @@ impl FtpServer {
                 tokio::spawn(refuse(stream));
                 continue;
             };
-            let shared = shared.clone();
+            let (shared, cancel) = (shared.clone(), self.cancel.clone());
             let span = tracing::info_span!("ftp", client = %peer);
             tokio::spawn(
                 async move {
                     let _slot = slot;
-                    serve(&shared, stream, peer).await;
+                    serve(&shared, stream, peer, cancel).await;
                 }
                 .instrument(span),
             );
@@ -113,24 +115,68 @@ async fn refuse(mut stream: TcpStream) {
     let _ = stream.shutdown().await;
 }
 
-async fn serve(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
+async fn serve(shared: &Shared, stream: TcpStream, peer: SocketAddr, cancel: CancellationToken) {
     let _ = stream.set_nodelay(true);
     shared
         .core
         .metrics
         .ftp_sessions
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    match build(shared) {
-        Ok(server) => {
-            if let Err(e) = server.service(stream).await {
-                tracing::debug!(client = %peer, error = %e, "ftp session ended with an error");
+        .fetch_add(1, Ordering::Relaxed);
+    // libunftp owns the stream (in a task of its own); a second descriptor of the same socket
+    // lets the login grace timer end the connection.
+    let control = match stream.as_fd().try_clone_to_owned() {
+        Ok(fd) => std::net::TcpStream::from(fd),
+        Err(e) => {
+            tracing::warn!(error = %e, "ftp: cannot duplicate the control socket; closing");
+            return;
+        }
+    };
+    let logged_in = Arc::new(AtomicBool::new(false));
+    let server = match build(shared, logged_in.clone()) {
+        Ok(server) => server,
+        Err(e) => {
+            tracing::error!(error = %e, "ftp: cannot set up a session");
+            return;
+        }
+    };
+    // Say why, then close: the control loop reads end-of-file and ends. The reply goes out in
+    // plain text only when FTPS is off (a TLS control connection would see garbage).
+    let close = |why: &[u8]| {
+        if shared.tls.is_none() {
+            let _ = (&control).write(why);
+        }
+        let _ = control.shutdown(std::net::Shutdown::Both);
+    };
+    let service = server.service(stream);
+    let grace = tokio::time::sleep(shared.core.cfg.ftp.login_grace);
+    tokio::pin!(service, grace);
+    let (mut graced, mut cancelled) = (false, false);
+    let result = loop {
+        tokio::select! {
+            r = &mut service => break r,
+            () = &mut grace, if !graced => {
+                graced = true;
+                if !logged_in.load(Ordering::Acquire) {
+                    tracing::info!(client = %peer, "ftp: not logged in within login_grace; closing");
+                    close(b"421 Login timeout: closing control connection.\r\n");
+                }
+            }
+            () = cancel.cancelled(), if !cancelled => {
+                cancelled = true;
+                close(b"421 Server shutting down.\r\n");
             }
         }
-        Err(e) => tracing::error!(error = %e, "ftp: cannot set up a session"),
+    };
+    if let Err(e) = result {
+        tracing::debug!(client = %peer, error = %e, "ftp session ended with an error");
     }
 }
 
-fn build(shared: &Shared) -> Result<libunftp::Server<CatalogFs, FtpUser>, Error> {
+/// A libunftp server for one connection; `logged_in` is set once its login succeeds.
+fn build(
+    shared: &Shared,
+    logged_in: Arc<AtomicBool>,
+) -> Result<libunftp::Server<CatalogFs, FtpUser>, Error> {
     let cfg = &shared.core.cfg.ftp;
     let core = shared.core.clone();
     let mut b =
@@ -138,7 +184,11 @@ fn build(shared: &Shared) -> Result<libunftp::Server<CatalogFs, FtpUser>, Error>
             Box::new(move || CatalogFs { core: core.clone() }),
             Arc::new(FtpUsers),
         )
-        .authenticator(shared.auth.clone())
+        .authenticator(Arc::new(FtpAuth {
+            core: shared.core.clone(),
+            guard: shared.guard.clone(),
+            logged_in,
+        }))
         .greeting(GREETING)
         .passive_ports(cfg.passive_ports.start..=cfg.passive_ports.end)
         .idle_session_timeout(cfg.idle_timeout.as_secs().max(1))

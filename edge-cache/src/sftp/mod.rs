@@ -10,7 +10,8 @@
 //! - only the `sftp` subsystem is served ([`fs`]); shell, exec, pty, other subsystems, port
 //!   forwarding (both directions) and agent/X11 forwarding are refused;
 //! - limits: `sftp.max_connections_per_ip` connections per address (more are closed at once),
-//!   `sftp.idle_timeout` of inactivity closes a connection;
+//!   `sftp.idle_timeout` of inactivity closes a connection, and one not authenticated within
+//!   `sftp.login_grace` of connecting is cut off however slowly it keeps itself busy;
 //! - on cancel, the listener closes and every open connection is disconnected.
 
 mod fs;
@@ -19,7 +20,8 @@ mod serve;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::Ordering;
+use std::os::fd::AsFd as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -97,11 +99,23 @@ impl SftpServer {
                 .sftp_sessions
                 .fetch_add(1, Ordering::Relaxed);
             let _ = stream.set_nodelay(true);
+            // russh owns the stream (in a task of its own); a second descriptor of the same
+            // socket lets the login grace timer cut the connection off.
+            let watch = match stream.as_fd().try_clone_to_owned() {
+                Ok(fd) => std::net::TcpStream::from(fd),
+                Err(e) => {
+                    tracing::warn!(client = %peer, error = %e, "sftp: cannot duplicate the socket; closing");
+                    continue;
+                }
+            };
+            let authed = Arc::new(AtomicBool::new(false));
+            let grace = cfg.login_grace;
             let handler = SshSession {
                 core: self.core.clone(),
                 guard: guard.clone(),
                 ip: peer.ip(),
                 login: None,
+                authed: authed.clone(),
                 pending: HashMap::new(),
             };
             let (config, cancel) = (config.clone(), self.cancel.clone());
@@ -109,23 +123,17 @@ impl SftpServer {
             tokio::spawn(
                 async move {
                     let _slot = slot;
-                    let session = match russh::server::run_stream(config, stream, handler).await {
-                        Ok(s) => s,
-                        Err(e) => {
-                            tracing::debug!(error = %e, "ssh handshake failed");
-                            return;
-                        }
-                    };
-                    let handle = session.handle();
+                    let conn = connection(config, stream, handler, cancel);
+                    tokio::pin!(conn);
                     tokio::select! {
-                        () = cancel.cancelled() => {
-                            let _ = handle
-                                .disconnect(russh::Disconnect::ByApplication, "server shutting down".into(), "en".into())
-                                .await;
+                        () = &mut conn => {}
+                        () = tokio::time::sleep(grace) => {
+                            if !authed.load(Ordering::Acquire) {
+                                tracing::info!("sftp: not authenticated within login_grace; closing");
+                                let _ = watch.shutdown(std::net::Shutdown::Both);
+                            }
+                            conn.await;
                         }
-                        r = session => if let Err(e) = r {
-                            tracing::debug!(error = %e, "ssh connection ended with an error");
-                        },
                     }
                 }
                 .instrument(span),
@@ -135,12 +143,41 @@ impl SftpServer {
     }
 }
 
+/// Run one SSH connection to its end (disconnecting it when `cancel` fires).
+async fn connection(
+    config: Arc<russh::server::Config>,
+    stream: tokio::net::TcpStream,
+    handler: SshSession,
+    cancel: CancellationToken,
+) {
+    let session = match russh::server::run_stream(config, stream, handler).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(error = %e, "ssh handshake failed");
+            return;
+        }
+    };
+    let handle = session.handle();
+    tokio::select! {
+        () = cancel.cancelled() => {
+            let _ = handle
+                .disconnect(russh::Disconnect::ByApplication, "server shutting down".into(), "en".into())
+                .await;
+        }
+        r = session => if let Err(e) = r {
+            tracing::debug!(error = %e, "ssh connection ended with an error");
+        },
+    }
+}
+
 /// One SSH connection.
 struct SshSession {
     core: Arc<Core>,
     guard: Arc<LoginGuard>,
     ip: IpAddr,
     login: Option<Login>,
+    /// Set once authentication succeeds (the login grace timer reads it).
+    authed: Arc<AtomicBool>,
     /// Session channels opened and not yet turned into an SFTP subsystem.
     pending: HashMap<ChannelId, Channel<Msg>>,
 }
@@ -176,6 +213,7 @@ impl SshSession {
             _ => tracing::info!("sftp anonymous login"),
         }
         self.login = Some(login);
+        self.authed.store(true, Ordering::Release);
         Auth::Accept
     }
 }
