@@ -224,7 +224,7 @@ fn busy_connections_that_never_log_in_are_cut_off_by_the_login_grace() {
         "# edge.toml\n[ftp]\nidle_timeout = \"1s\"\nlogin_grace = \"2s\"\n[sftp]\nidle_timeout = \"1s\"\nlogin_grace = \"2s\"\n",
     )
     .unwrap();
-    let edge = Edge::start(
+    let mut edge = Edge::start(
         &env,
         origin.quic,
         Some(&token),
@@ -282,5 +282,14 @@ fn busy_connections_that_never_log_in_are_cut_off_by_the_login_grace() {
     assert!(
         anonymous >= 5.9,
         "an authenticated SSH connection was cut off after {anonymous} s"
+    );
+
+    // On shutdown, open FTP control connections are told why they close.
+    let mut open = Ftp::connect(ftp);
+    assert!(edge.stop(&env).success(), "edge exit after SIGTERM");
+    let r = open.reply();
+    assert!(
+        r.starts_with("421 Server shutting down"),
+        "on shutdown: {r:?}"
     );
 }
