@@ -35,7 +35,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -61,6 +64,43 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A command line clap refused (or `--help`/`--version`). With `--output json` a usage error
+/// is the error document on stdout like every other `ctl` failure (code `usage`, exit 2);
+/// otherwise clap prints it as usual.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let help = matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if help || !json_output_asked(std::env::args_os().skip(1)) {
+        let _ = e.print();
+        return ExitCode::from(if help { 0 } else { 2 });
+    }
+    let rendered = e.render().to_string();
+    let first = rendered.split("\n\n").next().unwrap_or_default();
+    let message = first.strip_prefix("error: ").unwrap_or(first).trim();
+    let v = serde_json::json!({"error": {"code": "usage", "message": message, "status": null}});
+    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    ExitCode::from(2)
+}
+
+/// Whether the arguments ask for `--output json` (either spelling), before clap has parsed
+/// them.
+fn json_output_asked(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    let mut prev_was_flag = false;
+    for a in args {
+        let a = a.to_string_lossy();
+        if a == "--output=json" || (prev_was_flag && a == "json") {
+            return true;
+        }
+        prev_was_flag = a == "--output";
+    }
+    false
 }
 
 /// `error: MESSAGE` on stderr, if stderr is still there (never a panic).

@@ -65,6 +65,26 @@ fn bad_input_gets_one_clear_answer_and_json_errors_on_stdout() {
     assert_eq!((out.code, out.stdout.as_str()), (Some(1), ""), "{out:?}");
     assert!(out.stderr.starts_with("error: not_found"), "{out:?}");
 
+    // Usage errors clap raises are JSON on stdout too (code "usage", exit 2), in both
+    // spellings of the flag; in text they stay clap's message on stderr.
+    for args in [
+        &["--output", "json", "push", "show"][..],
+        &["--output=json", "site", "create", "s", "--no-such-flag"][..],
+    ] {
+        let out = origin.ctl(&env, args);
+        assert_eq!(out.code, Some(2), "{args:?}: {out:?}");
+        let v: Value = serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: stdout is not JSON ({e}): {out:?}"));
+        assert_eq!(v["error"]["code"], "usage", "{v}");
+        assert!(!v["error"]["message"].as_str().unwrap().is_empty(), "{v}");
+    }
+    let out = origin.ctl(&env, &["push", "show"]);
+    assert_eq!((out.code, out.stdout.as_str()), (Some(2), ""), "{out:?}");
+    assert!(out.stderr.starts_with("error: "), "{out:?}");
+    let out = origin.ctl(&env, &["--output", "json", "--help"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.contains("Usage"), "{out:?}");
+
     // A directory is not uploaded, and the message says why (not "cannot reach the origin").
     let dir = env.scratch("a-directory");
     std::fs::create_dir_all(&dir).unwrap();
