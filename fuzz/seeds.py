@@ -117,6 +117,8 @@ bodies = [
     (6, {"user": "tech", "repository": "team/*", "push": True}),
     (7, {"reference": "nginx:1.27", "platforms": ["linux/amd64", "linux/arm64/v8"]}),
     (7, {"reference": "registry.example:5000/team/app@" + sha(b"m"), "username": "u"}),
+    (8, {"names": ["edge.farm17.example", "*.lan", "10.0.0.1", "fe80::1"]}),
+    (8, {"names": ["Edge.example", "edge.example", "a b", ""]}),
 ]
 write("rest_json", [bytes([0x30 + k]) + json.dumps(b).encode() for k, b in bodies] + [
     b"0{\"name\":\"a\",\"name\":\"b\",\"password\":\"x\"}",

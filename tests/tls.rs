@@ -1,6 +1,7 @@
 //! TLS where secrets travel (issue 10 part 1): the origin's REST API and registry serve HTTPS
 //! with a certificate from its own CA (`tls.names`) or from the operator's files; the edge's
-//! HTTP and OCI listeners with the operator's files; `ctl` verifies the server (`--ca`) and
+//! HTTP and OCI listeners with the operator's files or with a certificate the origin issues for
+//! its site's names (`tls_from_origin`); `ctl` verifies the server (`--ca`) and
 //! refuses an unknown one. Real processes; certificates made by the `openssl` CLI; curl as
 //! the client.
 
@@ -243,4 +244,138 @@ fn tls_settings_that_cannot_work_are_refused_at_start() {
         "{o:?}"
     );
     assert!(!o.stdout.contains("\"ready\""), "{o:?}");
+}
+
+/// Poll `ok` every 100 ms until it holds; panic naming `what` when the test's budget (at most
+/// 30 s) runs out.
+fn until(env: &TestEnv, what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + env.cap(Duration::from_secs(30));
+    while !ok() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_origin_issues_the_edge_s_https_certificate_for_its_site_s_names() {
+    let env = TestEnv::new("tls-from-origin", Duration::from_secs(150));
+    let mut origin = Origin::start(&env);
+    let ca = origin.dir.join("ca").join("ca.pem");
+    let ca_s = ca.to_str().unwrap().to_owned();
+    let token = origin.create_site(&env, "s1", &[]);
+    let cfg = env.path("edge.toml");
+    std::fs::write(
+        &cfg,
+        "[http]\ntls_from_origin = true\n[oci]\ntls_from_origin = true\n",
+    )
+    .unwrap();
+    let mut edge = Edge::start(
+        &env,
+        origin.quic,
+        Some(&token),
+        &env.path("edge"),
+        &["--config", cfg.to_str().unwrap()],
+    );
+    let port = edge.http.port();
+
+    // While the site lists no names: HTTPS only, with a placeholder no verifying client trusts.
+    let (code, status, err) = curl_raw(&env, &["-k", &format!("https://127.0.0.1:{port}/x.bin")]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(status == 401 || status == 404, "{status}");
+    let (code, _, err) = curl_raw(
+        &env,
+        &[
+            "--cacert",
+            &ca_s,
+            &format!("https://127.0.0.1:{port}/x.bin"),
+        ],
+    );
+    assert_eq!(
+        code,
+        Some(60),
+        "the placeholder must fail verification: {err}"
+    );
+    let (code, status, _) = curl_raw(&env, &[&format!("http://127.0.0.1:{port}/x.bin")]);
+    assert!(
+        code != Some(0) || status == 0,
+        "plain HTTP answered on the HTTPS port"
+    );
+
+    // Names set: the connected edge gets a certificate for them at once, on both listeners.
+    let out = origin.ctl(&env, &["site", "https-names", "s1", "bad name"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("neither a DNS name"), "{out:?}");
+    origin.ctl_ok(
+        &env,
+        &["site", "https-names", "s1", "localhost", "127.0.0.1"],
+    );
+    let verified = |host: &str, port: u16, path: &str| {
+        let url = format!("https://{host}:{port}{path}");
+        let resolve = format!("{host}:{port}:127.0.0.1");
+        curl_raw(&env, &["--cacert", &ca_s, "--resolve", &resolve, &url]).0 == Some(0)
+    };
+    until(&env, "a certificate for 127.0.0.1", || {
+        verified("127.0.0.1", port, "/x.bin")
+    });
+    let oci = edge.oci.unwrap().port();
+    assert!(
+        verified("localhost", oci, "/v2/"),
+        "the OCI mirror serves it too"
+    );
+
+    // Names changed: a new certificate for the new name only.
+    origin.ctl_ok(&env, &["site", "https-names", "s1", "edge.farm17.test"]);
+    until(&env, "a certificate for edge.farm17.test", || {
+        verified("edge.farm17.test", port, "/x.bin")
+    });
+    let (code, _, err) = curl_raw(
+        &env,
+        &[
+            "--cacert",
+            &ca_s,
+            &format!("https://127.0.0.1:{port}/x.bin"),
+        ],
+    );
+    assert_eq!(code, Some(60), "127.0.0.1 is no longer a name of it: {err}");
+    let site = origin.ctl_json(&env, &["site", "show", "s1"]);
+    assert_eq!(site["https_names"], serde_json::json!(["edge.farm17.test"]));
+
+    // The key never left the node and is private; the certificate survives a restart without
+    // the origin.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(edge.dir.join("https/key.pem"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let key = std::fs::read_to_string(edge.dir.join("https/key.pem")).unwrap();
+    for f in walk(&origin.dir) {
+        let text = std::fs::read(&f).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&text).contains(key.trim()),
+            "the edge's HTTPS key is in {}",
+            f.display()
+        );
+    }
+    origin.kill();
+    edge.restart(&env);
+    let port = edge.http.port();
+    assert!(
+        verified("edge.farm17.test", port, "/x.bin"),
+        "after a restart without the origin: {}",
+        log_tail(edge.log(), 20)
+    );
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

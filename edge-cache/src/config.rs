@@ -105,6 +105,10 @@ pub struct HttpConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`. Default none.
     pub tls_key: Option<PathBuf>,
+    /// Serve HTTPS only, with a certificate the origin's CA issues for the names its site lists
+    /// (`ctl site https-names`); the key stays in `<data_dir>/https/`. Instead of `tls_cert`.
+    /// Default `false`.
+    pub tls_from_origin: bool,
 }
 
 /// An inclusive TCP port range, written `"30000-30099"` (or one port, `"30000"`).
@@ -245,6 +249,9 @@ pub struct OciConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`. Default none.
     pub tls_key: Option<PathBuf>,
+    /// Serve HTTPS only, with the certificate the origin issues (as `http.tls_from_origin`;
+    /// both listeners share it). Default `false`.
+    pub tls_from_origin: bool,
 }
 
 impl Default for OciConfig {
@@ -259,6 +266,7 @@ impl Default for OciConfig {
             token_ttl: Duration::from_secs(300),
             tls_cert: None,
             tls_key: None,
+            tls_from_origin: false,
         }
     }
 }
@@ -343,6 +351,7 @@ impl Default for HttpConfig {
             header_timeout: Duration::from_secs(30),
             tls_cert: None,
             tls_key: None,
+            tls_from_origin: false,
         }
     }
 }
@@ -501,13 +510,33 @@ impl EdgeConfig {
         if self.http.header_timeout < Duration::from_secs(1) {
             return bad("http.header_timeout must be at least 1s".into());
         }
-        for (field, cert, key) in [
-            ("http", &self.http.tls_cert, &self.http.tls_key),
-            ("oci", &self.oci.tls_cert, &self.oci.tls_key),
+        for (field, cert, key, from_origin) in [
+            (
+                "http",
+                &self.http.tls_cert,
+                &self.http.tls_key,
+                self.http.tls_from_origin,
+            ),
+            (
+                "oci",
+                &self.oci.tls_cert,
+                &self.oci.tls_key,
+                self.oci.tls_from_origin,
+            ),
         ] {
             if cert.is_some() != key.is_some() {
                 return bad(format!(
                     "{field}.tls_cert and {field}.tls_key must be set together"
+                ));
+            }
+            if from_origin && cert.is_some() {
+                return bad(format!(
+                    "{field}.tls_from_origin and {field}.tls_cert are two sources of one certificate; set one"
+                ));
+            }
+            if from_origin && self.origin.is_none() {
+                return bad(format!(
+                    "{field}.tls_from_origin needs an origin to issue the certificate"
                 ));
             }
             for p in [cert, key].into_iter().flatten() {

@@ -38,6 +38,8 @@ pub struct Core {
     /// stores its recipe: a collection that started earlier cannot then remove the new recipe
     /// or the chunks that arrive for it.
     pub(crate) gc_lock: tokio::sync::RwLock<()>,
+    /// The HTTPS certificate from the origin, when a listener takes it from there.
+    pub(crate) https: Option<crate::https::OriginHttps>,
     /// Key of the registry mirror's bearer tokens (born with the process).
     pub(crate) token_key: [u8; 32],
     /// Blobs being read by a client right now, with the number of readers: garbage collection
@@ -72,7 +74,13 @@ impl Core {
         )));
         let auth = Authenticator::new(site.clone(), &cfg.http);
         let cache = crate::chunk_cache::ChunkCache::new(cfg.chunk_cache_bytes);
+        let https = if cfg.http.tls_from_origin || cfg.oci.tls_from_origin {
+            Some(crate::https::OriginHttps::open(&cfg.data_dir, &cfg.node)?)
+        } else {
+            None
+        };
         Ok(Self {
+            https,
             cache,
             uplink: tokio::sync::watch::channel(None).0,
             flights: crate::oci::ondemand::Flights::default(),

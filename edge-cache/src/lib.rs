@@ -41,6 +41,7 @@ mod ftp;
 #[doc(hidden)]
 pub mod fuzzing;
 mod http;
+mod https;
 mod limits;
 mod login;
 mod metrics;
@@ -130,8 +131,15 @@ pub async fn run(
     // Held until `run` returns: a second edge on this data dir is refused at once.
     let _lock = sitecast_runtime::datadir::DataDirLock::acquire(&data_dir, "sitecast edge")?;
     let core = Arc::new(error::blocking("open data dir", move || Core::open(cfg)).await?);
-    let http_tls = tls_identity("http", &core.cfg.http.tls_cert, &core.cfg.http.tls_key)?;
-    let oci_tls = tls_identity("oci", &core.cfg.oci.tls_cert, &core.cfg.oci.tls_key)?;
+    let from_origin = |on: bool| core.https.as_ref().filter(|_| on).map(|h| h.identity());
+    let http_tls = match from_origin(core.cfg.http.tls_from_origin) {
+        Some(id) => Some(id),
+        None => tls_identity("http", &core.cfg.http.tls_cert, &core.cfg.http.tls_key)?,
+    };
+    let oci_tls = match from_origin(core.cfg.oci.tls_from_origin) {
+        Some(id) => Some(id),
+        None => tls_identity("oci", &core.cfg.oci.tls_cert, &core.cfg.oci.tls_key)?,
+    };
     let (http_l, http_addr) = bind(core.cfg.http_listen).await?;
     let (metrics_l, metrics_addr) = bind(core.cfg.metrics_listen).await?;
     let ftp = if core.cfg.ftp.enabled {

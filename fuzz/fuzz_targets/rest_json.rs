@@ -1,6 +1,6 @@
 //! REST JSON bodies at the origin (`POST /users`, `/users/{name}/keys`, `/grants`, `/tokens`,
-//! `/sites`, `/pushes`, `/registry-grants`, `/images/import`). Input: one byte choosing the
-//! request, then the body.
+//! `/sites`, `/pushes`, `/registry-grants`, `/images/import`, `PUT /sites/{name}/https-names`).
+//! Input: one byte choosing the request (`'0'` + its index in `BodyKind::ALL`), then the body.
 //!
 //! Each body is deserialized exactly as its handler does and goes through every check the
 //! handler makes before the database or the network: never a panic, and an accepted body is
@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&k, body)) = data.split_first() else {
         return;
     };
-    let kind = BodyKind::ALL[usize::from(k) % BodyKind::ALL.len()];
+    let kind = BodyKind::ALL[usize::from(k.wrapping_sub(b'0')) % BodyKind::ALL.len()];
     let Ok(()) = rest_body(kind, body) else {
         return;
     };

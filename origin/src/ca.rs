@@ -4,6 +4,8 @@
 //! rewritten. The server certificate for [`ORIGIN_SERVER_NAME`] is issued at every start with a
 //! fresh key (it is never stored); the server sends the chain `[server, ca]`. Node certificates
 //! are issued from enrollment CSRs with CN `<site>/<node>`, client-auth only, valid 10 years.
+//! Edge HTTPS certificates are issued from the edges' CSRs for their site's HTTPS names,
+//! server-auth only, valid one year.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -140,31 +142,22 @@ impl Ca {
     /// never stored; clients verify it with `ca.pem`.
     pub(crate) fn issue_https(&self, names: &[String]) -> Result<(String, String)> {
         let key = KeyPair::generate().map_err(|e| tls_err("generate HTTPS key", e))?;
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(
-            DnType::CommonName,
-            names.first().map_or("sitecast", String::as_str),
-        );
-        params.subject_alt_names = names
-            .iter()
-            .map(|n| match n.parse::<std::net::IpAddr>() {
-                Ok(ip) => Ok(SanType::IpAddress(ip)),
-                Err(_) => n
-                    .as_str()
-                    .try_into()
-                    .map(SanType::DnsName)
-                    .map_err(|e| tls_err("certificate name", e)),
-            })
-            .collect::<Result<_>>()?;
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.use_authority_key_identifier_extension = true;
-        validity(&mut params, 1);
-        let cert = params
+        let cert = https_params(names)?
             .signed_by(&key, &self.cert, &self.key)
             .map_err(|e| tls_err("sign HTTPS certificate", e))?;
         Ok((format!("{}{}", cert.pem(), self.pem), key.serialize_pem()))
+    }
+
+    /// An edge's HTTPS certificate for the key of `csr_pem` and the site's `names` (whatever
+    /// names the request itself asks for), valid one year: the chain PEM `[leaf, CA]`.
+    pub(crate) fn sign_https_csr(&self, csr_pem: &str, names: &[String]) -> Result<String> {
+        let mut csr = CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|e| Error::BadRequest(format!("invalid CSR: {e}")))?;
+        csr.params = https_params(names)?;
+        let cert = csr
+            .signed_by(&self.cert, &self.key)
+            .map_err(|e| tls_err("sign HTTPS certificate", e))?;
+        Ok(format!("{}{}", cert.pem(), self.pem))
     }
 
     /// The QUIC server's rustls config: a fresh server certificate, client certificates
@@ -213,6 +206,32 @@ impl Ca {
         tls.alpn_protocols = vec![ALPN.to_vec()];
         Ok(tls)
     }
+}
+
+/// A server-auth leaf for `names` (DNS names or IP addresses; the first is the CN), one year.
+fn https_params(names: &[String]) -> Result<CertificateParams> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(
+        DnType::CommonName,
+        names.first().map_or("sitecast", String::as_str),
+    );
+    params.subject_alt_names = names
+        .iter()
+        .map(|n| match n.parse::<std::net::IpAddr>() {
+            Ok(ip) => Ok(SanType::IpAddress(ip)),
+            Err(_) => n
+                .as_str()
+                .try_into()
+                .map(SanType::DnsName)
+                .map_err(|e| tls_err("certificate name", e)),
+        })
+        .collect::<Result<_>>()?;
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.use_authority_key_identifier_extension = true;
+    validity(&mut params, 1);
+    Ok(params)
 }
 
 /// Write a file readable only by its owner (temp + fsync + rename).
@@ -271,6 +290,27 @@ mod tests {
             .unwrap();
         assert_eq!(cert_fingerprint(&der), fp);
         assert!(b.sign_csr("garbage", "s1", "n1").is_err());
+        let chain = b
+            .sign_https_csr(
+                &csr.pem().unwrap(),
+                &["edge.example".into(), "10.1.2.3".into()],
+            )
+            .unwrap();
+        let certs: Vec<_> = rustls_pemfile::certs(&mut chain.as_bytes())
+            .collect::<std::result::Result<_, _>>()
+            .unwrap();
+        assert_eq!(certs.len(), 2, "leaf and CA");
+        assert_eq!(certs[1], b.der);
+        let leaf = rcgen::CertificateParams::from_ca_cert_der(&certs[0]).unwrap();
+        assert_eq!(
+            leaf.subject_alt_names,
+            vec![
+                SanType::DnsName("edge.example".try_into().unwrap()),
+                SanType::IpAddress("10.1.2.3".parse().unwrap())
+            ],
+            "the site's names, not the CSR's"
+        );
+        assert!(b.sign_https_csr("garbage", &[]).is_err());
         b.server_tls().unwrap();
         assert!(b.join_token("abc").starts_with("scj1."));
     }

@@ -156,7 +156,9 @@ impl Default for QuicOptions {
 }
 
 /// Letters, digits, `-` and `.` in labels of at most 63, `*.` allowed as the first label.
-fn is_dns_name(n: &str) -> bool {
+/// A DNS name for a certificate: labels of letters, digits and `-`, at most 253 characters, with
+/// an optional leading `*.` wildcard.
+pub(crate) fn is_dns_name(n: &str) -> bool {
     let n = n.strip_prefix("*.").unwrap_or(n);
     n.len() <= 253
         && n.split('.').all(|l| {

@@ -190,6 +190,50 @@ async fn values_are_refused_not_silently_changed() {
             (200, Some(0)),
             "{v}"
         );
+        // HTTPS names: DNS names or addresses, each once; stored lower case, not rewritten else.
+        for body in [
+            r#"{"name":"s2","https_names":["bad name"]}"#,
+            r#"{"name":"s2","https_names":["a.example","A.example"]}"#,
+            r#"{"name":"s2","https_names":["edge.example."]}"#,
+            r#"{"name":"s2","https_names":"edge.example"}"#,
+        ] {
+            let (s, _, msg) = error(post("/api/v1/sites", body)).await;
+            assert_eq!(s, 400, "{body}: {msg}");
+        }
+        let (s, v) = o
+            .json(
+                Method::POST,
+                "/api/v1/sites",
+                Some(json!({"name": "s2", "https_names": ["Edge.Example", "10.0.0.1"]})),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        assert_eq!(
+            v["site"]["https_names"],
+            json!(["edge.example", "10.0.0.1"])
+        );
+        let put = |path: &'static str, body: &'static str| {
+            o.req(Method::PUT, path)
+                .header("content-type", "application/json")
+                .body(body)
+        };
+        let (s, code, _) = error(put("/api/v1/sites/nope/https-names", r#"{"names":[]}"#)).await;
+        assert_eq!((s, code.as_str()), (404, "not_found"));
+        let (s, _, msg) = error(put("/api/v1/sites/s2/https-names", r#"{"names":["a b"]}"#)).await;
+        assert_eq!(s, 400);
+        assert!(msg.contains("neither a DNS name"), "{msg}");
+        let (s, _, _) = error(put("/api/v1/sites/s2/https-names", r#"{"nams":[]}"#)).await;
+        assert_eq!(s, 400);
+        let (s, v) = o
+            .json(
+                Method::PUT,
+                "/api/v1/sites/s2/https-names",
+                Some(json!({"names": ["::1"]})),
+            )
+            .await;
+        assert_eq!((s, &v["https_names"]), (200, &json!(["::1"])), "{v}");
+        let (_, v) = o.json(Method::GET, "/api/v1/sites/s2", None).await;
+        assert_eq!(v["https_names"], json!(["::1"]), "{v}");
         o.stop().await;
     })
     .await

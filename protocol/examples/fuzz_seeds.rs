@@ -241,6 +241,23 @@ fn messages() -> Vec<(&'static str, Message)> {
             }
             .into(),
         ),
+        (
+            "https_cert_request",
+            wire::HttpsCertRequest {
+                csr_pem:
+                    "-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n"
+                        .into(),
+            }
+            .into(),
+        ),
+        (
+            "https_cert",
+            wire::HttpsCert {
+                names: vec!["edge.farm17.example".into(), "10.0.0.1".into()],
+                chain_pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
+            }
+            .into(),
+        ),
     ]
 }
 

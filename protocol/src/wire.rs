@@ -22,7 +22,11 @@
 //!   control stream (only to sites that were ever pushed an image, so older edges without
 //!   images keep working);
 //! - on demand: [`OciResolve`] → [`OciResolved`], and [`OciBlobRequest`] → [`RecipeResponse`],
-//!   or an [`ErrorMsg`] (`not_found` when neither the origin nor its upstream has it).
+//!   or an [`ErrorMsg`] (`not_found` when neither the origin nor its upstream has it);
+//! - HTTPS certificates: an edge that takes its HTTPS certificate from the origin sends an
+//!   [`HttpsCertRequest`] on the control stream after `Welcome`; the origin answers
+//!   [`HttpsCert`] for the names of its site, and sends a new one whenever those names change
+//!   (only to edges that asked, so older edges keep working).
 
 use serde::{Deserialize, Serialize};
 
@@ -365,6 +369,25 @@ impl Request for OciBlobRequest {
     type Response = RecipeResponse;
 }
 
+/// Edge → origin, on the control stream: sign this key for the edge's HTTPS listeners.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpsCertRequest {
+    /// A PKCS#10 certificate signing request (PEM). Only its public key is used: the names come
+    /// from the site's configuration at the origin.
+    pub csr_pem: String,
+}
+
+/// Origin → edge, on the control stream: the HTTPS certificate for the key of the edge's
+/// [`HttpsCertRequest`], issued by the origin's CA.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpsCert {
+    /// The DNS names and IP addresses it is valid for (the site's HTTPS names; empty when the
+    /// site lists none, and then `chain_pem` is empty too).
+    pub names: Vec<String>,
+    /// The chain, leaf first, ending with the origin's CA certificate (PEM).
+    pub chain_pem: String,
+}
+
 macro_rules! messages {
     ($( $kind:literal => $variant:ident($ty:ty) ),* $(,)?) => {
         /// Every message that can cross the wire.
@@ -450,7 +473,7 @@ macro_rules! messages {
 
 const CHUNK_DATA_KIND: u8 = 20;
 /// The highest postcard message kind.
-const LAST_KIND: u8 = 15;
+const LAST_KIND: u8 = 17;
 
 messages! {
     1 => Error(ErrorMsg),
@@ -468,6 +491,8 @@ messages! {
     13 => OciResolve(OciResolve),
     14 => OciResolved(OciResolved),
     15 => OciBlobRequest(OciBlobRequest),
+    16 => HttpsCertRequest(HttpsCertRequest),
+    17 => HttpsCert(HttpsCert),
 }
 
 impl From<ChunkData> for Message {

@@ -41,9 +41,13 @@ pub enum TlsLoadError {
 }
 
 /// A certificate chain and key for a listener, parsed and checked against each other.
+///
+/// Clones share one slot: [`TlsIdentity::replace_with`] on any clone changes the certificate
+/// every listener serving a clone presents to new connections (connections already open keep
+/// theirs).
 #[derive(Clone)]
 pub struct TlsIdentity {
-    config: Arc<rustls::ServerConfig>,
+    config: RustlsConfig,
 }
 
 impl std::fmt::Debug for TlsIdentity {
@@ -96,8 +100,13 @@ impl TlsIdentity {
             .map_err(|e| TlsLoadError::Invalid(format!("certificate and key: {e}")))?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Self {
-            config: Arc::new(config),
+            config: RustlsConfig::from_config(Arc::new(config)),
         })
+    }
+
+    /// Present `other`'s certificate and key from now on, here and in every clone.
+    pub fn replace_with(&self, other: &TlsIdentity) {
+        self.config.reload_from_config(other.config.get_inner());
     }
 }
 
@@ -132,8 +141,8 @@ pub async fn serve(
     match tls {
         None => server.serve(make).await,
         Some(tls) => {
-            let acceptor = RustlsAcceptor::new(RustlsConfig::from_config(Arc::clone(&tls.config)))
-                .handshake_timeout(header_timeout);
+            let acceptor =
+                RustlsAcceptor::new(tls.config.clone()).handshake_timeout(header_timeout);
             server.acceptor(acceptor).serve(make).await
         }
     }

@@ -178,6 +178,10 @@ impl Client {
         self.send(self.request(Method::POST, path).json(body)).await
     }
 
+    pub(crate) async fn put(&self, path: &str, body: &Value) -> Result<Value, ApiError> {
+        self.send(self.request(Method::PUT, path).json(body)).await
+    }
+
     /// POST `body` asking for JSON lines (`Accept: application/x-ndjson`); `on_line` sees every
     /// line as it arrives. Returns the last line. A non-2xx answer is an error as for [`post`].
     ///

@@ -156,6 +156,17 @@ enum SiteCmd {
         /// Bandwidth limit towards this site (e.g. 5Mbit/s).
         #[arg(long, value_parser = crate::rate::parse_rate)]
         max_rate: Option<u64>,
+        /// A DNS name or IP address of the HTTPS certificate the origin issues to the site's
+        /// edges (those with `tls_from_origin`); repeatable.
+        #[arg(long = "https-name")]
+        https_names: Vec<String>,
+    },
+    /// Set the names of the site's HTTPS certificate (none clears them); its connected edges
+    /// that take their certificate from the origin get a new one at once.
+    HttpsNames {
+        name: String,
+        /// DNS names and IP addresses.
+        names: Vec<String>,
     },
     /// List sites.
     List,
@@ -360,11 +371,13 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
                 name,
                 labels,
                 max_rate,
+                https_names,
             } => {
                 let v = c
                     .post(
                         "/api/v1/sites",
-                        &json!({"name": name, "labels": labels_json(&labels)?, "max_rate": max_rate}),
+                        &json!({"name": name, "labels": labels_json(&labels)?, "max_rate": max_rate,
+                            "https_names": https_names}),
                     )
                     .await?;
                 if out == Output::Text {
@@ -373,6 +386,13 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
                     return Ok(ExitCode::SUCCESS);
                 }
                 v
+            }
+            SiteCmd::HttpsNames { name, names } => {
+                c.put(
+                    &format!("/api/v1/sites/{}/https-names", seg(&name)),
+                    &json!({ "names": names }),
+                )
+                .await?
             }
             SiteCmd::List => c.get("/api/v1/sites").await?,
             SiteCmd::Show { name } => c.get(&format!("/api/v1/sites/{}", seg(&name))).await?,

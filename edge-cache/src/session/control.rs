@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sitecast_protocol::wire::{
-    ArtifactStatus, DesiredState, ErrorCode, ErrorMsg, Hello, ImageState, Message, StatusReport,
+    ArtifactStatus, DesiredState, ErrorCode, ErrorMsg, Hello, HttpsCert, HttpsCertRequest,
+    ImageState, Message, StatusReport,
 };
 use sitecast_protocol::{SiteConfig, SOFTWARE_VERSION};
 use sitecast_runtime::framed::{read_frame, write_frame};
@@ -166,6 +167,17 @@ async fn apply_images(core: &Arc<Core>, state: ImageState) -> Result<(), Error> 
     crate::oci::publish::refresh(core).await
 }
 
+async fn apply_https(core: &Arc<Core>, cert: HttpsCert) -> Result<(), Error> {
+    let c = core.clone();
+    blocking("install the HTTPS certificate", move || match &c.https {
+        Some(h) => h.apply(&cert),
+        None => Err(Error::Protocol(
+            "the origin sent an HTTPS certificate this edge did not ask for".into(),
+        )),
+    })
+    .await
+}
+
 fn report(shared: &Shared, full: bool) -> Option<StatusReport> {
     let mut st = shared.lock();
     let keys: Vec<String> = if full {
@@ -214,6 +226,15 @@ pub(crate) async fn run(core: Arc<Core>, shared: Arc<Shared>, control: Control) 
                 Message::SiteConfig(m) => apply_config(&core, m.config).await,
                 Message::DesiredState(d) => apply_desired(&core, &shared, d).await,
                 Message::ImageState(s) => apply_images(&core, s).await,
+                Message::HttpsCert(c) if core.https.is_some() => {
+                    match apply_https(&core, c).await {
+                        Err(Error::Tls(m)) => {
+                            let msg = format!("unusable HTTPS certificate from the origin: {m}");
+                            return (Error::Protocol(msg), true);
+                        }
+                        r => r,
+                    }
+                }
                 Message::Error(e) => {
                     let msg = format!("origin error ({:?}): {}", e.code, e.message);
                     return (Error::Protocol(msg), false);
@@ -229,6 +250,15 @@ pub(crate) async fn run(core: Arc<Core>, shared: Arc<Shared>, control: Control) 
         }
     };
     let writer = async {
+        if let Some(h) = &core.https {
+            let req = HttpsCertRequest {
+                csr_pem: h.csr_pem().to_owned(),
+            };
+            if let Err(e) = write_frame(&mut send, &req.into()).await {
+                return Error::from(e);
+            }
+            tracing::debug!("HTTPS certificate requested");
+        }
         let mut full = true;
         loop {
             if let Some(r) = report(&shared, full) {

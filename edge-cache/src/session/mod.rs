@@ -21,7 +21,7 @@
 mod control;
 mod fetch;
 mod state;
-mod tls;
+pub(crate) mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

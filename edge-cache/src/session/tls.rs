@@ -129,7 +129,7 @@ pub(crate) struct IdentityDir {
     dir: PathBuf,
 }
 
-fn write_atomic(path: &Path, data: &[u8], private: bool) -> Result<(), Error> {
+pub(crate) fn write_atomic(path: &Path, data: &[u8], private: bool) -> Result<(), Error> {
     let tmp = path.with_extension("tmp");
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);

@@ -11,7 +11,7 @@ use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 
 use crate::core::Core;
@@ -48,6 +48,7 @@ pub(crate) fn router(core: Arc<Core>) -> Router {
         .route("/sites", get(sites::list).post(sites::create))
         .route("/sites/{name}", get(sites::show).delete(sites::remove))
         .route("/sites/{name}/join-token", post(sites::join_token))
+        .route("/sites/{name}/https-names", put(sites::set_https_names))
         .route("/users", get(access::list_users).post(access::create_user))
         .route("/users/{name}", delete(access::delete_user))
         .route("/users/{name}/keys", post(access::add_key))
@@ -146,6 +147,8 @@ pub enum BodyKind {
     Token,
     /// `POST /sites`.
     Site,
+    /// `PUT /sites/{name}/https-names`.
+    HttpsNames,
     /// `POST /pushes`.
     Push,
     /// `POST /registry-grants`.
@@ -156,7 +159,7 @@ pub enum BodyKind {
 
 impl BodyKind {
     /// Every kind.
-    pub const ALL: [BodyKind; 8] = [
+    pub const ALL: [BodyKind; 9] = [
         BodyKind::User,
         BodyKind::Key,
         BodyKind::Grant,
@@ -165,6 +168,7 @@ impl BodyKind {
         BodyKind::Push,
         BodyKind::RegistryGrant,
         BodyKind::Import,
+        BodyKind::HttpsNames,
     ];
 }
 
@@ -180,6 +184,7 @@ pub(crate) fn check_body(kind: BodyKind, bytes: &[u8]) -> ApiResult<()> {
         BodyKind::Grant => access::check_grant(bytes),
         BodyKind::Token => access::check_token(bytes),
         BodyKind::Site => sites::check_new(bytes),
+        BodyKind::HttpsNames => sites::check_https_body(bytes),
         BodyKind::Push => pushes::check_new(bytes),
         BodyKind::RegistryGrant => registry_grants::check_new(bytes),
         BodyKind::Import => images::check_import(bytes),

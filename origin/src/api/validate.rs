@@ -25,6 +25,40 @@ pub(crate) fn check_rate(field: &str, rate: Option<u64>) -> ApiResult<()> {
     }
 }
 
+/// Most names one HTTPS certificate is issued for.
+pub(crate) const MAX_HTTPS_NAMES: usize = 100;
+
+/// The names of a site's HTTPS certificate: DNS names (an optional leading `*.`) or IP
+/// addresses, each once, at most [`MAX_HTTPS_NAMES`]. DNS names are compared and stored in
+/// lower case, as certificates match them.
+pub(crate) fn check_https_names(field: &str, names: &[String]) -> ApiResult<Vec<String>> {
+    if names.len() > MAX_HTTPS_NAMES {
+        return Err(ApiError::bad_request(format!(
+            "{field}: {} names, at most {MAX_HTTPS_NAMES}",
+            names.len()
+        )));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(names.len());
+    for n in names {
+        let norm = match n.parse::<std::net::IpAddr>() {
+            Ok(ip) => ip.to_string(),
+            Err(_) if crate::config::is_dns_name(n) => n.to_ascii_lowercase(),
+            Err(_) => {
+                return Err(ApiError::bad_request(format!(
+                    "{field}: {n:?} is neither a DNS name nor an IP address"
+                )))
+            }
+        };
+        if out.contains(&norm) {
+            return Err(ApiError::bad_request(format!(
+                "{field}: {n:?} is given twice"
+            )));
+        }
+        out.push(norm);
+    }
+    Ok(out)
+}
+
 /// Label keys: 1-63 of `A-Z a-z 0-9 . _ - /`, starting and ending with a letter or digit.
 /// Values: at most 63 of `A-Z a-z 0-9 . _ -`, starting and ending with a letter or digit when
 /// not empty. Selectors (`k=v,k2!=v2`) stay unambiguous and a label can be printed on one line.
@@ -99,6 +133,39 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn https_names_are_dns_names_or_addresses_each_once() {
+        let names = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            check_https_names(
+                "n",
+                &names(&["Edge.Farm17.example", "*.lan", "10.0.0.1", "::1"])
+            )
+            .unwrap(),
+            names(&["edge.farm17.example", "*.lan", "10.0.0.1", "::1"])
+        );
+        for bad in [
+            "",
+            "a b",
+            "a..b",
+            "-a.b",
+            "a_b.c",
+            "edge.example.",
+            "é.example",
+            "1.2.3.4:80",
+        ] {
+            let e = check_https_names("n", &names(&[bad])).unwrap_err();
+            assert!(e.message.contains("neither a DNS name"), "{bad:?}: {e:?}");
+        }
+        let e = check_https_names("n", &names(&["a.example", "A.example"])).unwrap_err();
+        assert!(e.message.contains("given twice"), "{e:?}");
+        let many: Vec<String> = (0..=MAX_HTTPS_NAMES)
+            .map(|i| format!("n{i}.example"))
+            .collect();
+        assert!(check_https_names("n", &many).is_err());
+        assert!(check_https_names("n", &many[..MAX_HTTPS_NAMES]).is_ok());
     }
 
     #[test]

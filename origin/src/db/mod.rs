@@ -38,6 +38,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../../../migrations/origin/0004_registry_grants.sql"),
     ),
+    (
+        5,
+        include_str!("../../../migrations/origin/0005_https_names.sql"),
+    ),
 ];
 
 /// Handle on the catalog database; cheap to clone.
@@ -134,6 +138,8 @@ pub struct SiteInfo {
     pub max_rate: Option<u64>,
     /// Creation time, RFC 3339.
     pub created: String,
+    /// Names (DNS or IP) of the HTTPS certificate the origin issues to the site's edges.
+    pub https_names: Vec<String>,
     /// Enrolled nodes.
     pub nodes: Vec<NodeInfo>,
 }

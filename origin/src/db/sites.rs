@@ -29,11 +29,12 @@ pub(crate) fn create(
     name: &str,
     labels: &Labels,
     max_rate: Option<u64>,
+    https_names: &[String],
     token_hash: &[u8],
 ) -> Result<SiteInfo> {
     let n = c.execute(
-        "INSERT OR IGNORE INTO sites (name, labels, max_rate, join_token_hash, created) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![name, labels_json(labels), max_rate.map(i64_of), token_hash, now()],
+        "INSERT OR IGNORE INTO sites (name, labels, max_rate, join_token_hash, created, https_names) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![name, labels_json(labels), max_rate.map(i64_of), token_hash, now(), names_json(https_names)],
     )?;
     if n == 0 {
         return Err(Error::Conflict(format!("site {name:?} already exists")));
@@ -60,28 +61,59 @@ fn nodes(c: &Connection, site: &str) -> Result<Vec<NodeInfo>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-fn site_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, Option<i64>, i64)> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+type SiteRow = (String, String, Option<i64>, i64, String);
+
+fn site_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SiteRow> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
 }
 
-fn info(
-    c: &Connection,
-    (name, labels, max_rate, created): (String, String, Option<i64>, i64),
-) -> Result<SiteInfo> {
+fn names_json(names: &[String]) -> String {
+    serde_json::to_string(names).expect("a list of strings serializes")
+}
+
+fn names_from_json(s: &str) -> Result<Vec<String>> {
+    serde_json::from_str(s).map_err(|e| Error::Record {
+        what: "sites.https_names".into(),
+        reason: e.to_string(),
+    })
+}
+
+fn info(c: &Connection, (name, labels, max_rate, created, https): SiteRow) -> Result<SiteInfo> {
     Ok(SiteInfo {
         nodes: nodes(c, &name)?,
         labels: labels_from_json(&labels)?,
         max_rate: max_rate.map(u64_of),
         created: rfc3339(created),
+        https_names: names_from_json(&https)?,
         name,
     })
+}
+
+/// The site's HTTPS names; `None` if there is no such site.
+pub(crate) fn https_names(c: &Connection, site: &str) -> Result<Option<Vec<String>>> {
+    let r: Option<String> = c
+        .query_row(
+            "SELECT https_names FROM sites WHERE name = ?1",
+            [site],
+            |r| r.get(0),
+        )
+        .optional()?;
+    r.as_deref().map(names_from_json).transpose()
+}
+
+/// Replace the site's HTTPS names (its edges are sent new certificates); false if no such site.
+pub(crate) fn set_https_names(c: &Connection, site: &str, names: &[String]) -> Result<bool> {
+    Ok(c.execute(
+        "UPDATE sites SET https_names = ?2, config_revision = config_revision + 1 WHERE name = ?1",
+        params![site, names_json(names)],
+    )? == 1)
 }
 
 /// One site with its nodes.
 pub(crate) fn get(c: &Connection, name: &str) -> Result<Option<SiteInfo>> {
     let r = c
         .query_row(
-            "SELECT name, labels, max_rate, created FROM sites WHERE name = ?1",
+            "SELECT name, labels, max_rate, created, https_names FROM sites WHERE name = ?1",
             [name],
             site_row,
         )
@@ -91,7 +123,8 @@ pub(crate) fn get(c: &Connection, name: &str) -> Result<Option<SiteInfo>> {
 
 /// Every site, by name.
 pub(crate) fn list(c: &Connection) -> Result<Vec<SiteInfo>> {
-    let mut st = c.prepare("SELECT name, labels, max_rate, created FROM sites ORDER BY name")?;
+    let mut st =
+        c.prepare("SELECT name, labels, max_rate, created, https_names FROM sites ORDER BY name")?;
     let rows: Vec<_> = st
         .query_map([], site_row)?
         .collect::<rusqlite::Result<_>>()?;

@@ -118,11 +118,12 @@ fn sites_tokens_and_nodes() {
             "s1",
             &labels(&[("province", "gansu")]),
             Some(1000),
+            &[],
             b"h1",
         )?;
         assert_eq!(s.labels.get("province").map(String::as_str), Some("gansu"));
         assert!(matches!(
-            sites::create(c, "s1", &Labels::new(), None, b"h2"),
+            sites::create(c, "s1", &Labels::new(), None, &[], b"h2"),
             Err(Error::Conflict(_))
         ));
         assert!(sites::check_name("site", "bad name").is_err());
@@ -164,8 +165,8 @@ fn sites_tokens_and_nodes() {
 fn site_config_selects_grants_by_site_labels_and_all() {
     let (_d, db) = db();
     db.blocking(|c| {
-        sites::create(c, "a", &labels(&[("tier", "farm")]), None, b"1")?;
-        sites::create(c, "b", &Labels::new(), None, b"2")?;
+        sites::create(c, "a", &labels(&[("tier", "farm")]), None, &[], b"1")?;
+        sites::create(c, "b", &Labels::new(), None, &[], b"2")?;
         let rev0 = sites::revisions(c, "a")?.unwrap().1;
         access::create_user(c, "u", Some("$argon2id$x"), &[])?;
         assert!(matches!(
@@ -237,9 +238,9 @@ fn push_lifecycle_from_reports() {
     let r1 = recipe(1, 300_000);
     let r2 = recipe(2, 100_000);
     db.blocking(|c| {
-        sites::create(c, "s1", &labels(&[("p", "g")]), None, b"1")?;
-        sites::create(c, "s2", &labels(&[("p", "g")]), Some(5000), b"2")?;
-        sites::create(c, "s3", &Labels::new(), None, b"3")?;
+        sites::create(c, "s1", &labels(&[("p", "g")]), None, &[], b"1")?;
+        sites::create(c, "s2", &labels(&[("p", "g")]), Some(5000), &[], b"2")?;
+        sites::create(c, "s3", &Labels::new(), None, &[], b"3")?;
         artifacts::publish(c, &p("/fw/a.bin"), &r1, 1)?;
         artifacts::publish(c, &p("/fw/b.bin"), &r2, 1)?;
         {
@@ -452,8 +453,8 @@ fn a_version_replaced_at_every_site_is_retired_and_collectable() {
     let (_d, db) = db();
     let (v1, v2, v3) = (recipe(1, 200_000), recipe(2, 200_000), recipe(3, 100_000));
     db.blocking(|c| {
-        sites::create(c, "s1", &Labels::new(), None, b"1")?;
-        sites::create(c, "s2", &Labels::new(), None, b"2")?;
+        sites::create(c, "s1", &Labels::new(), None, &[], b"1")?;
+        sites::create(c, "s2", &Labels::new(), None, &[], b"2")?;
         let push = |c: &mut Connection, sites: &[&str]| {
             pushes::create(
                 c,

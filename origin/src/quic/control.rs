@@ -1,14 +1,19 @@
 //! The control stream: `Hello` → `Welcome`, `SiteConfigMsg`, `DesiredState`; afterwards a new
 //! `SiteConfigMsg` / `DesiredState` whenever the site's revisions move, while the edge's
-//! `StatusReport`s update push progress.
+//! `StatusReport`s update push progress. An edge that sends `HttpsCertRequest` gets `HttpsCert`
+//! for its site's HTTPS names, again whenever they change, and a renewed one every
+//! [`HTTPS_RENEW`] while the stream lasts.
 //!
 //! Frames from the edge are read by a separate task and handed over a channel, because reading
 //! a frame is not cancel-safe and the loop also waits for revision changes.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use quinn::{RecvStream, SendStream};
-use sitecast_protocol::wire::{DesiredState, ErrorCode, Hello, Message, SiteConfigMsg, Welcome};
+use sitecast_protocol::wire::{
+    DesiredState, ErrorCode, Hello, HttpsCert, Message, SiteConfigMsg, Welcome,
+};
 use sitecast_protocol::SOFTWARE_VERSION;
 use sitecast_runtime::framed::{read_frame, write_frame, FrameError};
 use tokio::sync::mpsc;
@@ -18,6 +23,18 @@ use super::{reject, Peer};
 use crate::core::Core;
 use crate::db;
 use crate::error::{Error, Result};
+
+/// How long an issued edge HTTPS certificate (valid one year) serves before a new one is sent.
+pub(crate) const HTTPS_RENEW: Duration = Duration::from_secs(180 * 24 * 3600);
+
+/// The edge's HTTPS certificate request and what was last issued for it.
+#[derive(Default)]
+struct Https {
+    csr: Option<String>,
+    /// The names of the last certificate sent.
+    names: Option<Vec<String>>,
+    renew_at: Option<tokio::time::Instant>,
+}
 
 pub(super) async fn run(
     core: &Arc<Core>,
@@ -49,7 +66,9 @@ pub(super) async fn run(
             }
         }
     });
+    let mut https = Https::default();
     let outcome = loop {
+        let renew_at = https.renew_at;
         tokio::select! {
             () = cancel.cancelled() => break Ok(None),
             c = changes.changed() => {
@@ -59,8 +78,19 @@ pub(super) async fn run(
                 if !send_updates(core, peer, &mut send, &mut sent).await? {
                     break Ok(None);
                 }
+                send_https(core, peer, &mut send, &mut https, false).await?;
+            }
+            () = sleep_until(renew_at), if renew_at.is_some() => {
+                send_https(core, peer, &mut send, &mut https, true).await?;
             }
             frame = rx.recv() => match frame {
+                Some(Ok(Some(Message::HttpsCertRequest(r)))) => {
+                    https.csr = Some(r.csr_pem);
+                    match send_https(core, peer, &mut send, &mut https, true).await {
+                        Err(Error::BadRequest(m)) => break Ok(Some(m)),
+                        r => r?,
+                    }
+                }
                 Some(Ok(Some(Message::StatusReport(r)))) => {
                     core.flush_accounting().await?;
                     let site = peer.site.to_string();
@@ -99,6 +129,55 @@ pub(super) async fn run(
             Err(e)
         }
     }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Send the edge an HTTPS certificate for its site's names if it asked for one and (unless
+/// `force`) the names moved since the last one. `BadRequest` if its CSR is unusable.
+async fn send_https(
+    core: &Core,
+    peer: &Peer,
+    send: &mut SendStream,
+    https: &mut Https,
+    force: bool,
+) -> Result<()> {
+    let Some(csr) = &https.csr else {
+        return Ok(());
+    };
+    let site = peer.site.to_string();
+    let Some(names) = core
+        .db
+        .call(move |c| db::sites::https_names(c, &site))
+        .await?
+    else {
+        return Ok(());
+    };
+    if !force && https.names.as_ref() == Some(&names) {
+        return Ok(());
+    }
+    let chain_pem = if names.is_empty() {
+        tracing::warn!(
+            "this edge asks for an HTTPS certificate but its site lists no HTTPS names (ctl site https-names)"
+        );
+        String::new()
+    } else {
+        core.ca.sign_https_csr(csr, &names)?
+    };
+    tracing::info!(names = ?names, "HTTPS certificate issued");
+    let msg = Message::HttpsCert(HttpsCert {
+        names: names.clone(),
+        chain_pem,
+    });
+    write(core, peer, send, &msg).await?;
+    https.names = Some(names);
+    https.renew_at = Some(tokio::time::Instant::now() + HTTPS_RENEW);
+    Ok(())
 }
 
 async fn write(core: &Core, peer: &Peer, send: &mut SendStream, msg: &Message) -> Result<()> {

@@ -144,6 +144,15 @@ fn samples() -> Vec<Message> {
             digest: Sha256Digest::of(b"l"),
         }
         .into(),
+        HttpsCertRequest {
+            csr_pem: "-----BEGIN CERTIFICATE REQUEST-----\n".into(),
+        }
+        .into(),
+        HttpsCert {
+            names: vec!["edge.example".into(), "10.0.0.1".into()],
+            chain_pem: "-----BEGIN CERTIFICATE-----\n".into(),
+        }
+        .into(),
         ChunkData {
             id: ChunkId::of(b"abc"),
             data: b"abc".to_vec(),
