@@ -9,49 +9,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::containerd::{Containerd, Fallback};
+use common::mirror::{origin_creds, publish, site};
 use common::oci::{
     digest, pull_to_dir, push_layout, skopeo, skopeo_ok, write_layout, Layout, Upstream,
 };
 use common::*;
 
 const KIB: usize = 1 << 10;
-
-/// An origin with site `s1`, an edge enrolled in it, and an anonymous grant on every image.
-fn site(env: &TestEnv) -> (Origin, Edge) {
-    let origin = Origin::start(env);
-    let token = origin.create_site(env, "s1", &[]);
-    origin.ctl_ok(env, &["grant", "create", "--anonymous", "--path", "/oci"]);
-    let edge = Edge::start(env, origin.quic, Some(&token), &env.path("edge"), &[]);
-    (origin, edge)
-}
-
-fn origin_creds(origin: &Origin) -> String {
-    format!("sitecast:{}", origin.token)
-}
-
-/// Write a layout and push it to the origin as `repo:tag` (all platforms).
-fn publish(
-    env: &TestEnv,
-    origin: &Origin,
-    seed: u64,
-    layers: &[usize],
-    arches: &[&str],
-    repo: &str,
-    tag: &str,
-) -> Layout {
-    let dir = env.path(&format!("layout-{seed}"));
-    let l = write_layout(&dir, seed, layers, arches, tag);
-    let dest = format!("docker://{}/{repo}:{tag}", origin.registry);
-    push_layout(
-        env,
-        Some(&origin_creds(origin)),
-        &dir,
-        tag,
-        &dest,
-        arches.len() > 1,
-    );
-    l
-}
 
 /// Every file of a `skopeo copy … dir:` folder is named by its digest and hashes to it.
 fn check_dir(out: &Path, expect: &[String]) {
@@ -476,82 +440,6 @@ fn fifty_concurrent_pulls_of_an_unpushed_image_cross_the_wan_once() {
     assert!(gets.iter().all(|n| *n == 1), "upstream blob GETs {gets:?}");
 }
 
-#[test]
-fn edge_mirror_passes_every_read_only_pull_and_discovery_spec_for_pushed_content() {
-    let env = TestEnv::new("mirror-conformance", Duration::from_secs(240));
-    let (origin, edge) = site(&env);
-    let repo = "docker.io/conformance/edge";
-    let tags = ["t1", "t2", "t3", "t4", "t5"];
-    let l = publish(&env, &origin, 31, &[64 * KIB], &["amd64"], repo, tags[0]);
-    let dir = env.path("layout-31");
-    for t in &tags[1..] {
-        let dest = format!("docker://{}/{repo}:{t}", origin.registry);
-        let src = format!("oci:{}:{}", dir.display(), tags[0]);
-        skopeo_ok(
-            &env,
-            &[
-                "copy",
-                "--preserve-digests",
-                "--dest-tls-verify=false",
-                "--dest-creds",
-                &origin_creds(&origin),
-                &src,
-                &dest,
-            ],
-        );
-    }
-    let id = origin.push(&env, &["--image", &format!("{repo}:*"), "--site", "s1"]);
-    origin.push_wait_ok(&env, &id, 120);
-    let oci = edge.oci.unwrap();
-    let (blob, tag_list) = (&l.platforms[0].2[0], tags.join(","));
-    let (o, summary) = common::oci::run_conformance(
-        &env,
-        &format!("http://{oci}"),
-        repo,
-        &[
-            ("OCI_TEST_PULL", "1"),
-            ("OCI_TEST_CONTENT_DISCOVERY", "1"),
-            ("OCI_TAG_NAME", tags[0]),
-            ("OCI_MANIFEST_DIGEST", &l.top),
-            ("OCI_BLOB_DIGEST", blob),
-            ("OCI_TAG_LIST", &tag_list),
-        ],
-    );
-    // Only the totals: the three referrers specs expected to fail read-only are named below
-    // when anything else fails.
-    let totals: Vec<&String> = summary.iter().filter(|l| !l.contains("[FAIL]")).collect();
-    println!("edge conformance (read-only): {totals:?}");
-    // Read-only, the suite cannot create the referrers its three referrers specs look for
-    // (their subject is a manifest its own setup pushes, with a random config): those three
-    // fail against any read-only registry. Every other pull and discovery spec must pass; the
-    // edge's referrers API is checked with a referrer of our own in another test.
-    let failed: Vec<&str> = o
-        .stdout
-        .lines()
-        .filter(|l| l.trim_start().starts_with("[FAIL]"))
-        .collect();
-    let unexpected: Vec<&&str> = failed
-        .iter()
-        .filter(|l| !l.contains("(listing references)"))
-        .collect();
-    assert!(
-        unexpected.is_empty(),
-        "conformance specs failed against the edge:\n{}\n{}",
-        o.stdout,
-        o.stderr
-    );
-    assert!(
-        o.stdout.contains("Ran 22 of"),
-        "expected the 22 read-only pull and discovery specs to run:\n{}",
-        summary.join("\n")
-    );
-    assert!(
-        o.stdout.contains("19 Passed"),
-        "expected 19 passing specs:\n{}",
-        summary.join("\n")
-    );
-}
-
 const ALICE: (&str, &str) = ("alice", "alice-pw-1");
 const BOB: (&str, &str) = ("bob", "bob-pw-2");
 
@@ -811,34 +699,38 @@ fn a_moved_tag_costs_its_new_layer_referrers_are_listed_and_manifests_prefetch_l
         ],
     );
     assert_eq!(r.status, 201, "{}", r.text());
-    let referrer = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": common::oci::MT_MANIFEST,
-        "artifactType": "application/vnd.example.sbom",
-        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty_digest, "size": 2},
-        "layers": [{"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty_digest, "size": 2}],
-        "subject": {"mediaType": common::oci::MT_MANIFEST, "digest": v2.top, "size": v2.top_bytes.len()},
-        "annotations": {"org.example.kind": "sbom"},
-    }))
-    .unwrap();
-    let rd = digest(&referrer);
-    let body = env.path("referrer.json");
-    std::fs::write(&body, &referrer).unwrap();
-    let r = curl(
-        &env,
-        &[
-            "-u",
-            &cr,
-            "-X",
-            "PUT",
-            "-H",
-            &format!("Content-Type: {}", common::oci::MT_MANIFEST),
-            "--data-binary",
-            &format!("@{}", body.display()),
-            &format!("{reg}/manifests/{rd}"),
-        ],
-    );
-    assert_eq!(r.status, 201, "{}", r.text());
+    let put_referrer = |artifact_type: &str, kind: &str| -> String {
+        let referrer = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": common::oci::MT_MANIFEST,
+            "artifactType": artifact_type,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty_digest, "size": 2},
+            "layers": [{"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty_digest, "size": 2}],
+            "subject": {"mediaType": common::oci::MT_MANIFEST, "digest": v2.top, "size": v2.top_bytes.len()},
+            "annotations": {"org.example.kind": kind},
+        }))
+        .unwrap();
+        let rd = digest(&referrer);
+        let body = env.path(&format!("referrer-{kind}.json"));
+        std::fs::write(&body, &referrer).unwrap();
+        let r = curl(
+            &env,
+            &[
+                "-u",
+                &cr,
+                "-X",
+                "PUT",
+                "-H",
+                &format!("Content-Type: {}", common::oci::MT_MANIFEST),
+                "--data-binary",
+                &format!("@{}", body.display()),
+                &format!("{reg}/manifests/{rd}"),
+            ],
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        rd
+    };
+    let rd = put_referrer("application/vnd.example.sbom", "sbom");
     let id = origin.push(&env, &["--image", &format!("{repo}@{rd}"), "--site", "s1"]);
     origin.push_wait_ok(&env, &id, 60);
     let list = curl(&env, &[&format!("{base}/referrers/{}", v2.top)]);
@@ -863,6 +755,34 @@ fn a_moved_tag_costs_its_new_layer_referrers_are_listed_and_manifests_prefetch_l
     )
     .json();
     assert_eq!(v["manifests"].as_array().map(Vec::len), Some(0), "{v}");
+    // A signature attached at the origin later and never pushed: listed at the edge while the
+    // site is online (the origin's referrers with the site's), filtered alike, and not twice.
+    let sig = put_referrer("application/vnd.example.signature", "signature");
+    let v = curl(&env, &[&format!("{base}/referrers/{}", v2.top)]).json();
+    let mut listed: Vec<&str> = v["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap())
+        .collect();
+    listed.sort_unstable();
+    let mut want = vec![rd.as_str(), sig.as_str()];
+    want.sort_unstable();
+    assert_eq!(listed, want, "{v}");
+    let v = curl(
+        &env,
+        &[&format!(
+            "{base}/referrers/{}?artifactType=application/vnd.example.signature",
+            v2.top
+        )],
+    )
+    .json();
+    assert_eq!(v["manifests"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v["manifests"][0]["digest"], sig.as_str());
+    assert_eq!(
+        v["manifests"][0]["annotations"]["org.example.kind"],
+        "signature"
+    );
 
     // A platform manifest fetched on demand prefetches its layers: they arrive without being
     // asked for, and the blob requests that follow are hits.

@@ -242,6 +242,41 @@ fn messages() -> Vec<(&'static str, Message)> {
             .into(),
         ),
         (
+            "oci_referrers",
+            wire::OciReferrers {
+                repo: "docker.io/library/nginx".into(),
+                subject: Sha256Digest::of(b"manifest"),
+            }
+            .into(),
+        ),
+        (
+            "oci_referrers_list",
+            wire::OciReferrersList {
+                referrers: vec![wire::OciReferrer {
+                    digest: Sha256Digest::of(b"sig"),
+                    size: 512,
+                    media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+                    artifact_type: Some("application/vnd.example.sbom".into()),
+                    annotations_json: Some(r#"{"org.example":"x"}"#.into()),
+                }],
+            }
+            .into(),
+        ),
+        (
+            "oci_tags",
+            wire::OciTags {
+                repo: "docker.io/library/nginx".into(),
+            }
+            .into(),
+        ),
+        (
+            "oci_tag_list",
+            wire::OciTagList {
+                tags: vec!["1.27".into(), "latest".into()],
+            }
+            .into(),
+        ),
+        (
             "https_cert_request",
             wire::HttpsCertRequest {
                 csr_pem:

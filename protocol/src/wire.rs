@@ -23,6 +23,7 @@
 //!   images keep working);
 //! - on demand: [`OciResolve`] → [`OciResolved`], and [`OciBlobRequest`] → [`RecipeResponse`],
 //!   or an [`ErrorMsg`] (`not_found` when neither the origin nor its upstream has it);
+//!   [`OciReferrers`] → [`OciReferrersList`]; [`OciTags`] → [`OciTagList`];
 //! - HTTPS certificates: an edge that takes its HTTPS certificate from the origin sends an
 //!   [`HttpsCertRequest`] on the control stream after `Welcome`; the origin answers
 //!   [`HttpsCert`] for the names of its site, and sends a new one whenever those names change
@@ -369,6 +370,63 @@ impl Request for OciBlobRequest {
     type Response = RecipeResponse;
 }
 
+/// Edge → origin: the manifests of `repo` whose `subject` is `subject` (the referrers API, so
+/// a signature or SBOM attached at the origin after the image reached the site is listed there).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OciReferrers {
+    /// Repository.
+    pub repo: String,
+    /// The subject manifest's digest.
+    pub subject: Sha256Digest,
+}
+
+/// One manifest that refers to a subject, as the referrers API describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OciReferrer {
+    /// The referring manifest's digest.
+    pub digest: Sha256Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its media type.
+    pub media_type: String,
+    /// Its `artifactType` (or its config's media type).
+    pub artifact_type: Option<String>,
+    /// Its annotations, as the JSON object it carries.
+    pub annotations_json: Option<String>,
+}
+
+/// Origin → edge: the answer to [`OciReferrers`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OciReferrersList {
+    /// The referrers the origin holds, by digest.
+    pub referrers: Vec<OciReferrer>,
+}
+
+impl Request for OciReferrers {
+    type Response = OciReferrersList;
+}
+
+/// Edge → origin: the tags of `repo` the origin holds (the mirror's `tags/list` while online).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OciTags {
+    /// Repository.
+    pub repo: String,
+}
+
+/// Origin → edge: the answer to [`OciTags`], in lexical order, at most [`MAX_TAGS`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OciTagList {
+    /// The tags.
+    pub tags: Vec<String>,
+}
+
+/// Most tags an [`OciTagList`] carries (a tag is at most 128 bytes: well inside a frame).
+pub const MAX_TAGS: usize = 10_000;
+
+impl Request for OciTags {
+    type Response = OciTagList;
+}
+
 /// Edge → origin, on the control stream: sign this key for the edge's HTTPS listeners.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HttpsCertRequest {
@@ -473,7 +531,7 @@ macro_rules! messages {
 
 const CHUNK_DATA_KIND: u8 = 20;
 /// The highest postcard message kind.
-const LAST_KIND: u8 = 17;
+const LAST_KIND: u8 = 22;
 
 messages! {
     1 => Error(ErrorMsg),
@@ -493,6 +551,11 @@ messages! {
     15 => OciBlobRequest(OciBlobRequest),
     16 => HttpsCertRequest(HttpsCertRequest),
     17 => HttpsCert(HttpsCert),
+    18 => OciReferrers(OciReferrers),
+    19 => OciReferrersList(OciReferrersList),
+    // 20 is ChunkData.
+    21 => OciTags(OciTags),
+    22 => OciTagList(OciTagList),
 }
 
 impl From<ChunkData> for Message {

@@ -16,6 +16,7 @@
 pub mod clients;
 pub mod containerd;
 mod data;
+pub mod mirror;
 pub mod oci;
 mod tmpfs;
 

@@ -23,7 +23,8 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use sitecast_protocol::wire::{
-    ChunkRequest, ErrorCode, ImageManifest, Message, OciBlobRequest, OciResolve,
+    ChunkRequest, ErrorCode, ImageManifest, Message, OciBlobRequest, OciReferrer, OciReferrers,
+    OciResolve, OciTags,
 };
 use sitecast_protocol::{ArtifactManifest, BlobRecipe, ChunkId, Sha256Digest};
 use sitecast_runtime::chunks::StoreError;
@@ -143,6 +144,49 @@ pub(crate) async fn resolve(
         )));
     }
     Ok((r.manifest, r.recipe))
+}
+
+/// Ask the origin for the referrers of `subject` in `repo`, bounded by `oci.miss_timeout`.
+pub(crate) async fn referrers(
+    core: &Arc<Core>,
+    repo: &str,
+    subject: Sha256Digest,
+) -> Result<Vec<OciReferrer>, Miss> {
+    let conn = connection(core)?;
+    let limit = core.cfg.oci.miss_timeout;
+    let msg = OciReferrers {
+        repo: repo.to_owned(),
+        subject,
+    };
+    let answer = tokio::time::timeout(limit, ask(&conn, msg.into()))
+        .await
+        .map_err(|_| Miss::Timeout(limit))??;
+    match answer {
+        Message::OciReferrersList(l) => Ok(l.referrers),
+        other => Err(Miss::Failed(format!(
+            "expected OciReferrersList, got {}",
+            other.name()
+        ))),
+    }
+}
+
+/// Ask the origin for the tags of `repo`, bounded by `oci.miss_timeout`.
+pub(crate) async fn tags(core: &Arc<Core>, repo: &str) -> Result<Vec<String>, Miss> {
+    let conn = connection(core)?;
+    let limit = core.cfg.oci.miss_timeout;
+    let msg = OciTags {
+        repo: repo.to_owned(),
+    };
+    let answer = tokio::time::timeout(limit, ask(&conn, msg.into()))
+        .await
+        .map_err(|_| Miss::Timeout(limit))??;
+    match answer {
+        Message::OciTagList(l) => Ok(l.tags),
+        other => Err(Miss::Failed(format!(
+            "expected OciTagList, got {}",
+            other.name()
+        ))),
+    }
 }
 
 /// Join (or start) the flight for blob `digest` of `repo`. `recipe` is given when already

@@ -423,15 +423,29 @@ fn page(all: Vec<String>, q: Option<&str>) -> (Vec<String>, bool) {
     (items, more)
 }
 
-/// `GET /v2/<name>/tags/list` with `n` and `last`.
+/// `GET /v2/<name>/tags/list` with `n` and `last`: the site's tags and, while the site is
+/// online, the origin's too (asked within `oci.miss_timeout`), as a mirror lists what its
+/// upstream holds; any of them resolves, on demand when the site lacks it.
 pub(crate) async fn tags(core: &Arc<Core>, repo: &Repo, q: Option<&str>) -> OciResult<Response> {
     let (catalog, n) = (core.catalog.clone(), repo.name.as_str().to_owned());
-    let (tags, known) = blocking("list tags", move || {
+    let (mut tags, mut known) = blocking("list tags", move || {
         let tags = catalog.tags_of(&n)?;
         let known = !tags.is_empty() || catalog.repos()?.contains(&n);
         Ok((tags, known))
     })
     .await?;
+    match ondemand::tags(core, repo.name.as_str()).await {
+        Ok(theirs) => {
+            known |= !theirs.is_empty();
+            tags.extend(theirs);
+            tags.sort_unstable();
+            tags.dedup();
+        }
+        Err(Miss::Offline) => {}
+        Err(e) => {
+            tracing::debug!(repo = %repo.name, error = %e, "tags: the origin's list is left out");
+        }
+    }
     if !known {
         return Err(OciError::new(
             Code::NameUnknown,
@@ -481,8 +495,10 @@ pub(crate) async fn catalog(
     Ok(r)
 }
 
-/// `GET /v2/<name>/referrers/<digest>`: the site's manifests of this repository whose
-/// `subject` is the digest (optionally of one `artifactType`).
+/// `GET /v2/<name>/referrers/<digest>`: the manifests of this repository whose `subject` is
+/// the digest (optionally of one `artifactType`): the site's, and while the site is online the
+/// origin's too (asked within `oci.miss_timeout`; offline or slow, the site's alone), so what
+/// was attached to an image at the origin after it reached the site is listed.
 pub(crate) async fn referrers(
     core: &Arc<Core>,
     repo: &Repo,
@@ -526,6 +542,41 @@ pub(crate) async fn referrers(
             desc["annotations"] = a.clone();
         }
         out.push(desc);
+    }
+    match ondemand::referrers(core, repo.name.as_str(), subject).await {
+        Ok(theirs) => {
+            let mut seen: std::collections::HashSet<String> = out
+                .iter()
+                .filter_map(|d| d["digest"].as_str().map(str::to_owned))
+                .collect();
+            for r in theirs {
+                if filter.is_some() && filter != r.artifact_type {
+                    continue;
+                }
+                if !seen.insert(r.digest.to_oci()) {
+                    continue;
+                }
+                let mut desc = serde_json::json!({
+                    "mediaType": r.media_type,
+                    "digest": r.digest.to_oci(),
+                    "size": r.size,
+                });
+                if let Some(t) = r.artifact_type {
+                    desc["artifactType"] = t.into();
+                }
+                if let Some(a) = r
+                    .annotations_json
+                    .and_then(|a| serde_json::from_str::<serde_json::Value>(&a).ok())
+                {
+                    desc["annotations"] = a;
+                }
+                out.push(desc);
+            }
+        }
+        Err(Miss::Offline) => {}
+        Err(e) => {
+            tracing::debug!(repo = %repo.name, error = %e, "referrers: the origin's list is left out");
+        }
     }
     let body = serde_json::json!({
         "schemaVersion": 2,

@@ -2,7 +2,8 @@
 //! recipe, when a client at its site wants an image nobody pushed there. A repository with a
 //! pull-through upstream is filled from it first (one upstream fetch however many sites ask).
 //! The chunks then travel on ordinary [`super::data`] streams, which allow any blob stored in
-//! an OCI repository.
+//! an OCI repository. An edge also asks for the referrers of a manifest, so that what was
+//! attached to an image at the origin (signatures, SBOMs) is listed at the site.
 
 use std::sync::Arc;
 
@@ -10,7 +11,8 @@ use futures::StreamExt as _;
 use quinn::{RecvStream, SendStream};
 use sitecast_protocol::oci::{Reference, RepoName};
 use sitecast_protocol::wire::{
-    ErrorCode, Message, OciBlobRequest, OciResolve, OciResolved, RecipeResponse,
+    ErrorCode, Message, OciBlobRequest, OciReferrer, OciReferrers, OciReferrersList, OciResolve,
+    OciResolved, OciTagList, OciTags, RecipeResponse, MAX_TAGS,
 };
 use sitecast_runtime::framed::write_frame;
 
@@ -139,6 +141,62 @@ pub(super) async fn blob(
     )
     .await?;
     core.count_sent(&peer.site, Some(blob), 0, n as u64);
+    let _ = send.finish();
+    Ok(())
+}
+
+/// The referrers the origin holds for `r.subject` in `r.repo` (not asked of an upstream).
+pub(super) async fn referrers(
+    core: &Arc<Core>,
+    peer: &Peer,
+    mut send: SendStream,
+    recv: RecvStream,
+    r: OciReferrers,
+) -> Result<()> {
+    let repo = match repo_of(&r.repo) {
+        Ok(repo) => repo,
+        Err(e) => return refuse(core, peer, send, recv, e).await,
+    };
+    let subject = r.subject;
+    let list = core
+        .db
+        .call(move |c| db::oci::referrers(c, &repo, &subject, None))
+        .await?;
+    let referrers = list
+        .into_iter()
+        .map(|x| OciReferrer {
+            digest: x.digest,
+            size: x.size,
+            media_type: x.media_type,
+            artifact_type: x.artifact_type,
+            annotations_json: x.annotations,
+        })
+        .collect();
+    let msg = Message::OciReferrersList(OciReferrersList { referrers });
+    let n = write_frame(&mut send, &msg).await?;
+    core.count_sent(&peer.site, None, 0, n as u64);
+    let _ = send.finish();
+    Ok(())
+}
+
+/// The tags the origin holds for `r.repo` (at most [`MAX_TAGS`]; not asked of an upstream).
+pub(super) async fn tags(
+    core: &Arc<Core>,
+    peer: &Peer,
+    mut send: SendStream,
+    recv: RecvStream,
+    r: OciTags,
+) -> Result<()> {
+    let repo = match repo_of(&r.repo) {
+        Ok(repo) => repo,
+        Err(e) => return refuse(core, peer, send, recv, e).await,
+    };
+    let tags = core
+        .db
+        .call(move |c| db::oci::tags(c, &repo, None, MAX_TAGS))
+        .await?;
+    let n = write_frame(&mut send, &Message::OciTagList(OciTagList { tags })).await?;
+    core.count_sent(&peer.site, None, 0, n as u64);
     let _ = send.finish();
     Ok(())
 }

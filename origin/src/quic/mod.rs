@@ -214,6 +214,8 @@ async fn stream_task(
         Message::ChunkRequest(r) => data::chunks(&core, &peer, send, recv, r).await,
         Message::OciResolve(r) => images::resolve(&core, &peer, send, recv, r).await,
         Message::OciBlobRequest(r) => images::blob(&core, &peer, send, recv, r).await,
+        Message::OciReferrers(r) => images::referrers(&core, &peer, send, recv, r).await,
+        Message::OciTags(r) => images::tags(&core, &peer, send, recv, r).await,
         Message::Enroll(_) => {
             let msg =
                 "this connection is already authenticated; enroll without a client certificate"
