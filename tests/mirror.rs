@@ -40,6 +40,8 @@ fn edge_metric(env: &TestEnv, edge: &Edge, name: &str, repo: &str) -> f64 {
 fn pushed_images_are_pulled_from_the_edge_byte_exact() {
     let env = TestEnv::new("mirror-push", Duration::from_secs(240));
     let (origin, edge) = site(&env);
+    // Everything granted to anonymous devices: the image blobs must still not show as files.
+    origin.ctl_ok(&env, &["grant", "create", "--anonymous", "--path", "/"]);
     let oci = edge.oci.expect("edge serves the mirror");
     let single = publish(
         &env,
@@ -109,12 +111,47 @@ fn pushed_images_are_pulled_from_the_edge_byte_exact() {
         "image blobs are not listed as files: {push:#}"
     );
 
-    // The file protocols do not show image blobs.
+    // The file protocols do not show image blobs, even with a grant on everything.
     let r = curl(&env, &[&edge.url("/.oci/")]);
     assert!(
         r.status == 404 || r.status == 401,
         "/.oci/ over HTTP: {}",
         r.status
+    );
+    let layer_hex = &single.platforms[0].2[0]["sha256:".len()..];
+    let blob_path = format!("/.oci/sha256/{layer_hex}");
+    let r = curl(&env, &[&edge.url(&blob_path)]);
+    assert_eq!(r.status, 404, "an image blob by path over HTTP");
+    let got = env.path("ftp-blob");
+    let o = common::clients::ftpget(&env, &edge, None, &blob_path, &got);
+    assert!(
+        !o.ok() && o.stderr.contains("550"),
+        "an image blob over FTP: {o:?}"
+    );
+    assert_eq!(std::fs::metadata(&got).map_or(0, |m| m.len()), 0);
+    let ftp = edge.ftp.unwrap();
+    let mut c = std::process::Command::new("curl");
+    c.args(["-sS", "--max-time", "20", "-l", &format!("ftp://{ftp}/")]);
+    let o = run_cmd(&env, c, Duration::from_secs(30));
+    assert!(o.ok(), "FTP listing of /: {o:?}");
+    assert!(!o.stdout.contains(".oci"), "FTP lists {:?}", o.stdout);
+    let o = common::clients::sftp_batch(
+        &env,
+        &edge,
+        None,
+        &format!("ls -a /\nget {blob_path} sftp-blob\n"),
+        env.dir(),
+    );
+    assert!(
+        !o.stdout
+            .lines()
+            .any(|l| !l.starts_with("sftp>") && l.contains(".oci")),
+        "SFTP lists: {o:?}"
+    );
+    assert!(o.stderr.contains("not found"), "{o:?}");
+    assert!(
+        !o.ok() && !env.path("sftp-blob").exists(),
+        "an image blob over SFTP: {o:?}"
     );
 
     // skopeo against the edge: byte-exact manifest, every digest verified. No `ns`: the
@@ -162,6 +199,40 @@ fn pushed_images_are_pulled_from_the_edge_byte_exact() {
     assert_eq!(r.body.len(), 10);
     let tags = curl(&env, &[&format!("{base}/tags/list")]).json();
     assert_eq!(tags["tags"], serde_json::json!(["1"]), "{tags}");
+    // Accept negotiation: a client that takes no index type gets the linux/amd64 manifest of
+    // the index (by its own digest and media type); one that takes an index gets the index.
+    let multi_base = format!("http://{oci}/v2/library/multi");
+    let amd = multi.platforms.iter().find(|p| p.0 == "amd64").unwrap();
+    for method in ["-I", "-G"] {
+        let r = curl(
+            &env,
+            &[
+                method,
+                "-H",
+                &format!("Accept: {}", common::oci::MT_MANIFEST),
+                &format!("{multi_base}/manifests/2"),
+            ],
+        );
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("docker-content-digest"), Some(amd.1.as_str()));
+        assert_eq!(r.header("content-type"), Some(common::oci::MT_MANIFEST));
+        if method == "-G" {
+            assert_eq!(digest(&r.body), amd.1, "the amd64 manifest's bytes");
+        }
+    }
+    let r = curl(
+        &env,
+        &[
+            "-H",
+            "Accept: application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json",
+            &format!("{multi_base}/manifests/2"),
+        ],
+    );
+    assert_eq!(
+        digest(&r.body),
+        multi.top,
+        "an index to a client that takes one"
+    );
     let cat = curl(&env, &[&format!("http://{oci}/v2/_catalog")]).json();
     assert_eq!(
         cat["repositories"],
@@ -920,6 +991,72 @@ fn the_on_demand_cache_keeps_to_its_quota_sparing_pushed_images() {
     // The pushed image is never evicted: pulled again, nothing is fetched on demand.
     pull("pinned", &pinned, 1);
     assert_eq!(on_demand("pinned"), 0.0);
+}
+
+#[test]
+fn a_tag_learned_on_demand_is_asked_again_after_tag_ttl_and_not_before() {
+    let env = TestEnv::new("mirror-tag-ttl", Duration::from_secs(120));
+    let origin = Origin::start(&env);
+    let token = origin.create_site(&env, "s1", &[]);
+    origin.ctl_ok(&env, &["grant", "create", "--anonymous", "--path", "/oci"]);
+    let cfg = env.path("edge.toml");
+    std::fs::write(&cfg, "[oci]\ntag_ttl = \"2s\"\n").unwrap();
+    let edge = Edge::start(
+        &env,
+        origin.quic,
+        Some(&token),
+        &env.path("edge"),
+        &["--config", cfg.to_str().unwrap()],
+    );
+    let url = format!("http://{}/v2/library/moving/manifests/1", edge.oci.unwrap());
+    let v1 = publish(
+        &env,
+        &origin,
+        71,
+        &[4 * KIB],
+        &["amd64"],
+        "docker.io/library/moving",
+        "1",
+    );
+    let digest_now = || {
+        curl(&env, &["-I", &url])
+            .header("docker-content-digest")
+            .map(str::to_owned)
+    };
+    let asked = std::time::Instant::now();
+    assert_eq!(
+        digest_now().as_deref(),
+        Some(v1.top.as_str()),
+        "learned on demand"
+    );
+    let v2 = publish(
+        &env,
+        &origin,
+        72,
+        &[4 * KIB],
+        &["amd64"],
+        "docker.io/library/moving",
+        "1",
+    );
+    assert_ne!(v1.top, v2.top);
+    // Until tag_ttl has passed since the edge learned the tag, it answers what it learned;
+    // then it asks the origin again and follows the move.
+    let moved = loop {
+        let d = digest_now();
+        if d.as_deref() == Some(v2.top.as_str()) {
+            break asked.elapsed();
+        }
+        assert_eq!(d.as_deref(), Some(v1.top.as_str()));
+        assert!(
+            asked.elapsed() < Duration::from_secs(20),
+            "the tag never moved"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        moved >= Duration::from_secs(2),
+        "the edge asked again after {moved:?}, before tag_ttl"
+    );
 }
 
 /// `tests/tools/oras_roundtrip.py ARGS` (oras-py, installed by the test command).

@@ -113,9 +113,13 @@ async fn manifest_bytes(
         Reference::Tag(t) => {
             let (catalog, n, t) = (core.catalog.clone(), name.clone(), t.clone());
             let row = blocking("look up tag", move || catalog.tag(&n, &t)).await?;
-            let ttl = i64::try_from(core.cfg.oci.tag_ttl.as_secs()).unwrap_or(i64::MAX);
+            // Learned times are whole seconds: a tag is fresh for at least `tag_ttl` (rounded
+            // up to a second) and at most one second more, never asked again early.
+            let ttl = core.cfg.oci.tag_ttl;
+            let ttl = i64::try_from(ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0))
+                .unwrap_or(i64::MAX);
             match row {
-                Some(r) if r.pinned || crate::catalog::now_secs() - r.updated < ttl => {
+                Some(r) if r.pinned || crate::catalog::now_secs() - r.updated <= ttl => {
                     Some(r.digest)
                 }
                 Some(r) => {
