@@ -991,6 +991,68 @@ fn the_on_demand_cache_keeps_to_its_quota_sparing_pushed_images() {
     // The pushed image is never evicted: pulled again, nothing is fetched on demand.
     pull("pinned", &pinned, 1);
     assert_eq!(on_demand("pinned"), 0.0);
+
+    // A blob being read is never evicted: a 12 MiB layer (over the quota by itself) read by a
+    // slow client (16 KiB receive buffer, ~2 MiB/s) while other images are pulled and the quota
+    // is enforced; the slow read gets every byte right.
+    let big = publish(
+        &env,
+        &origin,
+        64,
+        &[12 << 20],
+        &["amd64"],
+        "docker.io/library/big",
+        "1",
+    );
+    let layer = big.platforms[0].2[0].clone();
+    let layer_len = big.blobs.iter().find(|(d, _)| *d == layer).unwrap().1;
+    let slow = r#"
+import hashlib, socket, sys, time
+host, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+s.connect((host, port))
+s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+data = b""
+while True:
+    piece = s.recv(16384)
+    if not piece:
+        break
+    data += piece
+    time.sleep(0.008)
+head, _, body = data.partition(b"\r\n\r\n")
+print(head.split(b"\r\n")[0].decode(), len(body), "sha256:" + hashlib.sha256(body).hexdigest())
+"#;
+    let oci_s = oci.to_string();
+    let (host, port) = oci_s.rsplit_once(':').unwrap();
+    let path = format!("/v2/library/big/blobs/{layer}");
+    let out = std::thread::scope(|sc| {
+        let reader = sc.spawn(|| {
+            let mut c = std::process::Command::new("python3");
+            c.args(["-c", slow, host, port, &path]);
+            run_cmd(&env, c, Duration::from_secs(120))
+        });
+        // Wait until the slow read has started fetching, then make the cache evict.
+        assert!(
+            eventually(Duration::from_secs(30), || on_demand("big") > 0.0),
+            "the slow read never started"
+        );
+        pull("a", &a, 3);
+        pull("b", &b, 4);
+        reader.join().unwrap()
+    });
+    assert!(out.ok(), "{out:?}");
+    assert_eq!(
+        out.stdout.split_whitespace().collect::<Vec<_>>(),
+        [
+            "HTTP/1.1",
+            "200",
+            "OK",
+            &layer_len.to_string(),
+            layer.as_str()
+        ],
+        "the slow read of a blob over the quota: {out:?}"
+    );
 }
 
 #[test]
