@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHash, PasswordVerifier};
 use sitecast_protocol::{CatalogPath, Principal, SiteConfig};
 
 use crate::config::HttpConfig;
@@ -294,16 +293,7 @@ impl Authenticator {
         hash: String,
     ) -> AuthOutcome {
         self.verifications.fetch_add(1, Ordering::Relaxed);
-        let (h, pw) = (hash.clone(), password.to_owned());
-        let ok = tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&h).is_ok_and(|parsed| {
-                argon2::Argon2::default()
-                    .verify_password(pw.as_bytes(), &parsed)
-                    .is_ok()
-            })
-        })
-        .await
-        .unwrap_or(false);
+        let ok = sitecast_runtime::password::verify(hash.clone(), password.to_owned()).await;
         if !ok {
             self.record_failure(client);
             return AuthOutcome::Invalid;

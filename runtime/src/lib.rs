@@ -6,6 +6,7 @@
 //! - [`sqlite`]: opening a SQLite database in WAL mode with numbered migrations;
 //! - [`framed`]: reading and writing [`sitecast_protocol::wire`] frames on QUIC streams;
 //! - [`tls`]: the names and token format both sides of the QUIC session agree on;
+//! - [`password`]: argon2 password checks, at most one per CPU at a time;
 //! - [`prom`]: a small Prometheus text-format writer;
 //! - [`size`]: byte sizes in configuration files (`4194304` or `"4MiB"`);
 //! - [`verify`]: the report (and the per-blob check) of `origin verify` / `edge verify`.
@@ -19,6 +20,7 @@ pub mod chunks;
 pub mod datadir;
 pub mod framed;
 pub mod https;
+pub mod password;
 pub mod prom;
 pub mod size;
 pub mod sqlite;

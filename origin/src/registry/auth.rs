@@ -160,19 +160,7 @@ impl Auth {
             .await?
             .and_then(|(h, _)| h);
         let ok = match hash {
-            Some(phc) => {
-                let pw = password.to_owned();
-                tokio::task::spawn_blocking(move || {
-                    use argon2::password_hash::{PasswordHash, PasswordVerifier as _};
-                    PasswordHash::new(&phc).is_ok_and(|p| {
-                        argon2::Argon2::default()
-                            .verify_password(pw.as_bytes(), &p)
-                            .is_ok()
-                    })
-                })
-                .await
-                .unwrap_or(false)
-            }
+            Some(phc) => sitecast_runtime::password::verify(phc, password.to_owned()).await,
             None => false,
         };
         if !ok {
