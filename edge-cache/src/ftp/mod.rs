@@ -31,6 +31,7 @@ use std::net::SocketAddr;
 use std::os::fd::AsFd as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use libunftp::options::{ActivePassiveMode, PassiveHost};
 use tokio::io::AsyncWriteExt as _;
@@ -88,6 +89,9 @@ impl FtpServer {
         // Fail now, not on the first connection, if the options do not build.
         build(&shared, Arc::new(AtomicBool::new(false)))?;
         let limiter = ConnLimiter::new(cfg.max_connections_per_ip);
+        // Connections are tracked so that shutdown waits (briefly) for each to say why it
+        // closes, instead of the runtime dropping them mid-sentence.
+        let sessions = tokio_util::task::TaskTracker::new();
         while let Some((stream, peer)) = accept(&listener, &self.cancel, "ftp").await {
             let Some(slot) = limiter.try_acquire(peer.ip()) else {
                 tracing::warn!(client = %peer, "ftp: too many connections from this address");
@@ -96,12 +100,22 @@ impl FtpServer {
             };
             let (shared, cancel) = (shared.clone(), self.cancel.clone());
             let span = tracing::info_span!("ftp", client = %peer);
-            tokio::spawn(
+            sessions.spawn(
                 async move {
                     let _slot = slot;
                     serve(&shared, stream, peer, cancel).await;
                 }
                 .instrument(span),
+            );
+        }
+        sessions.close();
+        if tokio::time::timeout(SESSION_DRAIN, sessions.wait())
+            .await
+            .is_err()
+        {
+            tracing::info!(
+                open = sessions.len(),
+                "ftp: sessions still open after shutdown were dropped"
             );
         }
         Ok(())
@@ -171,6 +185,9 @@ async fn serve(shared: &Shared, stream: TcpStream, peer: SocketAddr, cancel: Can
         tracing::debug!(client = %peer, error = %e, "ftp session ended with an error");
     }
 }
+
+/// How long shutdown waits for open FTP sessions to end after they were told to close.
+const SESSION_DRAIN: Duration = Duration::from_secs(2);
 
 /// A libunftp server for one connection; `logged_in` is set once its login succeeds.
 fn build(
