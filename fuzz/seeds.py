@@ -112,6 +112,8 @@ bodies = [
     (3, {"name": "admin"}),
     (4, {"name": "plant-7", "labels": {"region": "eu"}, "max_rate": 1000000}),
     (4, {"name": "-bad", "max_rate": 0}),
+    (4, {"name": "farm-17", "join_token_ttl": "2h"}),
+    (4, {"name": "farm-18", "join_token_ttl": "0s"}),
     (5, {"content": ["/firmware"], "sites": ["plant-7"], "max_rate": U64_MAX}),
     (5, {"images": ["docker.io/library/nginx"], "labels": {"region": "eu"}}),
     (6, {"user": "tech", "repository": "team/*", "push": True}),

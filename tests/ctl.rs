@@ -65,6 +65,32 @@ fn bad_input_gets_one_clear_answer_and_json_errors_on_stdout() {
     assert_eq!((out.code, out.stdout.as_str()), (Some(1), ""), "{out:?}");
     assert!(out.stderr.starts_with("error: not_found"), "{out:?}");
 
+    // Join token lifetimes: out of range refused, naming the flag's field; the expiry printed.
+    let v = json_error(&origin.ctl(
+        &env,
+        &[
+            "--output",
+            "json",
+            "site",
+            "create",
+            "t1",
+            "--join-token-ttl",
+            "0s",
+        ],
+    ));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("join_token_ttl"),
+        "{v}"
+    );
+    let out = origin.ctl_ok(&env, &["site", "create", "t1", "--join-token-ttl", "2h"]);
+    assert!(out.contains("valid until 20"), "{out}");
+    let v = origin.ctl_json(&env, &["site", "join-token", "t1", "--ttl", "30min"]);
+    assert!(v["join_token_expires"].as_str().is_some(), "{v}");
+    origin.ctl_ok(&env, &["site", "delete", "t1"]);
+
     // Usage errors clap raises are JSON on stdout too (code "usage", exit 2), in both
     // spellings of the flag; in text they stay clap's message on stderr.
     for args in [

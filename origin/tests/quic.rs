@@ -334,3 +334,80 @@ async fn enroll_control_recipe_chunks_and_malformed_frames() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn an_expired_join_token_is_refused_and_a_new_one_enrolls() {
+    tokio::time::timeout(T, async {
+        let o = Origin::start().await;
+        for bad in ["0s", "400days", "soon"] {
+            let (s, v) = o
+                .json(
+                    Method::POST,
+                    "/api/v1/sites",
+                    Some(json!({"name": "x", "join_token_ttl": bad})),
+                )
+                .await;
+            assert_eq!(s, 400, "{bad}: {v}");
+            assert!(
+                v["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("join_token_ttl"),
+                "{v}"
+            );
+        }
+        let (s, v) = o
+            .json(
+                Method::POST,
+                "/api/v1/sites",
+                Some(json!({"name": "s1", "join_token_ttl": "1s"})),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        assert!(v["join_token_expires"].as_str().is_some(), "{v}");
+        let token = v["join_token"].as_str().unwrap().to_owned();
+        let ca = ca_der(&o);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+            .unwrap()
+            .serialize_request(&key)
+            .unwrap()
+            .pem()
+            .unwrap();
+        let enroll = |t: &str| {
+            Message::Enroll(Enroll {
+                token: t.to_owned(),
+                node: "n1".into(),
+                csr_pem: csr.clone(),
+            })
+        };
+        // Expiry is kept in whole seconds: past it for certain after 2.1 s.
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        let anon = connect(o.ready.quic, ca.clone(), None).await;
+        let (_, _, m) = request(&anon, enroll(&token)).await;
+        let (code, msg) = error_code(&m);
+        assert_eq!(code, ErrorCode::BadToken);
+        assert!(
+            msg.contains("expired") && msg.contains("ctl site join-token s1"),
+            "{msg}"
+        );
+        // A bad ttl on rotation is refused; a new token enrolls.
+        let r = o
+            .req(Method::POST, "/api/v1/sites/s1/join-token?ttl=-1h")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let (s, v) = o
+            .json(Method::POST, "/api/v1/sites/s1/join-token?ttl=1h", None)
+            .await;
+        assert_eq!(s, 200, "{v}");
+        let fresh = v["join_token"].as_str().unwrap().to_owned();
+        let anon = connect(o.ready.quic, ca.clone(), None).await;
+        let (_, _, m) = request(&anon, enroll(&fresh)).await;
+        assert!(matches!(m, Message::Enrolled(_)), "{m:?}");
+        o.stop().await;
+    })
+    .await
+    .unwrap();
+}

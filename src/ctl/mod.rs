@@ -160,6 +160,9 @@ enum SiteCmd {
         /// edges (those with `tls_from_origin`); repeatable.
         #[arg(long = "https-name")]
         https_names: Vec<String>,
+        /// How long the join token is valid (e.g. 2h; default 24h, at most 365days).
+        #[arg(long)]
+        join_token_ttl: Option<String>,
     },
     /// Set the names of the site's HTTPS certificate (none clears them); its connected edges
     /// that take their certificate from the origin get a new one at once.
@@ -175,7 +178,12 @@ enum SiteCmd {
     /// Delete a site (revokes its nodes).
     Delete { name: String },
     /// Issue a new one-time join token (invalidates an unused one).
-    JoinToken { name: String },
+    JoinToken {
+        name: String,
+        /// How long it is valid (e.g. 2h; default 24h, at most 365days).
+        #[arg(long)]
+        ttl: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -372,16 +380,20 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
                 labels,
                 max_rate,
                 https_names,
+                join_token_ttl,
             } => {
                 let v = c
                     .post(
                         "/api/v1/sites",
                         &json!({"name": name, "labels": labels_json(&labels)?, "max_rate": max_rate,
-                            "https_names": https_names}),
+                            "https_names": https_names, "join_token_ttl": join_token_ttl}),
                     )
                     .await?;
                 if out == Output::Text {
-                    println!("site {name} created; join token (shown once):");
+                    println!(
+                        "site {name} created; join token (shown once, valid until {}):",
+                        v["join_token_expires"].as_str().unwrap_or("?")
+                    );
                     println!("{}", v["join_token"].as_str().unwrap_or(""));
                     return Ok(ExitCode::SUCCESS);
                 }
@@ -400,10 +412,11 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
                 let url = format!("/api/v1/sites/{}", seg(&name));
                 return deleted(c, out, "site", &name, &url).await;
             }
-            SiteCmd::JoinToken { name } => {
+            SiteCmd::JoinToken { name, ttl } => {
+                let q = ttl.map_or(String::new(), |t| format!("?ttl={}", seg(&t)));
                 let v = c
                     .post(
-                        &format!("/api/v1/sites/{}/join-token", seg(&name)),
+                        &format!("/api/v1/sites/{}/join-token{q}", seg(&name)),
                         &json!({}),
                     )
                     .await?;

@@ -8,7 +8,7 @@ use axum::Json;
 use serde::Deserialize;
 
 use super::validate::{check_https_names, check_labels, check_rate, unique_labels};
-use super::{ApiError, ApiJson, ApiPath, ApiResult, AppState};
+use super::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, AppState};
 use crate::db::{self, Labels};
 use crate::util::{hash_secret, random_secret};
 
@@ -24,15 +24,48 @@ pub(super) struct NewSite {
     /// origin (edges with `tls_from_origin`).
     #[serde(default)]
     https_names: Vec<String>,
+    /// How long the join token is valid (`"24h"`, the default).
+    #[serde(default)]
+    join_token_ttl: Option<String>,
+}
+
+/// The default lifetime of a join token.
+const JOIN_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// The longest lifetime a join token may be given.
+const MAX_JOIN_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
+
+/// A join token lifetime: a humantime duration from 1 s to 365 days; `None` is 24 h.
+fn token_ttl(field: &str, v: Option<&str>) -> ApiResult<i64> {
+    let Some(v) = v else {
+        return Ok(i64::try_from(JOIN_TOKEN_TTL.as_secs()).unwrap_or(i64::MAX));
+    };
+    let d = humantime::parse_duration(v).map_err(|e| {
+        ApiError::bad_request(format!("{field} {v:?}: {e} (e.g. \"24h\", \"30min\")"))
+    })?;
+    if d < std::time::Duration::from_secs(1) || d > MAX_JOIN_TOKEN_TTL {
+        return Err(ApiError::bad_request(format!(
+            "{field} {v:?} is out of range: from 1s to 365days"
+        )));
+    }
+    Ok(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// `?ttl=` of `POST /sites/{name}/join-token`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TokenQuery {
+    ttl: Option<String>,
 }
 
 impl NewSite {
-    /// Every check `create` makes before the database; the HTTPS names as stored.
-    fn validate(&self) -> ApiResult<Vec<String>> {
+    /// Every check `create` makes before the database; the HTTPS names as stored and the
+    /// join token's lifetime in seconds.
+    fn validate(&self) -> ApiResult<(Vec<String>, i64)> {
         db::sites::check_name("site", &self.name)?;
         check_rate("max_rate", self.max_rate)?;
         check_labels(&self.labels)?;
-        check_https_names("https_names", &self.https_names)
+        let ttl = token_ttl("join_token_ttl", self.join_token_ttl.as_deref())?;
+        Ok((check_https_names("https_names", &self.https_names)?, ttl))
     }
 }
 
@@ -58,18 +91,30 @@ pub(super) async fn create(
     State(core): State<AppState>,
     ApiJson(req): ApiJson<NewSite>,
 ) -> ApiResult<Response> {
-    let names = req.validate()?;
+    let (names, ttl) = req.validate()?;
     let secret = random_secret();
     let hash = hash_secret(&secret);
+    let expires = crate::util::now().saturating_add(ttl);
     let site = core
         .db
-        .call(move |c| db::sites::create(c, &req.name, &req.labels, req.max_rate, &names, &hash))
+        .call(move |c| {
+            db::sites::create(
+                c,
+                &req.name,
+                &req.labels,
+                req.max_rate,
+                &names,
+                &hash,
+                expires,
+            )
+        })
         .await?;
     tracing::info!(site = %site.name, "site created");
     let token = core.ca.join_token(&secret);
     Ok((
         StatusCode::CREATED,
-        Json(serde_json::json!({"site": site, "join_token": token})),
+        Json(serde_json::json!({"site": site, "join_token": token,
+            "join_token_expires": crate::util::rfc3339(expires)})),
     )
         .into_response())
 }
@@ -108,19 +153,26 @@ pub(super) async fn remove(
 pub(super) async fn join_token(
     State(core): State<AppState>,
     ApiPath(name): ApiPath<String>,
+    ApiQuery(q): ApiQuery<TokenQuery>,
 ) -> ApiResult<Response> {
+    let ttl = token_ttl("ttl", q.ttl.as_deref())?;
     let secret = random_secret();
     let hash = hash_secret(&secret);
+    let expires = crate::util::now().saturating_add(ttl);
     let n = name.clone();
     if !core
         .db
-        .call(move |c| db::sites::set_join_token(c, &n, &hash))
+        .call(move |c| db::sites::set_join_token(c, &n, &hash, expires))
         .await?
     {
         return Err(ApiError::not_found(format!("site {name:?} not found")));
     }
     tracing::info!(site = %name, "join token rotated");
-    Ok(Json(serde_json::json!({"join_token": core.ca.join_token(&secret)})).into_response())
+    Ok(Json(
+        serde_json::json!({"join_token": core.ca.join_token(&secret),
+        "join_token_expires": crate::util::rfc3339(expires)}),
+    )
+    .into_response())
 }
 
 /// `PUT /sites/{name}/https-names`: replace the names; connected edges that take their

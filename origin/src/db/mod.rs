@@ -42,6 +42,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         5,
         include_str!("../../../migrations/origin/0005_https_names.sql"),
     ),
+    (
+        6,
+        include_str!("../../../migrations/origin/0006_join_token_expiry.sql"),
+    ),
 ];
 
 /// Handle on the catalog database; cheap to clone.

@@ -31,10 +31,11 @@ pub(crate) fn create(
     max_rate: Option<u64>,
     https_names: &[String],
     token_hash: &[u8],
+    token_expires: i64,
 ) -> Result<SiteInfo> {
     let n = c.execute(
-        "INSERT OR IGNORE INTO sites (name, labels, max_rate, join_token_hash, created, https_names) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![name, labels_json(labels), max_rate.map(i64_of), token_hash, now(), names_json(https_names)],
+        "INSERT OR IGNORE INTO sites (name, labels, max_rate, join_token_hash, created, https_names, join_token_expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![name, labels_json(labels), max_rate.map(i64_of), token_hash, now(), names_json(https_names), token_expires],
     )?;
     if n == 0 {
         return Err(Error::Conflict(format!("site {name:?} already exists")));
@@ -151,20 +152,30 @@ pub(crate) fn delete(c: &mut Connection, name: &str) -> Result<bool> {
     Ok(n > 0)
 }
 
-/// Replace the site's join token hash (invalidating any unused token). False if unknown.
-pub(crate) fn set_join_token(c: &Connection, name: &str, token_hash: &[u8]) -> Result<bool> {
+/// Replace the site's join token hash and expiry (invalidating any unused token). False if
+/// unknown.
+pub(crate) fn set_join_token(
+    c: &Connection,
+    name: &str,
+    token_hash: &[u8],
+    expires: i64,
+) -> Result<bool> {
     Ok(c.execute(
-        "UPDATE sites SET join_token_hash = ?2 WHERE name = ?1",
-        params![name, token_hash],
+        "UPDATE sites SET join_token_hash = ?2, join_token_expires = ?3 WHERE name = ?1",
+        params![name, token_hash, expires],
     )? > 0)
 }
 
-/// The site whose unused join token has this hash.
-pub(crate) fn site_for_token(c: &Connection, token_hash: &[u8]) -> Result<Option<String>> {
+/// The site whose unused join token has this hash, with the token's expiry (unix seconds;
+/// `None` for tokens from before expiry existed).
+pub(crate) fn site_for_token(
+    c: &Connection,
+    token_hash: &[u8],
+) -> Result<Option<(String, Option<i64>)>> {
     Ok(c.query_row(
-        "SELECT name FROM sites WHERE join_token_hash = ?1",
+        "SELECT name, join_token_expires FROM sites WHERE join_token_hash = ?1",
         [token_hash],
-        |r| r.get(0),
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )
     .optional()?)
 }
@@ -178,9 +189,12 @@ pub(crate) fn enroll(
     cert_sha256: &[u8],
 ) -> Result<Option<String>> {
     let tx = c.transaction()?;
-    let Some(site) = site_for_token(&tx, token_hash)? else {
+    let Some((site, expires)) = site_for_token(&tx, token_hash)? else {
         return Ok(None);
     };
+    if expires.is_some_and(|e| now() >= e) {
+        return Ok(None);
+    }
     tx.execute(
         "UPDATE sites SET join_token_hash = NULL WHERE name = ?1",
         [&site],

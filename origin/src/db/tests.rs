@@ -109,6 +109,9 @@ fn publish_replace_list_and_delete_with_gc_candidates() {
     .unwrap();
 }
 
+/// A join token expiry far in the future.
+const LATER: i64 = 4_000_000_000;
+
 #[test]
 fn sites_tokens_and_nodes() {
     let (_d, db) = db();
@@ -120,15 +123,19 @@ fn sites_tokens_and_nodes() {
             Some(1000),
             &[],
             b"h1",
+            LATER,
         )?;
         assert_eq!(s.labels.get("province").map(String::as_str), Some("gansu"));
         assert!(matches!(
-            sites::create(c, "s1", &Labels::new(), None, &[], b"h2"),
+            sites::create(c, "s1", &Labels::new(), None, &[], b"h2", LATER),
             Err(Error::Conflict(_))
         ));
         assert!(sites::check_name("site", "bad name").is_err());
         assert!(sites::check_name("site", "-x").is_err());
-        assert_eq!(sites::site_for_token(c, b"h1")?.as_deref(), Some("s1"));
+        assert_eq!(
+            sites::site_for_token(c, b"h1")?,
+            Some(("s1".to_owned(), Some(LATER)))
+        );
         assert_eq!(
             sites::enroll(c, b"h1", "n1", b"fp1")?.as_deref(),
             Some("s1")
@@ -137,8 +144,17 @@ fn sites_tokens_and_nodes() {
             sites::enroll(c, b"h1", "n2", b"fp2")?.is_none(),
             "tokens are one-time"
         );
-        assert!(sites::set_join_token(c, "s1", b"h3")?);
-        assert!(!sites::set_join_token(c, "nope", b"h3")?);
+        // An expired token is refused, and stays unused.
+        assert!(sites::set_join_token(
+            c,
+            "s1",
+            b"h4",
+            crate::util::now() - 1
+        )?);
+        assert!(sites::enroll(c, b"h4", "n2", b"fp2")?.is_none(), "expired");
+        assert!(sites::site_for_token(c, b"h4")?.is_some());
+        assert!(sites::set_join_token(c, "s1", b"h3", LATER)?);
+        assert!(!sites::set_join_token(c, "nope", b"h3", LATER)?);
         sites::enroll(c, b"h3", "n2", b"fp2")?;
         assert_eq!(
             sites::node_by_cert(c, b"fp2")?,
@@ -165,8 +181,8 @@ fn sites_tokens_and_nodes() {
 fn site_config_selects_grants_by_site_labels_and_all() {
     let (_d, db) = db();
     db.blocking(|c| {
-        sites::create(c, "a", &labels(&[("tier", "farm")]), None, &[], b"1")?;
-        sites::create(c, "b", &Labels::new(), None, &[], b"2")?;
+        sites::create(c, "a", &labels(&[("tier", "farm")]), None, &[], b"1", LATER)?;
+        sites::create(c, "b", &Labels::new(), None, &[], b"2", LATER)?;
         let rev0 = sites::revisions(c, "a")?.unwrap().1;
         access::create_user(c, "u", Some("$argon2id$x"), &[])?;
         assert!(matches!(
@@ -238,9 +254,17 @@ fn push_lifecycle_from_reports() {
     let r1 = recipe(1, 300_000);
     let r2 = recipe(2, 100_000);
     db.blocking(|c| {
-        sites::create(c, "s1", &labels(&[("p", "g")]), None, &[], b"1")?;
-        sites::create(c, "s2", &labels(&[("p", "g")]), Some(5000), &[], b"2")?;
-        sites::create(c, "s3", &Labels::new(), None, &[], b"3")?;
+        sites::create(c, "s1", &labels(&[("p", "g")]), None, &[], b"1", LATER)?;
+        sites::create(
+            c,
+            "s2",
+            &labels(&[("p", "g")]),
+            Some(5000),
+            &[],
+            b"2",
+            LATER,
+        )?;
+        sites::create(c, "s3", &Labels::new(), None, &[], b"3", LATER)?;
         artifacts::publish(c, &p("/fw/a.bin"), &r1, 1)?;
         artifacts::publish(c, &p("/fw/b.bin"), &r2, 1)?;
         {
@@ -453,8 +477,8 @@ fn a_version_replaced_at_every_site_is_retired_and_collectable() {
     let (_d, db) = db();
     let (v1, v2, v3) = (recipe(1, 200_000), recipe(2, 200_000), recipe(3, 100_000));
     db.blocking(|c| {
-        sites::create(c, "s1", &Labels::new(), None, &[], b"1")?;
-        sites::create(c, "s2", &Labels::new(), None, &[], b"2")?;
+        sites::create(c, "s1", &Labels::new(), None, &[], b"1", LATER)?;
+        sites::create(c, "s2", &Labels::new(), None, &[], b"2", LATER)?;
         let push = |c: &mut Connection, sites: &[&str]| {
             pushes::create(
                 c,

@@ -87,12 +87,18 @@ async fn issue(core: &Arc<Core>, e: &Enroll) -> Result<Enrolled, (ErrorCode, Str
         )
     };
     let h = hash.clone();
-    let site = core
+    let (site, expires) = core
         .db
         .call(move |c| db::sites::site_for_token(c, &h))
         .await
         .map_err(internal)?
         .ok_or_else(|| bad("join token unknown or already used: create a new one with `sitecast ctl site join-token SITE`"))?;
+    if let Some(e) = expires.filter(|e| crate::util::now() >= *e) {
+        return Err(bad(&format!(
+            "join token of site {site} expired at {}: create a new one with `sitecast ctl site join-token {site}`",
+            crate::util::rfc3339(e)
+        )));
+    }
     let (cert_pem, fp) = core
         .ca
         .sign_csr(&e.csr_pem, &site, &e.node)
