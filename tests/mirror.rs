@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::containerd::{Containerd, Fallback};
-use common::mirror::{origin_creds, publish, site};
+use common::mirror::{origin_creds, publish, site, site_with_edge_config};
 use common::oci::{
     digest, pull_to_dir, push_layout, skopeo, skopeo_ok, write_layout, Layout, Upstream,
 };
@@ -680,18 +680,6 @@ fn mirror_access_uses_the_site_grants_with_basic_bearer_tokens_and_a_429_before_
     assert_eq!(before, after, "a refused login was hashed");
 }
 
-/// Poll `f` until it holds (an event the test cannot await otherwise), for at most `limit`.
-fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let until = std::time::Instant::now() + limit;
-    while std::time::Instant::now() < until {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    f()
-}
-
 #[test]
 fn a_moved_tag_costs_its_new_layer_referrers_are_listed_and_manifests_prefetch_layers() {
     let env = TestEnv::new("mirror-update", Duration::from_secs(240));
@@ -908,19 +896,7 @@ fn a_moved_tag_costs_its_new_layer_referrers_are_listed_and_manifests_prefetch_l
 #[test]
 fn the_on_demand_cache_keeps_to_its_quota_sparing_pushed_images() {
     let env = TestEnv::new("mirror-quota", Duration::from_secs(240));
-    let origin = Origin::start(&env);
-    let token = origin.create_site(&env, "s1", &[]);
-    origin.ctl_ok(&env, &["grant", "create", "--anonymous", "--path", "/oci"]);
-    let cfg = env.path("edge.toml");
-    std::fs::write(&cfg, "[oci]\ncache_max_bytes = 1500000\n").unwrap();
-    let cfg = cfg.display().to_string();
-    let edge = Edge::start(
-        &env,
-        origin.quic,
-        Some(&token),
-        &env.path("edge"),
-        &["--config", &cfg],
-    );
+    let (origin, edge) = site_with_edge_config(&env, Some("[oci]\ncache_max_bytes = 1500000\n"));
     let oci = edge.oci.unwrap();
     let pinned = publish(
         &env,
@@ -1058,18 +1034,7 @@ print(head.split(b"\r\n")[0].decode(), len(body), "sha256:" + hashlib.sha256(bod
 #[test]
 fn a_tag_learned_on_demand_is_asked_again_after_tag_ttl_and_not_before() {
     let env = TestEnv::new("mirror-tag-ttl", Duration::from_secs(120));
-    let origin = Origin::start(&env);
-    let token = origin.create_site(&env, "s1", &[]);
-    origin.ctl_ok(&env, &["grant", "create", "--anonymous", "--path", "/oci"]);
-    let cfg = env.path("edge.toml");
-    std::fs::write(&cfg, "[oci]\ntag_ttl = \"2s\"\n").unwrap();
-    let edge = Edge::start(
-        &env,
-        origin.quic,
-        Some(&token),
-        &env.path("edge"),
-        &["--config", cfg.to_str().unwrap()],
-    );
+    let (origin, edge) = site_with_edge_config(&env, Some("[oci]\ntag_ttl = \"2s\"\n"));
     let url = format!("http://{}/v2/library/moving/manifests/1", edge.oci.unwrap());
     let v1 = publish(
         &env,

@@ -246,14 +246,13 @@ fn tls_settings_that_cannot_work_are_refused_at_start() {
     assert!(!o.stdout.contains("\"ready\""), "{o:?}");
 }
 
-/// Poll `ok` every 100 ms until it holds; panic naming `what` when the test's budget (at most
-/// 30 s) runs out.
-fn until(env: &TestEnv, what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + env.cap(Duration::from_secs(30));
-    while !ok() {
-        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// Poll `ok` until it holds; panic naming `what` when the test's budget (at most 30 s) runs
+/// out.
+fn until(env: &TestEnv, what: &str, ok: impl FnMut() -> bool) {
+    assert!(
+        eventually(env.cap(Duration::from_secs(30)), ok),
+        "timed out: {what}"
+    );
 }
 
 #[test]

@@ -980,3 +980,15 @@ pub fn creds(user: Option<(&str, &str)>) -> Vec<String> {
         None => Vec::new(),
     }
 }
+
+/// Poll `f` until it holds (an event the test cannot await otherwise), for at most `limit`.
+pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < until {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}

@@ -116,26 +116,32 @@ async fn ask(conn: &quinn::Connection, msg: Message) -> Result<Message, Miss> {
     }
 }
 
+/// Ask the origin on a stream of its own, its first answer bounded by `oci.miss_timeout`.
+async fn ask_within(core: &Arc<Core>, msg: Message) -> Result<Message, Miss> {
+    let conn = connection(core)?;
+    let limit = core.cfg.oci.miss_timeout;
+    tokio::time::timeout(limit, ask(&conn, msg))
+        .await
+        .map_err(|_| Miss::Timeout(limit))?
+}
+
+fn unexpected(want: &str, got: &Message) -> Miss {
+    Miss::Failed(format!("expected {want}, got {}", got.name()))
+}
+
 /// Ask the origin what `reference` names in `repo`, bounded by `oci.miss_timeout`.
 pub(crate) async fn resolve(
     core: &Arc<Core>,
     repo: &str,
     reference: &str,
 ) -> Result<(ImageManifest, BlobRecipe), Miss> {
-    let conn = connection(core)?;
-    let limit = core.cfg.oci.miss_timeout;
     let msg = OciResolve {
         repo: repo.to_owned(),
         reference: reference.to_owned(),
     };
-    let answer = tokio::time::timeout(limit, ask(&conn, msg.into()))
-        .await
-        .map_err(|_| Miss::Timeout(limit))??;
+    let answer = ask_within(core, msg.into()).await?;
     let Message::OciResolved(r) = answer else {
-        return Err(Miss::Failed(format!(
-            "expected OciResolved, got {}",
-            answer.name()
-        )));
+        return Err(unexpected("OciResolved", &answer));
     };
     if r.recipe.sha256 != r.manifest.digest || r.recipe.validate().is_err() {
         return Err(Miss::Failed(format!(
@@ -152,40 +158,24 @@ pub(crate) async fn referrers(
     repo: &str,
     subject: Sha256Digest,
 ) -> Result<Vec<OciReferrer>, Miss> {
-    let conn = connection(core)?;
-    let limit = core.cfg.oci.miss_timeout;
     let msg = OciReferrers {
         repo: repo.to_owned(),
         subject,
     };
-    let answer = tokio::time::timeout(limit, ask(&conn, msg.into()))
-        .await
-        .map_err(|_| Miss::Timeout(limit))??;
-    match answer {
+    match ask_within(core, msg.into()).await? {
         Message::OciReferrersList(l) => Ok(l.referrers),
-        other => Err(Miss::Failed(format!(
-            "expected OciReferrersList, got {}",
-            other.name()
-        ))),
+        other => Err(unexpected("OciReferrersList", &other)),
     }
 }
 
 /// Ask the origin for the tags of `repo`, bounded by `oci.miss_timeout`.
 pub(crate) async fn tags(core: &Arc<Core>, repo: &str) -> Result<Vec<String>, Miss> {
-    let conn = connection(core)?;
-    let limit = core.cfg.oci.miss_timeout;
     let msg = OciTags {
         repo: repo.to_owned(),
     };
-    let answer = tokio::time::timeout(limit, ask(&conn, msg.into()))
-        .await
-        .map_err(|_| Miss::Timeout(limit))??;
-    match answer {
+    match ask_within(core, msg.into()).await? {
         Message::OciTagList(l) => Ok(l.tags),
-        other => Err(Miss::Failed(format!(
-            "expected OciTagList, got {}",
-            other.name()
-        ))),
+        other => Err(unexpected("OciTagList", &other)),
     }
 }
 

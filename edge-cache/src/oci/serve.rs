@@ -499,6 +499,28 @@ pub(crate) async fn catalog(
     Ok(r)
 }
 
+/// One entry of a referrers index.
+fn descriptor(
+    media_type: &str,
+    digest: &Sha256Digest,
+    size: u64,
+    artifact_type: Option<String>,
+    annotations: Option<serde_json::Value>,
+) -> serde_json::Value {
+    let mut desc = serde_json::json!({
+        "mediaType": media_type,
+        "digest": digest.to_oci(),
+        "size": size,
+    });
+    if let Some(t) = artifact_type {
+        desc["artifactType"] = t.into();
+    }
+    if let Some(a) = annotations {
+        desc["annotations"] = a;
+    }
+    desc
+}
+
 /// `GET /v2/<name>/referrers/<digest>`: the manifests of this repository whose `subject` is
 /// the digest (optionally of one `artifactType`): the site's, and while the site is online the
 /// origin's too (asked within `oci.miss_timeout`; offline or slow, the site's alone), so what
@@ -534,18 +556,13 @@ pub(crate) async fn referrers(
         if filter.is_some() && filter != artifact_type {
             continue;
         }
-        let mut desc = serde_json::json!({
-            "mediaType": media_type,
-            "digest": d.to_oci(),
-            "size": bytes.len(),
-        });
-        if let Some(t) = artifact_type {
-            desc["artifactType"] = t.into();
-        }
-        if let Some(a) = v.get("annotations") {
-            desc["annotations"] = a.clone();
-        }
-        out.push(desc);
+        out.push(descriptor(
+            &media_type,
+            &d,
+            bytes.len() as u64,
+            artifact_type,
+            v.get("annotations").cloned(),
+        ));
     }
     match ondemand::referrers(core, repo.name.as_str(), subject).await {
         Ok(theirs) => {
@@ -560,21 +577,16 @@ pub(crate) async fn referrers(
                 if !seen.insert(r.digest.to_oci()) {
                     continue;
                 }
-                let mut desc = serde_json::json!({
-                    "mediaType": r.media_type,
-                    "digest": r.digest.to_oci(),
-                    "size": r.size,
-                });
-                if let Some(t) = r.artifact_type {
-                    desc["artifactType"] = t.into();
-                }
-                if let Some(a) = r
+                let annotations = r
                     .annotations_json
-                    .and_then(|a| serde_json::from_str::<serde_json::Value>(&a).ok())
-                {
-                    desc["annotations"] = a;
-                }
-                out.push(desc);
+                    .and_then(|a| serde_json::from_str::<serde_json::Value>(&a).ok());
+                out.push(descriptor(
+                    &r.media_type,
+                    &r.digest,
+                    r.size,
+                    r.artifact_type,
+                    annotations,
+                ));
             }
         }
         Err(Miss::Offline) => {}
