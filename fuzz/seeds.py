@@ -121,6 +121,13 @@ bodies = [
     (7, {"reference": "registry.example:5000/team/app@" + sha(b"m"), "username": "u"}),
     (8, {"names": ["edge.farm17.example", "*.lan", "10.0.0.1", "fe80::1"]}),
     (8, {"names": ["Edge.example", "edge.example", "a b", ""]}),
+    (3, {"name": "dash", "role": "viewer", "ttl": "90days"}),
+    (3, {"name": "x", "role": "root", "ttl": "0s"}),
+    (9, {"password": "n3w"}),
+    (9, {"password": None, "ssh_keys": [key]}),
+    (9, {}),
+    (10, {"labels": {"province": "gansu"}, "max_rate": None, "https_names": ["a.example"]}),
+    (10, {"max_rate": 0}),
 ]
 write("rest_json", [bytes([0x30 + k]) + json.dumps(b).encode() for k, b in bodies] + [
     b"0{\"name\":\"a\",\"name\":\"b\",\"password\":\"x\"}",

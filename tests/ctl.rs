@@ -294,3 +294,143 @@ fn metrics_expositions_pass_a_real_parser() {
         "{families:?}"
     );
 }
+
+/// Day-2 operations through `ctl` (issue 11): tokens with roles, listed and revoked; the audit
+/// log; sites and users changed in place; grants filtered; a push cancelled.
+#[test]
+fn day_two_operations_through_ctl() {
+    let env = TestEnv::new("ctl-day2", Duration::from_secs(120));
+    let origin = Origin::start(&env);
+    let viewer = origin.ctl_ok(
+        &env,
+        &[
+            "token", "create", "dash", "--role", "viewer", "--ttl", "30days",
+        ],
+    );
+    let viewer = viewer.trim();
+    let tokens = origin.ctl_json(&env, &["token", "list"]);
+    let t = &tokens["tokens"][1];
+    assert_eq!(
+        (t["name"].as_str(), t["role"].as_str()),
+        (Some("dash"), Some("viewer")),
+        "{tokens}"
+    );
+    assert!(t["expires"].is_string() && !tokens.to_string().contains(viewer));
+    let out = ctl_raw(
+        &env,
+        &origin.url(),
+        viewer,
+        &["site", "create", "x"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains("forbidden") && out.stderr.contains("viewer"),
+        "{out:?}"
+    );
+    let out = ctl_raw(
+        &env,
+        &origin.url(),
+        viewer,
+        &["site", "list"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.code, Some(0), "{out:?}");
+
+    origin.ctl_ok(&env, &["site", "create", "farm-1", "--label", "tier=edge"]);
+    let v = origin.ctl_json(
+        &env,
+        &[
+            "site",
+            "set",
+            "farm-1",
+            "--label",
+            "province=gansu",
+            "--max-rate",
+            "5Mbit/s",
+        ],
+    );
+    assert_eq!(v["labels"], serde_json::json!({"province": "gansu"}), "{v}");
+    assert_eq!(v["max_rate"], 625_000);
+    let v = origin.ctl_json(&env, &["site", "set", "farm-1", "--no-max-rate"]);
+    assert!(
+        v["max_rate"].is_null() && v["labels"]["province"] == "gansu",
+        "{v}"
+    );
+
+    let out = sh(
+        &env,
+        &origin,
+        "echo one | $BIN ctl user create ap --password-stdin",
+    );
+    assert_eq!(out.code, Some(0), "{out:?}");
+    origin.ctl_ok(
+        &env,
+        &[
+            "grant",
+            "create",
+            "--user",
+            "ap",
+            "--path",
+            "/fw",
+            "--label",
+            "province=gansu",
+        ],
+    );
+    let out = sh(
+        &env,
+        &origin,
+        "echo two | $BIN ctl --output json user set ap --password-stdin",
+    );
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let g = origin.ctl_json(&env, &["grant", "list", "--user", "ap", "--site", "farm-1"]);
+    assert_eq!(
+        g["grants"].as_array().map(Vec::len),
+        Some(1),
+        "grants survive: {g}"
+    );
+    let g = origin.ctl_json(&env, &["grant", "list", "--user", "anonymous"]);
+    assert_eq!(g["grants"].as_array().map(Vec::len), Some(0), "{g}");
+
+    let file = env.dir().join("fw.bin");
+    std::fs::write(&file, vec![7u8; 10_000]).unwrap();
+    origin.ctl_ok(
+        &env,
+        &["artifact", "upload", file.to_str().unwrap(), "/fw/fw.bin"],
+    );
+    let id = origin.ctl_ok(
+        &env,
+        &[
+            "push",
+            "create",
+            "--content",
+            "/fw/fw.bin",
+            "--site",
+            "farm-1",
+        ],
+    );
+    let v = origin.ctl_json(&env, &["push", "cancel", id.trim()]);
+    assert_eq!(v["state"], "cancelled", "{v}");
+
+    let a = origin.ctl_json(&env, &["audit", "--limit", "2"]);
+    assert_eq!(
+        a["entries"][0]["path"],
+        format!("/api/v1/pushes/{}/cancel", id.trim()),
+        "{a}"
+    );
+    assert!(a["next"].is_string(), "{a}");
+    let a = origin.ctl_json(&env, &["audit", "--token-name", "dash"]);
+    assert_eq!(a["entries"][0]["status"], 403, "{a}");
+    assert_eq!(
+        origin.ctl_ok(&env, &["token", "revoke", "dash"]),
+        "deleted token dash\n"
+    );
+    let out = ctl_raw(
+        &env,
+        &origin.url(),
+        viewer,
+        &["site", "list"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.code, Some(1), "a revoked token stops at once: {out:?}");
+}

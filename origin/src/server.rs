@@ -80,7 +80,7 @@ fn open(cfg: OriginConfig) -> Result<Arc<Core>> {
     let ca = Ca::load_or_create(&dir.join("ca"))?;
     let token = admin_token(&cfg.admin_token_path())?;
     let hash = hash_secret(&token);
-    db.blocking(|c| db::access::set_named_token(c, "admin", &hash))?;
+    db.blocking(|c| db::tokens::set_named(c, "admin", &hash))?;
     let pull = crate::upstream::PullThrough::new(&cfg.registry_upstreams)?;
     Ok(Core::new(cfg, db, store, ca, pull))
 }

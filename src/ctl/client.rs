@@ -178,6 +178,11 @@ impl Client {
         self.send(self.request(Method::POST, path).json(body)).await
     }
 
+    pub(crate) async fn patch(&self, path: &str, body: &Value) -> Result<Value, ApiError> {
+        self.send(self.request(Method::PATCH, path).json(body))
+            .await
+    }
+
     pub(crate) async fn put(&self, path: &str, body: &Value) -> Result<Value, ApiError> {
         self.send(self.request(Method::PUT, path).json(body)).await
     }

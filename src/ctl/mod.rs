@@ -4,16 +4,18 @@ mod archive;
 mod client;
 pub(crate) mod layout;
 mod output;
+mod progress;
 mod secret;
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{json, Value};
+
+use progress::{progress_bar, push_report, registry_token, upload, wait_push};
 
 pub(crate) use client::{encode_path, ApiError, Client};
 pub(crate) use output::id_text as output_id;
@@ -75,6 +77,18 @@ enum CtlCommand {
     /// OCI images in the origin's registry.
     #[command(subcommand)]
     Image(ImageCmd),
+    /// The audit log of mutating API calls, newest first (admin tokens only).
+    Audit {
+        /// Only the calls made with the token of this name.
+        #[arg(long = "token-name", value_name = "NAME")]
+        token_name: Option<String>,
+        /// Entries per page (1-1000).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// The `next` cursor a previous page printed.
+        #[arg(long)]
+        before: Option<i64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -171,6 +185,25 @@ enum SiteCmd {
         /// DNS names and IP addresses.
         names: Vec<String>,
     },
+    /// Change a site: the labels (all of them), its bandwidth cap, its HTTPS names.
+    Set {
+        name: String,
+        /// Label k=v (repeatable): replaces every label; `--no-labels` removes them all.
+        #[arg(long = "label", value_parser = parse_label, conflicts_with = "no_labels")]
+        labels: Vec<(String, String)>,
+        /// Remove every label.
+        #[arg(long)]
+        no_labels: bool,
+        /// Bandwidth limit towards this site (e.g. 5Mbit/s).
+        #[arg(long, value_parser = crate::rate::parse_rate, conflicts_with = "no_max_rate")]
+        max_rate: Option<u64>,
+        /// Remove the bandwidth limit.
+        #[arg(long)]
+        no_max_rate: bool,
+        /// HTTPS certificate names (repeatable): replaces them.
+        #[arg(long = "https-name")]
+        https_names: Vec<String>,
+    },
     /// List sites.
     List,
     /// Show a site with its nodes.
@@ -206,6 +239,29 @@ enum UserCmd {
         #[arg(long, group = "secret")]
         password_env: bool,
         /// An OpenSSH public key file for SFTP, e.g. ~/.ssh/id_ed25519.pub (repeatable).
+        #[arg(long = "ssh-key", value_name = "FILE")]
+        ssh_keys: Vec<PathBuf>,
+    },
+    /// Change a user's password and/or SSH keys; their grants stay. The password sources are
+    /// those of `create`.
+    Set {
+        name: String,
+        /// The new password, in the clear on the command line (prefer the other ways).
+        #[arg(long, group = "secret")]
+        password: Option<String>,
+        /// Read the new password from the first line of stdin.
+        #[arg(long, group = "secret")]
+        password_stdin: bool,
+        /// Read the new password from the first line of FILE.
+        #[arg(long, value_name = "FILE", group = "secret")]
+        password_file: Option<PathBuf>,
+        /// Take the new password from SITECAST_USER_PASSWORD.
+        #[arg(long, group = "secret")]
+        password_env: bool,
+        /// Remove the password (the user keeps SSH keys).
+        #[arg(long, group = "secret")]
+        no_password: bool,
+        /// OpenSSH public key files (repeatable): replace every key.
         #[arg(long = "ssh-key", value_name = "FILE")]
         ssh_keys: Vec<PathBuf>,
     },
@@ -267,16 +323,39 @@ enum GrantCmd {
         #[arg(long)]
         no_list: bool,
     },
-    /// List grants.
-    List,
+    /// List grants, optionally only a user's, those applying at a site, or covering a path.
+    List {
+        /// Only grants to this user (`anonymous` for the anonymous ones).
+        #[arg(long)]
+        user: Option<String>,
+        /// Only grants that apply at this site.
+        #[arg(long)]
+        site: Option<String>,
+        /// Only grants covering this path.
+        #[arg(long)]
+        path: Option<String>,
+    },
     /// Delete a grant.
     Delete { id: String },
 }
 
 #[derive(Subcommand)]
 enum TokenCmd {
-    /// Create an admin API token (printed once).
-    Create { name: String },
+    /// Create an API token (the secret is printed once).
+    Create {
+        name: String,
+        /// admin (everything, the default), operator (artifacts, images, sites, pushes) or
+        /// viewer (read only).
+        #[arg(long)]
+        role: Option<String>,
+        /// Lifetime, e.g. 90days (default: never expires).
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+    /// List tokens: names, roles, expiry, last use (never secrets).
+    List,
+    /// Revoke a token: it stops working with the next request.
+    Revoke { name: String },
 }
 
 #[derive(Subcommand)]
@@ -309,6 +388,9 @@ enum PushCmd {
     Show { id: String },
     /// List pushes.
     List,
+    /// Cancel a push at every site where it is not complete: their edges stop fetching it and
+    /// keep (or go back to) what an earlier push gave them.
+    Cancel { id: String },
     /// Wait until a push completes (exit 0) or fails or times out (exit 1).
     Wait {
         id: String,
@@ -406,6 +488,34 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
                 )
                 .await?
             }
+            SiteCmd::Set {
+                name,
+                labels,
+                no_labels,
+                max_rate,
+                no_max_rate,
+                https_names,
+            } => {
+                let mut body = serde_json::Map::new();
+                if !labels.is_empty() {
+                    body.insert("labels".into(), labels_json(&labels)?);
+                } else if no_labels {
+                    body.insert("labels".into(), json!({}));
+                }
+                if let Some(r) = max_rate {
+                    body.insert("max_rate".into(), json!(r));
+                } else if no_max_rate {
+                    body.insert("max_rate".into(), Value::Null);
+                }
+                if !https_names.is_empty() {
+                    body.insert("https_names".into(), json!(https_names));
+                }
+                c.patch(
+                    &format!("/api/v1/sites/{}", seg(&name)),
+                    &Value::Object(body),
+                )
+                .await?
+            }
             SiteCmd::List => c.get("/api/v1/sites").await?,
             SiteCmd::Show { name } => c.get(&format!("/api/v1/sites/{}", seg(&name))).await?,
             SiteCmd::Delete { name } => {
@@ -460,6 +570,41 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
                 )
                 .await?
             }
+            UserCmd::Set {
+                name,
+                password,
+                password_stdin,
+                password_file,
+                password_env,
+                no_password,
+                ssh_keys,
+            } => {
+                let mut body = serde_json::Map::new();
+                let password = match (password, password_stdin, password_file, password_env) {
+                    (Some(p), ..) => Some(p),
+                    (None, true, ..) => Some(secret::from_stdin()?),
+                    (None, false, Some(f), _) => Some(secret::from_file(&f)?),
+                    (None, false, None, true) => Some(secret::from_env("SITECAST_USER_PASSWORD")?),
+                    (None, false, None, false) => None,
+                };
+                if let Some(p) = password {
+                    body.insert("password".into(), json!(p));
+                } else if no_password {
+                    body.insert("password".into(), Value::Null);
+                }
+                if !ssh_keys.is_empty() {
+                    let keys = ssh_keys
+                        .iter()
+                        .map(|f| secret::read_key(f))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    body.insert("ssh_keys".into(), json!(keys));
+                }
+                c.patch(
+                    &format!("/api/v1/users/{}", seg(&name)),
+                    &Value::Object(body),
+                )
+                .await?
+            }
             UserCmd::List => c.get("/api/v1/users").await?,
             UserCmd::Delete { name } => {
                 let url = format!("/api/v1/users/{}", seg(&name));
@@ -496,7 +641,18 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
                 )
                 .await?
             }
-            GrantCmd::List => c.get("/api/v1/grants").await?,
+            GrantCmd::List { user, site, path } => {
+                let q: Vec<String> = [("user", user), ("site", site), ("path", path)]
+                    .into_iter()
+                    .filter_map(|(k, v)| v.map(|v| format!("{k}={}", query_value(&v))))
+                    .collect();
+                let q = if q.is_empty() {
+                    String::new()
+                } else {
+                    format!("?{}", q.join("&"))
+                };
+                c.get(&format!("/api/v1/grants{q}")).await?
+            }
             GrantCmd::Delete { id } => {
                 let url = format!("/api/v1/grants/{}", seg(&id));
                 return deleted(c, out, "grant", &id, &url).await;
@@ -520,8 +676,32 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
                 return deleted(c, out, "registry grant", &id, &url).await;
             }
         },
-        CtlCommand::Token(TokenCmd::Create { name }) => {
-            let v = c.post("/api/v1/tokens", &json!({"name": name})).await?;
+        CtlCommand::Token(TokenCmd::List) => c.get("/api/v1/tokens").await?,
+        CtlCommand::Token(TokenCmd::Revoke { name }) => {
+            let url = format!("/api/v1/tokens/{}", seg(&name));
+            return deleted(c, out, "token", &name, &url).await;
+        }
+        CtlCommand::Audit {
+            token_name,
+            limit,
+            before,
+        } => {
+            let mut q = format!("?limit={limit}");
+            if let Some(t) = token_name {
+                q.push_str(&format!("&token={}", query_value(&t)));
+            }
+            if let Some(b) = before {
+                q.push_str(&format!("&before={b}"));
+            }
+            c.get(&format!("/api/v1/audit{q}")).await?
+        }
+        CtlCommand::Token(TokenCmd::Create { name, role, ttl }) => {
+            let v = c
+                .post(
+                    "/api/v1/tokens",
+                    &json!({"name": name, "role": role, "ttl": ttl}),
+                )
+                .await?;
             if out == Output::Text {
                 println!("{}", v["token"].as_str().unwrap_or(""));
                 return Ok(ExitCode::SUCCESS);
@@ -645,6 +825,10 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
             }
             PushCmd::Show { id } => c.get(&format!("/api/v1/pushes/{}", seg(&id))).await?,
             PushCmd::List => c.get("/api/v1/pushes").await?,
+            PushCmd::Cancel { id } => {
+                c.post(&format!("/api/v1/pushes/{}/cancel", seg(&id)), &json!({}))
+                    .await?
+            }
             PushCmd::Wait { id, timeout } => {
                 return wait_push(c, out, &id, timeout.map(Duration::from_secs)).await;
             }
@@ -679,174 +863,12 @@ async fn deleted(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Encode one URL path segment.
-fn seg(s: &str) -> String {
+/// Encode one query string value.
+fn query_value(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
-async fn upload(
-    c: &Client,
-    out: Output,
-    file: &std::path::Path,
-    path: &str,
-) -> Result<Value, ApiError> {
-    let meta = std::fs::metadata(file)
-        .map_err(|e| ApiError::Invalid(format!("cannot read {}: {e}", file.display())))?;
-    if !meta.is_file() {
-        return Err(ApiError::Invalid(format!(
-            "{} is not a regular file (a directory?): `artifact upload` takes one file",
-            file.display()
-        )));
-    }
-    let bar = progress_bar(meta.len(), "uploading");
-    let b = bar.clone();
-    let v = c.upload(file, path, move |n| b.inc(n)).await;
-    bar.finish_and_clear();
-    let v = v?;
-    if out == Output::Text {
-        println!(
-            "uploaded {} ({} bytes, sha256 {})",
-            v["path"].as_str().unwrap_or(path),
-            v["size"],
-            v["sha256"].as_str().unwrap_or("?")
-        );
-        return Ok(Value::Null);
-    }
-    Ok(v)
-}
-
-/// The ctl token, which the registry takes as its credential.
-fn registry_token(c: &Client) -> Result<String, ApiError> {
-    c.token()
-        .map(str::to_owned)
-        .ok_or_else(|| ApiError::Transport("no token (--token or SITECAST_TOKEN)".into()))
-}
-
-/// Print what `push-layout`/`push-archive` pushed (text: one line per tag and the counts).
-fn push_report(out: Output, repo: &str, v: Value) -> Result<ExitCode, ApiError> {
-    if out == Output::Text {
-        for t in v["tags"].as_array().into_iter().flatten() {
-            println!(
-                "{repo}:{} {}",
-                t["tag"].as_str().unwrap_or("-"),
-                t["digest"].as_str().unwrap_or("")
-            );
-        }
-        println!(
-            "{} blobs uploaded ({} bytes), {} already stored",
-            v["blobs_uploaded"], v["bytes_uploaded"], v["blobs_already_stored"]
-        );
-    } else {
-        output::print(out, &v);
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(len);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    bar.set_message(what.to_owned());
-    bar
-}
-
-/// A spinner with a message, for waits whose size is not known (hidden off a terminal).
-fn progress_spinner(what: &str) -> indicatif::ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let s = indicatif::ProgressBar::new_spinner();
-    s.set_message(what.to_owned());
-    s.enable_steady_tick(Duration::from_millis(200));
-    s
-}
-
-/// Push totals: (bytes needed, bytes sent) summed over sites.
-fn push_progress(v: &Value) -> (u64, u64) {
-    let sites = v["sites"].as_array().map(Vec::as_slice).unwrap_or_default();
-    let sum = |k: &str| {
-        sites
-            .iter()
-            .map(|s| s[k].as_u64().unwrap_or(0))
-            .sum::<u64>()
-    };
-    (sum("bytes_needed"), sum("payload_bytes"))
-}
-
-async fn wait_push(
-    c: &Client,
-    out: Output,
-    id: &str,
-    timeout: Option<Duration>,
-) -> Result<ExitCode, ApiError> {
-    let start = Instant::now();
-    // Until every site has said what it lacks the total is unknown: a spinner says so, and
-    // the byte bar is drawn only once its total is known.
-    let spinner = progress_spinner("waiting for the sites to report what they lack");
-    let mut bar: Option<indicatif::ProgressBar> = None;
-    let path = format!("/api/v1/pushes/{}", seg(id));
-    let mut v = c.get(&path).await?;
-    loop {
-        let (needed, sent) = push_progress(&v);
-        let sites = v["sites"].as_array().map_or(0, Vec::len);
-        let pending = v["sites"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|s| s["state"] == "pending")
-            .count();
-        if bar.is_none() && pending == 0 {
-            spinner.finish_and_clear();
-            bar = Some(progress_bar(needed.max(sent), "pushing"));
-        }
-        match &bar {
-            Some(b) => {
-                b.set_length(needed.max(sent));
-                b.set_position(sent);
-            }
-            None => spinner.set_message(format!(
-                "waiting for {pending} of {sites} sites to report what they lack"
-            )),
-        }
-        let finish = || {
-            spinner.finish_and_clear();
-            if let Some(b) = &bar {
-                b.finish_and_clear();
-            }
-        };
-        match v["state"].as_str() {
-            Some("complete") => {
-                finish();
-                output::print(out, &v);
-                return Ok(ExitCode::SUCCESS);
-            }
-            Some("failed") => {
-                finish();
-                output::print(out, &v);
-                eprintln!("error: push {id} failed");
-                return Ok(ExitCode::FAILURE);
-            }
-            _ => {}
-        }
-        let left = timeout.map(|t| t.saturating_sub(start.elapsed()));
-        if left == Some(Duration::ZERO) {
-            finish();
-            output::print(out, &v);
-            eprintln!(
-                "error: push {id} not complete after {}s",
-                timeout.unwrap_or_default().as_secs()
-            );
-            return Ok(ExitCode::FAILURE);
-        }
-        let wait_ms = left.map_or(5000, |l| l.as_millis().min(5000));
-        v = c.get(&format!("{path}?wait_ms={wait_ms}")).await?;
-    }
+/// Encode one URL path segment.
+fn seg(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }

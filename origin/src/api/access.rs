@@ -1,4 +1,4 @@
-//! `/api/v1/users`, `/api/v1/grants`, `/api/v1/tokens`.
+//! `/api/v1/users`, `/api/v1/grants`.
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHasher as _, SaltString};
@@ -10,10 +10,9 @@ use serde::Deserialize;
 use sitecast_protocol::CatalogPath;
 
 use super::validate::{check_labels, unique_labels_opt};
-use super::{ApiError, ApiJson, ApiPath, ApiResult, AppState};
+use super::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, AppState};
 use crate::db::{self, access::NewGrant, Labels};
 use crate::error::Error;
-use crate::util::{hash_secret, random_secret};
 
 /// Names FTP and SFTP treat as anonymous logins (any case); no site user may have them.
 const RESERVED_USERS: [&str; 2] = ["anonymous", "ftp"];
@@ -104,6 +103,66 @@ pub(super) async fn delete_user(
     }
     core.sites_changed();
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `PATCH /users/{name}`: the fields given are replaced; grants stay.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UserPatch {
+    /// A new password; `null` removes it (the user then needs an SSH key).
+    #[serde(default, deserialize_with = "super::validate::double_option")]
+    password: Option<Option<String>>,
+    /// The whole new list of SSH keys.
+    #[serde(default)]
+    ssh_keys: Option<Vec<String>>,
+}
+
+impl UserPatch {
+    /// Every check `patch_user` makes before the database: the keys, normalised.
+    fn validate(&self) -> ApiResult<Option<Vec<String>>> {
+        if self.password.is_none() && self.ssh_keys.is_none() {
+            return Err(ApiError::bad_request(
+                "nothing to change: give password and/or ssh_keys",
+            ));
+        }
+        if matches!(&self.password, Some(Some(p)) if p.is_empty()) {
+            return Err(ApiError::bad_request(
+                "password must not be empty (null removes it)",
+            ));
+        }
+        self.ssh_keys
+            .as_ref()
+            .map(|keys| keys.iter().map(|k| parse_ssh_key(k)).collect())
+            .transpose()
+    }
+}
+
+pub(super) async fn patch_user(
+    State(core): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(req): ApiJson<UserPatch>,
+) -> ApiResult<Response> {
+    let keys = req.validate()?;
+    let password = match req.password {
+        Some(Some(p)) => Some(Some(hash_password(p).await?)),
+        Some(None) => Some(None),
+        None => None,
+    };
+    let n = name.clone();
+    let user = core
+        .db
+        .call(move |c| {
+            db::access::update_user(
+                c,
+                &n,
+                password.as_ref().map(Option::as_deref),
+                keys.as_deref(),
+            )
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("user {name:?} not found")))?;
+    core.sites_changed();
+    Ok(Json(user).into_response())
 }
 
 /// Key types an SSH server of ours can verify.
@@ -309,8 +368,33 @@ pub(super) async fn create_grant(
     Ok((StatusCode::CREATED, Json(grant)).into_response())
 }
 
-pub(super) async fn list_grants(State(core): State<AppState>) -> ApiResult<Response> {
-    let grants = core.db.call(|c| db::access::list_grants(c)).await?;
+/// `?user=&site=&path=` of `GET /grants`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct GrantFilter {
+    /// Grants to this user (`anonymous` for the anonymous ones).
+    user: Option<String>,
+    /// Grants that apply at this site (by name, by its labels, or to all sites).
+    site: Option<String>,
+    /// Grants whose prefix covers this path.
+    path: Option<String>,
+}
+
+pub(super) async fn list_grants(
+    State(core): State<AppState>,
+    ApiQuery(f): ApiQuery<GrantFilter>,
+) -> ApiResult<Response> {
+    let path = f
+        .path
+        .as_deref()
+        .map(|p| CatalogPath::parse(p).map_err(|e| Error::bad_path(p, e)))
+        .transpose()?;
+    let grants = core
+        .db
+        .call(move |c| {
+            db::access::filter_grants(c, f.user.as_deref(), f.site.as_deref(), path.as_ref())
+        })
+        .await?;
     Ok(Json(serde_json::json!({ "grants": grants })).into_response())
 }
 
@@ -332,48 +416,15 @@ pub(super) async fn delete_grant(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct TokenReq {
-    name: String,
-}
-
-impl TokenReq {
-    /// Every check `create_token` makes before the database.
-    fn validate(&self) -> ApiResult<()> {
-        db::sites::check_name("token", &self.name)?;
-        if self.name == "admin" {
-            return Err(ApiError::bad_request(
-                "the name \"admin\" is reserved for the admin token file",
-            ));
-        }
-        Ok(())
-    }
-}
-
-pub(super) async fn create_token(
-    State(core): State<AppState>,
-    ApiJson(req): ApiJson<TokenReq>,
-) -> ApiResult<Response> {
-    req.validate()?;
-    let token = random_secret();
-    let hash = hash_secret(&token);
-    let name = req.name.clone();
-    core.db
-        .call(move |c| db::access::add_token(c, &name, &hash))
-        .await?;
-    tracing::info!(name = %req.name, "api token created");
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({"name": req.name, "token": token})),
-    )
-        .into_response())
-}
-
 /// The checks of `POST /users`, `POST /users/{name}/keys`, `POST /grants` and `POST /tokens`
 /// on a raw body, without the database (for [`super::check_body`]).
 pub(super) fn check_user(bytes: &[u8]) -> ApiResult<()> {
     super::parse_json::<NewUser>(bytes)?.validate().map(drop)
+}
+
+/// See [`check_user`].
+pub(super) fn check_user_patch(bytes: &[u8]) -> ApiResult<()> {
+    super::parse_json::<UserPatch>(bytes)?.validate().map(drop)
 }
 
 /// See [`check_user`].
@@ -384,9 +435,4 @@ pub(super) fn check_key(bytes: &[u8]) -> ApiResult<()> {
 /// See [`check_user`].
 pub(super) fn check_grant(bytes: &[u8]) -> ApiResult<()> {
     super::parse_json::<GrantReq>(bytes)?.into_grant().map(drop)
-}
-
-/// See [`check_user`].
-pub(super) fn check_token(bytes: &[u8]) -> ApiResult<()> {
-    super::parse_json::<TokenReq>(bytes)?.validate()
 }

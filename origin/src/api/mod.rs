@@ -1,25 +1,23 @@
 //! The REST API (axum): routes, bearer-token auth, request logging, JSON bodies.
 //!
-//! Every route under `/api/v1` needs `Authorization: Bearer <token>` (tokens are stored as
-//! SHA-256 hashes); `/healthz` and `/metrics` do not. Errors are rendered by [`ApiError`].
+//! Every route under `/api/v1` needs `Authorization: Bearer <token>` of a role allowed the
+//! call, and every mutating call is audited ([`auth`]); `/healthz` and `/metrics` do not. Errors are rendered by [`ApiError`].
 //! JSON bodies are limited to `max_json_body`; uploads to `max_upload`, streamed.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Request, State};
-use axum::http::header;
+use axum::extract::Request;
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 
 use crate::core::Core;
-use crate::db;
-use crate::util::hash_secret;
 
 mod access;
 mod artifacts;
+mod auth;
 mod error;
 mod extract;
 mod images;
@@ -27,6 +25,7 @@ mod metrics;
 mod pushes;
 mod registry_grants;
 mod sites;
+mod tokens;
 mod validate;
 
 pub(crate) use error::ApiError;
@@ -46,11 +45,17 @@ pub(crate) fn router(core: Arc<Core>) -> Router {
                 .delete(artifacts::remove),
         )
         .route("/sites", get(sites::list).post(sites::create))
-        .route("/sites/{name}", get(sites::show).delete(sites::remove))
+        .route(
+            "/sites/{name}",
+            get(sites::show).patch(sites::patch).delete(sites::remove),
+        )
         .route("/sites/{name}/join-token", post(sites::join_token))
         .route("/sites/{name}/https-names", put(sites::set_https_names))
         .route("/users", get(access::list_users).post(access::create_user))
-        .route("/users/{name}", delete(access::delete_user))
+        .route(
+            "/users/{name}",
+            delete(access::delete_user).patch(access::patch_user),
+        )
         .route("/users/{name}/keys", post(access::add_key))
         .route("/users/{name}/keys/{index}", delete(access::delete_key))
         .route(
@@ -58,7 +63,9 @@ pub(crate) fn router(core: Arc<Core>) -> Router {
             get(access::list_grants).post(access::create_grant),
         )
         .route("/grants/{id}", delete(access::delete_grant))
-        .route("/tokens", post(access::create_token))
+        .route("/tokens", get(tokens::list).post(tokens::create))
+        .route("/tokens/{name}", delete(tokens::delete))
+        .route("/audit", get(tokens::audit))
         .route(
             "/registry-grants",
             get(registry_grants::list).post(registry_grants::create),
@@ -66,9 +73,17 @@ pub(crate) fn router(core: Arc<Core>) -> Router {
         .route("/registry-grants/{id}", delete(registry_grants::delete))
         .route("/pushes", get(pushes::list).post(pushes::create))
         .route("/pushes/{id}", get(pushes::show))
+        .route("/pushes/{id}/cancel", post(pushes::cancel))
         .route("/images/import", post(images::import))
-        .route_layer(middleware::from_fn_with_state(Arc::clone(&core), auth))
-        .method_not_allowed_fallback(extract::method_not_allowed);
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&core),
+            auth::auth,
+        ))
+        .method_not_allowed_fallback(extract::method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&core),
+            auth::audit,
+        ));
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(|| async { "ok" }))
@@ -78,36 +93,6 @@ pub(crate) fn router(core: Arc<Core>) -> Router {
         .layer(middleware::from_fn(extract::refuse_encoded_slashes))
         .layer(middleware::from_fn(log_request))
         .with_state(core)
-}
-
-async fn auth(State(core): State<AppState>, req: Request, next: Next) -> Response {
-    let token = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .filter(|t| !t.is_empty());
-    let Some(token) = token else {
-        return ApiError::unauthorized("missing bearer token (Authorization: Bearer <token>)")
-            .into_response();
-    };
-    let hash = hash_secret(token);
-    match core
-        .db
-        .call(move |c| db::access::token_name(c, &hash))
-        .await
-    {
-        Ok(Some(name)) => {
-            tracing::Span::current().record("token", name.as_str());
-            next.run(req).await
-        }
-        Ok(None) => ApiError::unauthorized("invalid bearer token").into_response(),
-        Err(e) => ApiError::from(e).into_response(),
-    }
 }
 
 async fn log_request(req: Request, next: Next) -> Response {
@@ -139,6 +124,10 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> ApiRes
 pub enum BodyKind {
     /// `POST /users`.
     User,
+    /// `PATCH /users/{name}`.
+    UserPatch,
+    /// `PATCH /sites/{name}`.
+    SitePatch,
     /// `POST /users/{name}/keys`.
     Key,
     /// `POST /grants`.
@@ -159,7 +148,7 @@ pub enum BodyKind {
 
 impl BodyKind {
     /// Every kind.
-    pub const ALL: [BodyKind; 9] = [
+    pub const ALL: [BodyKind; 11] = [
         BodyKind::User,
         BodyKind::Key,
         BodyKind::Grant,
@@ -169,6 +158,8 @@ impl BodyKind {
         BodyKind::RegistryGrant,
         BodyKind::Import,
         BodyKind::HttpsNames,
+        BodyKind::UserPatch,
+        BodyKind::SitePatch,
     ];
 }
 
@@ -181,8 +172,10 @@ pub(crate) fn check_body(kind: BodyKind, bytes: &[u8]) -> ApiResult<()> {
     match kind {
         BodyKind::User => access::check_user(bytes),
         BodyKind::Key => access::check_key(bytes),
+        BodyKind::UserPatch => access::check_user_patch(bytes),
+        BodyKind::SitePatch => sites::check_patch(bytes),
         BodyKind::Grant => access::check_grant(bytes),
-        BodyKind::Token => access::check_token(bytes),
+        BodyKind::Token => tokens::check_token(bytes),
         BodyKind::Site => sites::check_new(bytes),
         BodyKind::HttpsNames => sites::check_https_body(bytes),
         BodyKind::Push => pushes::check_new(bytes),

@@ -121,3 +121,28 @@ pub(super) async fn show(
         }
     }
 }
+
+/// `POST /api/v1/pushes/{id}/cancel`: stop the push at every site where it is not complete
+/// (see [`db::pushes::cancel`]); complete sites keep what they got.
+pub(super) async fn cancel(
+    State(core): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Response> {
+    let sites = core
+        .db
+        .call(move |c| db::pushes::cancel(c, id, "cancelled by the admin"))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("push {id} not found")))?;
+    tracing::info!(push = id, sites = ?sites, "push cancelled");
+    core.sites_changed();
+    core.pushes_changed();
+    if let Err(e) = core.collect_replaced(Some(id)).await {
+        tracing::warn!(error = %e, "collecting the cancelled push's content failed");
+    }
+    let push = core
+        .db
+        .call(move |c| db::pushes::get(c, id))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("push {id} not found")))?;
+    Ok(Json(push).into_response())
+}

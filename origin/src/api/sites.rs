@@ -7,7 +7,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
-use super::validate::{check_https_names, check_labels, check_rate, unique_labels};
+use super::validate::{
+    check_https_names, check_labels, check_rate, double_option, ttl, unique_labels,
+    unique_labels_opt,
+};
 use super::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, AppState};
 use crate::db::{self, Labels};
 use crate::util::{hash_secret, random_secret};
@@ -34,19 +37,9 @@ const JOIN_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 
 /// The longest lifetime a join token may be given.
 const MAX_JOIN_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
 
-/// A join token lifetime: a humantime duration from 1 s to 365 days; `None` is 24 h.
+/// A join token lifetime in seconds: a humantime duration from 1 s to 365 days; `None` is 24 h.
 fn token_ttl(field: &str, v: Option<&str>) -> ApiResult<i64> {
-    let Some(v) = v else {
-        return Ok(i64::try_from(JOIN_TOKEN_TTL.as_secs()).unwrap_or(i64::MAX));
-    };
-    let d = humantime::parse_duration(v).map_err(|e| {
-        ApiError::bad_request(format!("{field} {v:?}: {e} (e.g. \"24h\", \"30min\")"))
-    })?;
-    if d < std::time::Duration::from_secs(1) || d > MAX_JOIN_TOKEN_TTL {
-        return Err(ApiError::bad_request(format!(
-            "{field} {v:?} is out of range: from 1s to 365days"
-        )));
-    }
+    let d = v.map_or(Ok(JOIN_TOKEN_TTL), |v| ttl(field, v, MAX_JOIN_TOKEN_TTL))?;
     Ok(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
@@ -177,6 +170,65 @@ pub(super) async fn join_token(
 
 /// `PUT /sites/{name}/https-names`: replace the names; connected edges that take their
 /// certificate from the origin get one for the new names at once.
+/// `PATCH /sites/{name}`: the fields given are replaced.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SitePatch {
+    /// The whole new label set (grants and future pushes by label follow it).
+    #[serde(default, deserialize_with = "unique_labels_opt")]
+    labels: Option<Labels>,
+    /// The site's bandwidth cap in bytes/s; `null` removes it.
+    #[serde(default, deserialize_with = "double_option")]
+    max_rate: Option<Option<u64>>,
+    /// The whole new list of HTTPS names.
+    #[serde(default)]
+    https_names: Option<Vec<String>>,
+}
+
+impl SitePatch {
+    /// Every check `patch` makes before the database; the HTTPS names as stored.
+    fn validate(&self) -> ApiResult<Option<Vec<String>>> {
+        if self.labels.is_none() && self.max_rate.is_none() && self.https_names.is_none() {
+            return Err(ApiError::bad_request(
+                "nothing to change: give labels, max_rate and/or https_names",
+            ));
+        }
+        if let Some(l) = &self.labels {
+            check_labels(l)?;
+        }
+        check_rate("max_rate", self.max_rate.flatten())?;
+        self.https_names
+            .as_deref()
+            .map(|n| check_https_names("https_names", n))
+            .transpose()
+    }
+}
+
+/// `PATCH /api/v1/sites/{name}`: labels (the site's grants are sent again), the bandwidth cap
+/// (the next chunk batch is paced at it) and HTTPS names (new certificates are issued).
+pub(super) async fn patch(
+    State(core): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(req): ApiJson<SitePatch>,
+) -> ApiResult<Response> {
+    let https = req.validate()?;
+    let n = name.clone();
+    let (labels, rate) = (req.labels, req.max_rate);
+    let site = core
+        .db
+        .call(move |c| db::sites::update(c, &n, labels.as_ref(), rate, https.as_deref()))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("site {name:?} not found")))?;
+    tracing::info!(site = %name, labels = ?site.labels, max_rate = ?site.max_rate, https_names = ?site.https_names, "site changed");
+    core.sites_changed();
+    Ok(Json(site).into_response())
+}
+
+/// See [`check_new`].
+pub(super) fn check_patch(bytes: &[u8]) -> ApiResult<()> {
+    super::parse_json::<SitePatch>(bytes)?.validate().map(drop)
+}
+
 pub(super) async fn set_https_names(
     State(core): State<AppState>,
     ApiPath(name): ApiPath<String>,

@@ -11,6 +11,24 @@ use crate::db::Labels;
 /// same for the other).
 const MAX_LABEL_LEN: usize = 63;
 
+/// A lifetime given as a humantime duration (`"24h"`, `"30days"`), from 1 s to `max`.
+pub(crate) fn ttl(
+    field: &str,
+    v: &str,
+    max: std::time::Duration,
+) -> ApiResult<std::time::Duration> {
+    let d = humantime::parse_duration(v).map_err(|e| {
+        ApiError::bad_request(format!("{field} {v:?}: {e} (e.g. \"24h\", \"30min\")"))
+    })?;
+    if d < std::time::Duration::from_secs(1) || d > max {
+        return Err(ApiError::bad_request(format!(
+            "{field} {v:?} is out of range: from 1s to {}",
+            humantime::format_duration(max)
+        )));
+    }
+    Ok(d)
+}
+
 /// A rate in bytes/s: more than 0, at most what the database holds (`i64::MAX`).
 pub(crate) fn check_rate(field: &str, rate: Option<u64>) -> ApiResult<()> {
     match rate {
@@ -122,6 +140,16 @@ pub(crate) fn unique_labels_opt<'de, D: Deserializer<'de>>(
     #[derive(Deserialize)]
     struct W(#[serde(deserialize_with = "unique_labels")] Labels);
     Ok(Option::<W>::deserialize(d)?.map(|w| w.0))
+}
+
+/// For `PATCH` fields that can be set to `null`: absent is `None`, `null` is `Some(None)`
+/// (use with `#[serde(default)]`).
+pub(crate) fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 #[cfg(test)]

@@ -82,6 +82,36 @@ pub(crate) fn set_ssh_keys(c: &Connection, name: &str, keys: &[String]) -> Resul
     Ok(n > 0)
 }
 
+/// Change a user's password hash (`Some(None)` removes the password) and/or SSH keys; grants
+/// stay. `None` if the user is unknown; `BadRequest` if it would be left with no way to log in.
+pub(crate) fn update_user(
+    c: &mut Connection,
+    name: &str,
+    password_hash: Option<Option<&str>>,
+    ssh_keys: Option<&[String]>,
+) -> Result<Option<UserInfo>> {
+    let tx = c.transaction()?;
+    let Some((_, hash, keys, _)) = user_rows(&tx)?.into_iter().find(|u| u.0 == name) else {
+        return Ok(None);
+    };
+    let hash = password_hash.map_or(hash, |h| h.map(str::to_owned));
+    let keys = ssh_keys.map_or(keys, <[String]>::to_vec);
+    if hash.is_none() && keys.is_empty() {
+        return Err(Error::BadRequest(format!(
+            "user {name:?} would have neither a password nor an ssh key"
+        )));
+    }
+    let json = serde_json::to_string(&keys).map_err(|e| Error::BadRequest(e.to_string()))?;
+    tx.execute(
+        "UPDATE users SET password_hash = ?2, ssh_keys = ?3 WHERE name = ?1",
+        params![name, hash, json],
+    )?;
+    super::sites::bump_config_all(&tx)?;
+    let user = user(&tx, name)?;
+    tx.commit()?;
+    Ok(user)
+}
+
 /// One user, if known.
 pub(crate) fn user(c: &Connection, name: &str) -> Result<Option<UserInfo>> {
     Ok(list_users(c)?.into_iter().find(|u| u.name == name))
@@ -181,6 +211,63 @@ pub(crate) fn list_grants(c: &Connection) -> Result<Vec<GrantInfo>> {
         .collect()
 }
 
+/// The grants to `user` (`"anonymous"`: the anonymous ones), applying at `site`, covering
+/// `path`: each filter only when given.
+pub(crate) fn filter_grants(
+    c: &Connection,
+    user: Option<&str>,
+    site: Option<&str>,
+    path: Option<&CatalogPath>,
+) -> Result<Vec<GrantInfo>> {
+    let site_labels = match site {
+        None => None,
+        Some(s) => {
+            let l: Option<String> = c
+                .query_row("SELECT labels FROM sites WHERE name = ?1", [s], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            let l = l.ok_or_else(|| Error::NotFound(format!("site {s:?} not found")))?;
+            Some((s, labels_from_json(&l)?))
+        }
+    };
+    let mut out = Vec::new();
+    for g in list_grants(c)? {
+        if let Some(u) = user {
+            let matches = match &g.user {
+                Some(n) => n == u,
+                None => u == "anonymous",
+            };
+            if !matches {
+                continue;
+            }
+        }
+        if let Some((s, labels)) = &site_labels {
+            if !applies_at(&g, s, labels) {
+                continue;
+            }
+        }
+        if let Some(p) = path {
+            let prefix =
+                CatalogPath::parse(&g.path).map_err(|e| Error::record("grant prefix", e))?;
+            if !p.is_under(&prefix) {
+                continue;
+            }
+        }
+        out.push(g);
+    }
+    Ok(out)
+}
+
+/// Whether grant `g` applies at `site` (named, by labels, or everywhere).
+fn applies_at(g: &GrantInfo, site: &str, labels: &Labels) -> bool {
+    match (&g.site, &g.labels) {
+        (Some(s), _) => s == site,
+        (None, Some(sel)) => labels_match(labels, sel),
+        (None, None) => true,
+    }
+}
+
 /// Delete a grant. False if unknown.
 pub(crate) fn delete_grant(c: &Connection, id: i64) -> Result<bool> {
     let n = c.execute("DELETE FROM grants WHERE id = ?1", [id])?;
@@ -188,34 +275,6 @@ pub(crate) fn delete_grant(c: &Connection, id: i64) -> Result<bool> {
         super::sites::bump_config_all(c)?;
     }
     Ok(n > 0)
-}
-
-/// Register an API token by its hash.
-pub(crate) fn add_token(c: &Connection, name: &str, token_hash: &[u8]) -> Result<()> {
-    c.execute(
-        "INSERT OR IGNORE INTO api_tokens (name, token_hash, created) VALUES (?1, ?2, ?3)",
-        params![name, token_hash, now()],
-    )?;
-    Ok(())
-}
-
-/// Make `token_hash` the (only) token named `name` (the admin token on start).
-pub(crate) fn set_named_token(c: &mut Connection, name: &str, token_hash: &[u8]) -> Result<()> {
-    let tx = c.transaction()?;
-    tx.execute("DELETE FROM api_tokens WHERE name = ?1", [name])?;
-    tx.execute("DELETE FROM api_tokens WHERE token_hash = ?1", [token_hash])?;
-    add_token(&tx, name, token_hash)?;
-    tx.commit()?;
-    Ok(())
-}
-
-/// The name of the API token with this hash.
-pub(crate) fn token_name(c: &Connection, token_hash: &[u8]) -> Result<Option<String>> {
-    Ok(
-        c.prepare_cached("SELECT name FROM api_tokens WHERE token_hash = ?1")?
-            .query_row([token_hash], |r| r.get(0))
-            .optional()?,
-    )
 }
 
 /// The configuration an edge of `site` enforces: every user (with password hash and keys) and
@@ -240,12 +299,7 @@ pub(crate) fn site_config(c: &Connection, site: &str) -> Result<Option<SiteConfi
         .collect();
     let mut grants = Vec::new();
     for g in list_grants(c)? {
-        let applies = match (&g.site, &g.labels) {
-            (Some(s), _) => s == site,
-            (None, Some(sel)) => labels_match(&labels, sel),
-            (None, None) => true,
-        };
-        if !applies {
+        if !applies_at(&g, site, &labels) {
             continue;
         }
         let prefix = CatalogPath::parse(&g.path).map_err(|e| Error::record("grant prefix", e))?;

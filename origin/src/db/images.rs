@@ -273,7 +273,8 @@ pub(crate) fn of_push(c: &Connection, push: i64) -> Result<Vec<String>> {
 pub(crate) fn site_state(c: &Connection, site: &str, revision: u64) -> Result<Option<ImageState>> {
     let mut st = c.prepare_cached(
         "SELECT pi.repo, pi.tag, pi.digest FROM push_images pi
-         JOIN push_sites ps ON ps.push = pi.push WHERE ps.site = ?1 ORDER BY pi.push DESC",
+         JOIN push_sites ps ON ps.push = pi.push WHERE ps.site = ?1 AND ps.state <> 'cancelled'
+           AND ps.site_deleted IS NULL ORDER BY pi.push DESC",
     )?;
     let rows: Vec<(String, String, Vec<u8>)> = st
         .query_map([site], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?

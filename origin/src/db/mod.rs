@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 
 pub(crate) mod access;
 pub(crate) mod artifacts;
+pub(crate) mod audit;
 pub(crate) mod images;
 pub(crate) mod oci;
 pub(crate) mod pushes;
@@ -25,6 +26,7 @@ pub(crate) mod registry_grants;
 pub(crate) mod sites;
 #[cfg(test)]
 mod tests;
+pub(crate) mod tokens;
 pub(crate) mod verify;
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -45,6 +47,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         6,
         include_str!("../../../migrations/origin/0006_join_token_expiry.sql"),
+    ),
+    (
+        7,
+        include_str!("../../../migrations/origin/0007_tokens_audit.sql"),
+    ),
+    (
+        8,
+        include_str!("../../../migrations/origin/0008_push_history.sql"),
     ),
 ];
 
@@ -202,7 +212,7 @@ pub struct PushInfo {
     pub id: i64,
     /// Creation time, RFC 3339.
     pub created: String,
-    /// `in_progress`, `complete` or `failed`.
+    /// `in_progress`, `complete`, `failed` or `cancelled`.
     pub state: &'static str,
     /// The artifact paths the push resolved to.
     pub content: Vec<String>,
@@ -211,6 +221,8 @@ pub struct PushInfo {
     pub images: Vec<String>,
     /// Bandwidth limit in bytes/s, if any.
     pub max_rate: Option<u64>,
+    /// When it was cancelled, RFC 3339.
+    pub cancelled: Option<String>,
     /// Per-site progress.
     pub sites: Vec<PushSiteInfo>,
 }
@@ -220,7 +232,8 @@ pub struct PushInfo {
 pub struct PushSiteInfo {
     /// Site name.
     pub site: String,
-    /// `pending`, `transferring`, `complete` or `failed`.
+    /// `pending`, `transferring`, `complete`, `failed` or `cancelled` (the push was cancelled,
+    /// or the site deleted, before it completed there).
     pub state: String,
     /// Sum of the pushed artifacts' sizes.
     pub bytes_total: u64,
@@ -232,8 +245,10 @@ pub struct PushSiteInfo {
     pub payload_bytes: u64,
     /// Framing bytes (headers, ids, recipes) sent for this push.
     pub framing_bytes: u64,
-    /// Why it failed, when it did.
+    /// Why it failed or was cancelled.
     pub error: Option<String>,
+    /// When the site was deleted (the row is history), RFC 3339.
+    pub site_deleted: Option<String>,
     /// Each pushed artifact at this site (images' manifests and blobs under `/.oci/`).
     pub artifacts: Vec<PushArtifactInfo>,
 }

@@ -170,8 +170,10 @@ pub(crate) fn create(c: &mut Connection, p: &NewPush) -> Result<PushInfo> {
             // and done: the edge would re-report the figure of its first transfer otherwise.
             let held = tx
                 .prepare_cached(
-                    "SELECT 1 FROM push_site_artifacts
-                     WHERE site = ?1 AND path = ?2 AND blob = ?3 AND state = 'complete' LIMIT 1",
+                    "SELECT 1 FROM push_site_artifacts a JOIN push_sites ps
+                       ON ps.push = a.push AND ps.site = a.site AND ps.site_deleted IS NULL
+                     WHERE a.site = ?1 AND a.path = ?2 AND a.blob = ?3 AND a.state = 'complete'
+                       AND ps.state <> 'cancelled' LIMIT 1",
                 )?
                 .exists(params![s, a.path, a.blob])?;
             tx.execute(
@@ -216,6 +218,13 @@ pub(crate) fn create(c: &mut Connection, p: &NewPush) -> Result<PushInfo> {
 
 /// Re-derive one push-site's state and bytes_needed from its artifact rows.
 pub(crate) fn recompute(c: &Connection, push: i64, site: &str) -> Result<()> {
+    let current: Option<String> = c
+        .prepare_cached("SELECT state FROM push_sites WHERE push = ?1 AND site = ?2")?
+        .query_row(params![push, site], |r| r.get(0))
+        .optional()?;
+    if current.as_deref().is_none_or(|s| s == "cancelled") {
+        return Ok(()); // cancelled stays cancelled: history, not progress
+    }
     let mut st = c.prepare_cached(
         "SELECT path, state, bytes_needed, error FROM push_site_artifacts
          WHERE push = ?1 AND site = ?2 AND state NOT IN ('superseded', 'removed') ORDER BY path",
@@ -272,15 +281,29 @@ fn state_name(s: ArtifactState) -> &'static str {
 
 /// Apply an edge's status report to every push of `site` that carries the reported
 /// (path, blob). Returns whether anything changed.
+#[cfg(test)]
 pub(crate) fn apply_report(c: &mut Connection, site: &str, report: &StatusReport) -> Result<bool> {
+    Ok(apply_report_completing(c, site, report)?.is_some())
+}
+
+/// [`apply_report`], returning the pushes that became complete at `site` with it (`None` if
+/// nothing changed): their replaced versions may be collectable now.
+pub(crate) fn apply_report_completing(
+    c: &mut Connection,
+    site: &str,
+    report: &StatusReport,
+) -> Result<Option<Vec<i64>>> {
     let tx = c.transaction()?;
     let mut touched = BTreeSet::new();
     for a in &report.artifacts {
         let blob = a.blob.as_bytes().to_vec();
         let pushes: Vec<i64> = tx
             .prepare_cached(
-                "SELECT push FROM push_site_artifacts WHERE site = ?1 AND path = ?2 AND blob = ?3
-                 AND state NOT IN ('superseded', 'removed')",
+                "SELECT a.push FROM push_site_artifacts a JOIN push_sites ps
+                   ON ps.push = a.push AND ps.site = a.site
+                 WHERE a.site = ?1 AND a.path = ?2 AND a.blob = ?3
+                   AND a.state NOT IN ('superseded', 'removed')
+                   AND ps.state <> 'cancelled' AND ps.site_deleted IS NULL",
             )?
             .query_map(params![site, a.path.as_str(), blob], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
@@ -292,7 +315,9 @@ pub(crate) fn apply_report(c: &mut Connection, site: &str, report: &StatusReport
                  bytes_needed = CASE WHEN state = 'complete' AND bytes_needed IS NOT NULL THEN bytes_needed
                                      WHEN bytes_needed IS NULL OR bytes_needed = 0 THEN ?6
                                      ELSE bytes_needed END
-             WHERE site = ?1 AND path = ?2 AND blob = ?3 AND state NOT IN ('superseded', 'removed')",
+             WHERE site = ?1 AND path = ?2 AND blob = ?3 AND state NOT IN ('superseded', 'removed')
+               AND push IN (SELECT push FROM push_sites WHERE site = ?1
+                            AND state <> 'cancelled' AND site_deleted IS NULL)",
         )?
         .execute(params![
             site,
@@ -304,11 +329,23 @@ pub(crate) fn apply_report(c: &mut Connection, site: &str, report: &StatusReport
         ])?;
         touched.extend(pushes);
     }
+    let state = |tx: &rusqlite::Transaction<'_>, p: i64| -> Result<Option<String>> {
+        Ok(tx
+            .prepare_cached("SELECT state FROM push_sites WHERE push = ?1 AND site = ?2")?
+            .query_row(params![p, site], |r| r.get(0))
+            .optional()?)
+    };
+    let mut completed = Vec::new();
     for p in &touched {
+        let before = state(&tx, *p)?;
         recompute(&tx, *p, site)?;
+        let after = state(&tx, *p)?;
+        if after.as_deref() == Some("complete") && before != after {
+            completed.push(*p);
+        }
     }
     tx.commit()?;
-    Ok(!touched.is_empty())
+    Ok((!touched.is_empty()).then_some(completed))
 }
 
 /// Attribute bytes sent to `site` for `blob` to every unfinished push of that site carrying it.
@@ -322,7 +359,7 @@ pub(crate) fn add_sent(
     let n = c
         .prepare_cached(
             "UPDATE push_sites SET payload_bytes = payload_bytes + ?3, framing_bytes = framing_bytes + ?4
-             WHERE site = ?1 AND state <> 'complete'
+             WHERE site = ?1 AND state NOT IN ('complete', 'cancelled') AND site_deleted IS NULL
                AND push IN (SELECT push FROM push_artifacts WHERE blob = ?2 AND removed = 0)",
         )?
         .execute(params![site, blob.as_bytes().to_vec(), i64_of(payload), i64_of(framing)])?;
@@ -331,14 +368,14 @@ pub(crate) fn add_sent(
 
 /// One push with its sites.
 pub(crate) fn get(c: &Connection, id: i64) -> Result<Option<PushInfo>> {
-    let head: Option<(i64, Option<i64>)> = c
+    let head: Option<(i64, Option<i64>, Option<i64>)> = c
         .query_row(
-            "SELECT created, max_rate FROM pushes WHERE id = ?1",
+            "SELECT created, max_rate, cancelled FROM pushes WHERE id = ?1",
             [id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()?;
-    let Some((created, max_rate)) = head else {
+    let Some((created, max_rate, cancelled)) = head else {
         return Ok(None);
     };
     let content: Vec<String> = c
@@ -350,7 +387,8 @@ pub(crate) fn get(c: &Connection, id: i64) -> Result<Option<PushInfo>> {
     let images = super::images::of_push(c, id)?;
     let mut sites: Vec<PushSiteInfo> = c
         .prepare_cached(
-            "SELECT site, state, bytes_total, bytes_needed, payload_bytes, framing_bytes, error
+            "SELECT site, state, bytes_total, bytes_needed, payload_bytes, framing_bytes, error,
+                    site_deleted
              FROM push_sites WHERE push = ?1 ORDER BY site",
         )?
         .query_map([id], |r| {
@@ -365,6 +403,7 @@ pub(crate) fn get(c: &Connection, id: i64) -> Result<Option<PushInfo>> {
                 payload_bytes: payload,
                 framing_bytes: framing,
                 error: r.get(6)?,
+                site_deleted: r.get::<_, Option<i64>>(7)?.map(rfc3339),
                 artifacts: Vec::new(),
             })
         })?
@@ -388,9 +427,16 @@ pub(crate) fn get(c: &Connection, id: i64) -> Result<Option<PushInfo>> {
             })?
             .collect::<rusqlite::Result<_>>()?;
     }
-    let state = if sites.iter().all(|s| s.state == "complete") {
+    // Sites deleted before the push reached them count for nothing.
+    let live: Vec<&PushSiteInfo> = sites
+        .iter()
+        .filter(|s| !(s.site_deleted.is_some() && s.state == "cancelled"))
+        .collect();
+    let state = if cancelled.is_some() {
+        "cancelled"
+    } else if live.iter().all(|s| s.state == "complete") {
         "complete"
-    } else if sites
+    } else if live
         .iter()
         .all(|s| s.state == "complete" || s.state == "failed")
     {
@@ -405,8 +451,67 @@ pub(crate) fn get(c: &Connection, id: i64) -> Result<Option<PushInfo>> {
         content,
         images,
         max_rate: max_rate.map(u64_of),
+        cancelled: cancelled.map(rfc3339),
         sites,
     }))
+}
+
+/// Cancel push `id` at every site where it is not complete: those push-sites become
+/// `cancelled` (with `reason`), their desired states drop its content (an older push's version
+/// of a path, if any, is wanted again), and the push is marked cancelled. Returns the sites
+/// changed; `None` if there is no such push.
+pub(crate) fn cancel(c: &mut Connection, id: i64, reason: &str) -> Result<Option<Vec<String>>> {
+    let tx = c.transaction()?;
+    let n = tx.execute(
+        "UPDATE pushes SET cancelled = COALESCE(cancelled, ?2) WHERE id = ?1",
+        params![id, now()],
+    )?;
+    if n == 0 {
+        return Ok(None);
+    }
+    let sites: Vec<String> = tx
+        .prepare_cached(
+            "UPDATE push_sites SET state = 'cancelled', error = ?2, updated = ?3
+             WHERE push = ?1 AND state NOT IN ('complete', 'cancelled') RETURNING site",
+        )?
+        .query_map(params![id, reason, now()], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for site in &sites {
+        revive_superseded(&tx, id, site)?;
+    }
+    super::sites::bump_desired(&tx, &sites)?;
+    tx.commit()?;
+    Ok(Some(sites))
+}
+
+/// After push `cancelled` stopped at `site`: for each of its paths, the push now newest there
+/// for the path delivers it again, so a row of it marked superseded goes back to queued.
+pub(crate) fn revive_superseded(c: &Connection, cancelled: i64, site: &str) -> Result<()> {
+    let paths: Vec<String> = c
+        .prepare_cached("SELECT path FROM push_site_artifacts WHERE push = ?1 AND site = ?2")?
+        .query_map(params![cancelled, site], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for path in paths {
+        let winner: Option<i64> = c
+            .prepare_cached(
+                "SELECT MAX(pa.push) FROM push_artifacts pa JOIN push_sites ps ON ps.push = pa.push
+                 WHERE ps.site = ?1 AND pa.path = ?2 AND pa.removed = 0
+                   AND ps.state <> 'cancelled' AND ps.site_deleted IS NULL",
+            )?
+            .query_row(params![site, path], |r| r.get(0))?;
+        if let Some(w) = winner {
+            let n = c
+                .prepare_cached(
+                    "UPDATE push_site_artifacts SET state = 'queued'
+                     WHERE push = ?1 AND site = ?2 AND path = ?3 AND state = 'superseded'",
+                )?
+                .execute(params![w, site, path])?;
+            if n > 0 {
+                recompute(c, w, site)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Every push, newest first.
@@ -432,7 +537,8 @@ pub(crate) fn desired_state(
     let mut st = c.prepare_cached(
         "SELECT pa.path, pa.blob, pa.len, pa.sha256, pa.modified FROM push_artifacts pa
          JOIN push_sites ps ON ps.push = pa.push
-         WHERE ps.site = ?1 AND pa.removed = 0 ORDER BY pa.push DESC",
+         WHERE ps.site = ?1 AND pa.removed = 0 AND ps.state <> 'cancelled'
+           AND ps.site_deleted IS NULL ORDER BY pa.push DESC",
     )?;
     let rows: Vec<(String, super::artifacts::ManifestRow)> = st
         .query_map([site], |r| {
@@ -457,8 +563,9 @@ pub(crate) fn desired_state(
 }
 
 /// Retire the push artifacts no site wants any more: a row of push P at path X is retired
-/// (`removed = 1`) once, at every site of P, a newer push carries X (and at once when P has no
-/// site left). Limited to the paths of push `of` when given, else every row. Returns the
+/// (`removed = 1`) once, at every site of P, a newer push carrying X is complete (and at once
+/// when P has no live site left: cancelled or deleted). Until then the older version stays,
+/// so a cancelled newer push can fall back to it. Limited to the paths of push `of` when given, else every row. Returns the
 /// retired rows' blobs (distinct), for the caller to collect: the desired states are unchanged,
 /// as they already named the newest push of each path.
 pub(crate) fn retire_shadowed(c: &Connection, of: Option<i64>) -> Result<Vec<BlobId>> {
@@ -468,10 +575,13 @@ pub(crate) fn retire_shadowed(c: &Connection, of: Option<i64>) -> Result<Vec<Blo
            AND (?1 IS NULL OR o.path IN (SELECT path FROM push_artifacts WHERE push = ?1))
            AND NOT EXISTS (
              SELECT 1 FROM push_sites ps WHERE ps.push = o.push
+               AND ps.state <> 'cancelled' AND ps.site_deleted IS NULL
                AND NOT EXISTS (
-                 SELECT 1 FROM push_artifacts n JOIN push_sites ns ON ns.push = n.push
-                 WHERE n.path = o.path AND n.push > o.push AND n.removed = 0
-                   AND ns.site = ps.site))
+                 SELECT 1 FROM push_site_artifacts n JOIN push_sites ns
+                   ON ns.push = n.push AND ns.site = n.site
+                 WHERE n.path = o.path AND n.push > o.push AND n.state = 'complete'
+                   AND n.site = ps.site AND ns.state <> 'cancelled'
+                   AND ns.site_deleted IS NULL))
          RETURNING blob",
     )?;
     let blobs: BTreeSet<Vec<u8>> = st
@@ -487,7 +597,8 @@ pub(crate) fn retire_shadowed(c: &Connection, of: Option<i64>) -> Result<Vec<Blo
 pub(crate) fn site_has_blob(c: &Connection, site: &str, blob: &BlobId) -> Result<bool> {
     Ok(c.prepare_cached(
         "SELECT 1 FROM push_artifacts pa JOIN push_sites ps ON ps.push = pa.push
-             WHERE ps.site = ?1 AND pa.blob = ?2 AND pa.removed = 0 LIMIT 1",
+             WHERE ps.site = ?1 AND pa.blob = ?2 AND pa.removed = 0
+               AND ps.state <> 'cancelled' AND ps.site_deleted IS NULL LIMIT 1",
     )?
     .exists(params![site, blob.as_bytes().to_vec()])?)
 }

@@ -110,6 +110,47 @@ pub(crate) fn set_https_names(c: &Connection, site: &str, names: &[String]) -> R
     )? == 1)
 }
 
+/// Change a site's labels, bandwidth cap (`Some(None)` removes it) and/or HTTPS names; its
+/// config revision moves so its edges get grants by label and certificates again. `None` if
+/// there is no such site.
+pub(crate) fn update(
+    c: &mut Connection,
+    site: &str,
+    labels: Option<&Labels>,
+    max_rate: Option<Option<u64>>,
+    https_names: Option<&[String]>,
+) -> Result<Option<SiteInfo>> {
+    let tx = c.transaction()?;
+    if get(&tx, site)?.is_none() {
+        return Ok(None);
+    }
+    if let Some(l) = labels {
+        tx.execute(
+            "UPDATE sites SET labels = ?2 WHERE name = ?1",
+            params![site, labels_json(l)],
+        )?;
+    }
+    if let Some(r) = max_rate {
+        tx.execute(
+            "UPDATE sites SET max_rate = ?2 WHERE name = ?1",
+            params![site, r.map(i64_of)],
+        )?;
+    }
+    if let Some(n) = https_names {
+        tx.execute(
+            "UPDATE sites SET https_names = ?2 WHERE name = ?1",
+            params![site, names_json(n)],
+        )?;
+    }
+    tx.execute(
+        "UPDATE sites SET config_revision = config_revision + 1 WHERE name = ?1",
+        [site],
+    )?;
+    let info = get(&tx, site)?;
+    tx.commit()?;
+    Ok(info)
+}
+
 /// One site with its nodes.
 pub(crate) fn get(c: &Connection, name: &str) -> Result<Option<SiteInfo>> {
     let r = c
@@ -143,10 +184,21 @@ pub(crate) fn labels_all(c: &Connection) -> Result<Vec<(String, Labels)>> {
         .collect()
 }
 
-/// Delete a site (its nodes are revoked, its push entries dropped). False if unknown.
+/// Delete a site: its nodes are revoked; its push history stays readable (rows marked
+/// `site_deleted`, unfinished ones `cancelled`) and never applies to a new site of the same
+/// name. False if unknown.
 pub(crate) fn delete(c: &mut Connection, name: &str) -> Result<bool> {
     let tx = c.transaction()?;
-    tx.execute("DELETE FROM push_site_artifacts WHERE site = ?1", [name])?;
+    let t = now();
+    tx.execute(
+        "UPDATE push_sites SET state = 'cancelled', error = 'site deleted', updated = ?2
+         WHERE site = ?1 AND site_deleted IS NULL AND state NOT IN ('complete', 'cancelled')",
+        params![name, t],
+    )?;
+    tx.execute(
+        "UPDATE push_sites SET site_deleted = ?2 WHERE site = ?1 AND site_deleted IS NULL",
+        params![name, t],
+    )?;
     let n = tx.execute("DELETE FROM sites WHERE name = ?1", [name])?;
     tx.commit()?;
     Ok(n > 0)
@@ -277,7 +329,8 @@ pub(crate) fn effective_rate(c: &Connection, site: &str) -> Result<Option<u64>> 
             SELECT max_rate AS r FROM sites WHERE name = ?1 AND max_rate IS NOT NULL
             UNION ALL
             SELECT p.max_rate FROM pushes p JOIN push_sites ps ON ps.push = p.id
-             WHERE ps.site = ?1 AND ps.state <> 'complete' AND p.max_rate IS NOT NULL)",
+             WHERE ps.site = ?1 AND ps.state NOT IN ('complete', 'cancelled')
+               AND ps.site_deleted IS NULL AND p.max_rate IS NOT NULL)",
         [site],
         |r| r.get(0),
     )?;

@@ -234,15 +234,27 @@ fn site_config_selects_grants_by_site_labels_and_all() {
 }
 
 #[test]
-fn tokens_by_hash() {
+fn tokens_by_hash_unique_names_roles_and_revocation() {
+    use super::tokens::{self, Role};
     let (_d, db) = db();
     db.blocking(|c| {
-        access::set_named_token(c, "admin", b"t1")?;
-        access::set_named_token(c, "admin", b"t2")?;
-        assert_eq!(access::token_name(c, b"t1")?, None);
-        assert_eq!(access::token_name(c, b"t2")?.as_deref(), Some("admin"));
-        access::add_token(c, "ci", b"t3")?;
-        assert_eq!(access::token_name(c, b"t3")?.as_deref(), Some("ci"));
+        tokens::set_named(c, "admin", b"t1")?;
+        tokens::set_named(c, "admin", b"t2")?;
+        assert_eq!(tokens::by_hash(c, b"t1")?, None);
+        let admin = tokens::by_hash(c, b"t2")?.unwrap();
+        assert_eq!((admin.name.as_str(), admin.role), ("admin", Role::Admin));
+        tokens::add(c, "ci", b"t3", Role::Viewer, Some(5))?;
+        let ci = tokens::by_hash(c, b"t3")?.unwrap();
+        assert_eq!(ci.role, Role::Viewer);
+        assert!(ci.expired(5) && !ci.expired(4));
+        let e = tokens::add(c, "ci", b"t4", Role::Admin, None).unwrap_err();
+        assert!(matches!(e, Error::Conflict(_)), "{e}");
+        let listed = tokens::list(c)?;
+        assert_eq!(listed.len(), 2);
+        assert!(listed[1].last_used.is_some(), "by_hash records the use");
+        assert!(tokens::delete(c, "ci")?);
+        assert!(!tokens::delete(c, "ci")?);
+        assert_eq!(tokens::by_hash(c, b"t3")?, None);
         Ok(())
     })
     .unwrap();
@@ -501,8 +513,20 @@ fn a_version_replaced_at_every_site_is_retired_and_collectable() {
         assert_eq!(pushes::retire_shadowed(c, Some(p2))?, vec![]);
         assert!(artifacts::blob_referenced(c, &v1.blake3)?);
 
-        // Once v2 reaches s2 as well, no site wants v1: retired, and nothing references it.
+        // Once v2 is pushed to s2 as well and complete at both, no site wants v1: retired,
+        // and nothing references it. Not before: a cancelled p3 would fall back to v1.
         let p3 = push(c, &["s2"])?;
+        assert_eq!(pushes::retire_shadowed(c, Some(p3))?, vec![]);
+        let done = status("/fw/x.bin", &v2, ArtifactState::Complete, 0, None);
+        assert_eq!(
+            pushes::apply_report_completing(c, "s1", &done)?,
+            Some(vec![p2])
+        );
+        assert_eq!(pushes::retire_shadowed(c, Some(p3))?, vec![]);
+        assert_eq!(
+            pushes::apply_report_completing(c, "s2", &done)?,
+            Some(vec![p3])
+        );
         assert_eq!(pushes::retire_shadowed(c, Some(p3))?, vec![v1.blake3]);
         assert!(!artifacts::blob_referenced(c, &v1.blake3)?);
         assert!(!artifacts::delete_blob(c, &v1.blake3)?.is_empty());
@@ -517,6 +541,79 @@ fn a_version_replaced_at_every_site_is_retired_and_collectable() {
         // nothing more to retire.
         assert_eq!(pushes::get(c, p1)?.unwrap().content, vec!["/fw/x.bin"]);
         assert_eq!(pushes::retire_shadowed(c, None)?, vec![]);
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_cancelled_push_falls_back_to_the_older_version_and_a_deleted_site_keeps_its_history() {
+    let (_d, db) = db();
+    let (v1, v2) = (recipe(11, 150_000), recipe(12, 150_000));
+    db.blocking(|c| {
+        sites::create(c, "s1", &Labels::new(), None, &[], b"1", LATER)?;
+        sites::create(c, "s2", &Labels::new(), None, &[], b"2", LATER)?;
+        let push = |c: &mut Connection| {
+            pushes::create(
+                c,
+                &NewPush {
+                    content: vec!["/fw/x.bin".into()],
+                    sites: vec!["s1".into(), "s2".into()],
+                    ..NewPush::default()
+                },
+            )
+            .map(|p| p.id)
+        };
+        let wanted = |c: &Connection, site: &str| {
+            let (_, d) = pushes::desired_state(c, site).unwrap().unwrap();
+            d.iter().map(|m| m.blob).collect::<Vec<_>>()
+        };
+        artifacts::publish(c, &p("/fw/x.bin"), &v1, 1)?;
+        let p1 = push(c)?;
+        for s in ["s1", "s2"] {
+            let done = status("/fw/x.bin", &v1, ArtifactState::Complete, 150_000, None);
+            pushes::apply_report_completing(c, s, &done)?;
+        }
+        artifacts::publish(c, &p("/fw/x.bin"), &v2, 2)?;
+        let p2 = push(c)?;
+        assert_eq!(wanted(c, "s1"), vec![v2.blake3]);
+        // v2 completes at s2 only, then the push is cancelled.
+        let done = status("/fw/x.bin", &v2, ArtifactState::Complete, 150_000, None);
+        pushes::apply_report_completing(c, "s2", &done)?;
+        let fetching = status("/fw/x.bin", &v2, ArtifactState::Fetching, 150_000, None);
+        pushes::apply_report_completing(c, "s1", &fetching)?;
+        let rev = sites::revisions(c, "s1")?.unwrap().0;
+        assert_eq!(pushes::cancel(c, p2, "test")?, Some(vec!["s1".to_owned()]));
+        assert!(
+            sites::revisions(c, "s1")?.unwrap().0 > rev,
+            "s1's edges are told"
+        );
+        assert_eq!(pushes::cancel(c, 999, "test")?, None);
+        let info = pushes::get(c, p2)?.unwrap();
+        assert_eq!(info.state, "cancelled");
+        assert!(info.cancelled.is_some());
+        let states: Vec<_> = info.sites.iter().map(|s| s.state.as_str()).collect();
+        assert_eq!(states, vec!["cancelled", "complete"]);
+        assert_eq!(wanted(c, "s1"), vec![v1.blake3], "back to what s1 had");
+        assert_eq!(wanted(c, "s2"), vec![v2.blake3], "s2 keeps what it got");
+        // A late report from s1 does not revive the cancelled push.
+        pushes::apply_report_completing(c, "s1", &done)?;
+        assert_eq!(pushes::get(c, p2)?.unwrap().sites[0].state, "cancelled");
+        // v1 stays for s1; nothing is retired while s1 still wants it.
+        assert_eq!(pushes::retire_shadowed(c, None)?, vec![]);
+
+        // Deleting s1 keeps its rows as history, and a new s1 inherits nothing.
+        assert!(sites::delete(c, "s1")?);
+        let info = pushes::get(c, p1)?.unwrap();
+        let s1 = info.sites.iter().find(|s| s.site == "s1").unwrap();
+        assert_eq!(s1.state, "complete");
+        assert!(s1.site_deleted.is_some());
+        assert_eq!(info.state, "complete");
+        sites::create(c, "s1", &Labels::new(), None, &[], b"3", LATER)?;
+        assert_eq!(wanted(c, "s1"), Vec::<sitecast_protocol::BlobId>::new());
+        assert!(!pushes::site_has_blob(c, "s1", &v1.blake3)?);
+        // With s1 gone, v1 is wanted nowhere: retired.
+        assert_eq!(pushes::retire_shadowed(c, None)?, vec![v1.blake3]);
         Ok(())
     })
     .unwrap();

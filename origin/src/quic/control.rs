@@ -95,11 +95,15 @@ pub(super) async fn run(
                     core.flush_accounting().await?;
                     let site = peer.site.to_string();
                     let changed = core.db.call(move |c| {
-                        let changed = db::pushes::apply_report(c, &site, &r)?;
-                        Ok(changed)
+                        db::pushes::apply_report_completing(c, &site, &r)
                     }).await?;
-                    if changed {
+                    if let Some(completed) = changed {
                         core.pushes_changed();
+                        for push in completed {
+                            if let Err(e) = core.collect_replaced(Some(push)).await {
+                                tracing::warn!(error = %e, push, "collecting the versions a completed push replaced failed");
+                            }
+                        }
                     }
                     let (site, node) = (peer.site.to_string(), peer.node.to_string());
                     core.db.call(move |c| db::sites::node_seen(c, &site, &node, None, true)).await?;

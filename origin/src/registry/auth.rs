@@ -1,7 +1,8 @@
 //! Who may use the origin's registry, and for what.
 //!
-//! - **API tokens** (the admin token, `POST /api/v1/tokens`) may do everything: as
-//!   `Authorization: Bearer <token>` or as the password of Basic (any user name).
+//! - **API tokens** (the admin token, `POST /api/v1/tokens`) of role `admin` or `operator`
+//!   may do everything, `viewer` tokens pull only: as `Authorization: Bearer <token>` or as
+//!   the password of Basic (any user name). An expired token is refused.
 //! - **Users** with registry grants (`POST /api/v1/registry-grants`): pull on every repository
 //!   their patterns match, and with `push` also push and delete. They log in with Basic
 //!   (user name and password), or with the bearer-token flow: a `401` carries
@@ -45,8 +46,11 @@ pub(crate) enum Action {
 /// Who is asking.
 #[derive(Debug, Clone)]
 pub(crate) enum Identity {
-    /// An API token: everything.
-    Admin,
+    /// An API token: every repository; pushes too unless it is a viewer's.
+    Token {
+        /// Whether it may push and delete.
+        push: bool,
+    },
     /// A user; with a bearer token, only the scopes it names.
     User {
         name: String,
@@ -231,12 +235,14 @@ impl Auth {
             return Err(OciError::new(Code::Unauthorized, "invalid credentials"));
         }
         let hash = hash_secret(token);
-        match core
-            .db
-            .call(move |c| db::access::token_name(c, &hash))
-            .await?
-        {
-            Some(_) => Ok(Some(Identity::Admin)),
+        match core.db.call(move |c| db::tokens::by_hash(c, &hash)).await? {
+            Some(t) if t.expired(crate::util::now()) => Err(OciError::new(
+                Code::Unauthorized,
+                "the API token has expired",
+            )),
+            Some(t) => Ok(Some(Identity::Token {
+                push: t.role != db::tokens::Role::Viewer,
+            })),
             None => Err(OciError::new(Code::Unauthorized, "invalid credentials")),
         }
     }
@@ -309,8 +315,15 @@ pub(crate) async fn authorize(
     repo: &str,
     action: Action,
 ) -> RegResult<()> {
-    let Identity::User { name, scopes } = who else {
-        return Ok(());
+    let (name, scopes) = match who {
+        Identity::Token { push: false } if action == Action::Push => {
+            return Err(OciError::new(
+                Code::Denied,
+                "viewer API tokens may pull, not push or delete",
+            ))
+        }
+        Identity::Token { .. } => return Ok(()),
+        Identity::User { name, scopes } => (name, scopes),
     };
     let scope = format!(
         "repository:{repo}:{}",

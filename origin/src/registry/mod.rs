@@ -148,7 +148,7 @@ async fn token(State(reg): State<Arc<Registry>>, req: Request) -> Response {
             let q = Query::parse(parts.uri.query());
             match reg.auth.identify(&reg.core, ip, &parts.headers).await? {
                 // An API token is already a bearer token for everything.
-                Some(auth::Identity::Admin) => {
+                Some(auth::Identity::Token { .. }) => {
                     let t = presented_password(&parts.headers).unwrap_or_default();
                     return Ok(
                         axum::Json(serde_json::json!({"token": t, "access_token": t}))
@@ -319,7 +319,7 @@ async fn handle(reg: &Arc<Registry>, req: Request) -> RegResult<Response> {
     let route = route(rest)?;
     match &route {
         Route::Catalog => {
-            if !matches!(who, auth::Identity::Admin) {
+            if !matches!(who, auth::Identity::Token { .. }) {
                 return Err(OciError::new(
                     Code::Denied,
                     "the catalog needs an API token",

@@ -1,0 +1,177 @@
+//! The long-running ctl commands' helpers: uploads with a progress bar, registry pushes'
+//! reports, and waiting on a push.
+
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{output, seg, ApiError, Client, Output};
+
+pub(super) async fn upload(
+    c: &Client,
+    out: Output,
+    file: &std::path::Path,
+    path: &str,
+) -> Result<Value, ApiError> {
+    let meta = std::fs::metadata(file)
+        .map_err(|e| ApiError::Invalid(format!("cannot read {}: {e}", file.display())))?;
+    if !meta.is_file() {
+        return Err(ApiError::Invalid(format!(
+            "{} is not a regular file (a directory?): `artifact upload` takes one file",
+            file.display()
+        )));
+    }
+    let bar = progress_bar(meta.len(), "uploading");
+    let b = bar.clone();
+    let v = c.upload(file, path, move |n| b.inc(n)).await;
+    bar.finish_and_clear();
+    let v = v?;
+    if out == Output::Text {
+        println!(
+            "uploaded {} ({} bytes, sha256 {})",
+            v["path"].as_str().unwrap_or(path),
+            v["size"],
+            v["sha256"].as_str().unwrap_or("?")
+        );
+        return Ok(Value::Null);
+    }
+    Ok(v)
+}
+
+/// The ctl token, which the registry takes as its credential.
+pub(super) fn registry_token(c: &Client) -> Result<String, ApiError> {
+    c.token()
+        .map(str::to_owned)
+        .ok_or_else(|| ApiError::Transport("no token (--token or SITECAST_TOKEN)".into()))
+}
+
+/// Print what `push-layout`/`push-archive` pushed (text: one line per tag and the counts).
+pub(super) fn push_report(out: Output, repo: &str, v: Value) -> Result<ExitCode, ApiError> {
+    if out == Output::Text {
+        for t in v["tags"].as_array().into_iter().flatten() {
+            println!(
+                "{repo}:{} {}",
+                t["tag"].as_str().unwrap_or("-"),
+                t["digest"].as_str().unwrap_or("")
+            );
+        }
+        println!(
+            "{} blobs uploaded ({} bytes), {} already stored",
+            v["blobs_uploaded"], v["bytes_uploaded"], v["blobs_already_stored"]
+        );
+    } else {
+        output::print(out, &v);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_message(what.to_owned());
+    bar
+}
+
+/// A spinner with a message, for waits whose size is not known (hidden off a terminal).
+pub(super) fn progress_spinner(what: &str) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let s = indicatif::ProgressBar::new_spinner();
+    s.set_message(what.to_owned());
+    s.enable_steady_tick(Duration::from_millis(200));
+    s
+}
+
+/// Push totals: (bytes needed, bytes sent) summed over sites.
+pub(super) fn push_progress(v: &Value) -> (u64, u64) {
+    let sites = v["sites"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let sum = |k: &str| {
+        sites
+            .iter()
+            .map(|s| s[k].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    (sum("bytes_needed"), sum("payload_bytes"))
+}
+
+pub(super) async fn wait_push(
+    c: &Client,
+    out: Output,
+    id: &str,
+    timeout: Option<Duration>,
+) -> Result<ExitCode, ApiError> {
+    let start = Instant::now();
+    // Until every site has said what it lacks the total is unknown: a spinner says so, and
+    // the byte bar is drawn only once its total is known.
+    let spinner = progress_spinner("waiting for the sites to report what they lack");
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    let path = format!("/api/v1/pushes/{}", seg(id));
+    let mut v = c.get(&path).await?;
+    loop {
+        let (needed, sent) = push_progress(&v);
+        let sites = v["sites"].as_array().map_or(0, Vec::len);
+        let pending = v["sites"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| s["state"] == "pending")
+            .count();
+        if bar.is_none() && pending == 0 {
+            spinner.finish_and_clear();
+            bar = Some(progress_bar(needed.max(sent), "pushing"));
+        }
+        match &bar {
+            Some(b) => {
+                b.set_length(needed.max(sent));
+                b.set_position(sent);
+            }
+            None => spinner.set_message(format!(
+                "waiting for {pending} of {sites} sites to report what they lack"
+            )),
+        }
+        let finish = || {
+            spinner.finish_and_clear();
+            if let Some(b) = &bar {
+                b.finish_and_clear();
+            }
+        };
+        match v["state"].as_str() {
+            Some("complete") => {
+                finish();
+                output::print(out, &v);
+                return Ok(ExitCode::SUCCESS);
+            }
+            Some("failed") => {
+                finish();
+                output::print(out, &v);
+                eprintln!("error: push {id} failed");
+                return Ok(ExitCode::FAILURE);
+            }
+            _ => {}
+        }
+        let left = timeout.map(|t| t.saturating_sub(start.elapsed()));
+        if left == Some(Duration::ZERO) {
+            finish();
+            output::print(out, &v);
+            eprintln!(
+                "error: push {id} not complete after {}s",
+                timeout.unwrap_or_default().as_secs()
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        let wait_ms = left.map_or(5000, |l| l.as_millis().min(5000));
+        v = c.get(&format!("{path}?wait_ms={wait_ms}")).await?;
+    }
+}
