@@ -434,3 +434,79 @@ fn day_two_operations_through_ctl() {
     );
     assert_eq!(out.code, Some(1), "a revoked token stops at once: {out:?}");
 }
+
+/// One node revoked (issue 11): its session closes at once, the edge says why, stops dialing
+/// and keeps serving; restarted with its used token it stays revoked; started with a fresh
+/// join token it enrolls again and replaces its identity.
+#[test]
+fn a_revoked_node_is_told_why_stops_retrying_and_re_enrolls_with_a_fresh_token() {
+    let env = TestEnv::new("ctl-revoke", Duration::from_secs(120));
+    let origin = Origin::start(&env);
+    let token = origin.create_site(&env, "farm-1", &[]);
+    origin.ctl_ok(&env, &["grant", "create", "--anonymous", "--path", "/fw"]);
+    let file = env.dir().join("fw.bin");
+    std::fs::write(&file, vec![5u8; 100_000]).unwrap();
+    origin.ctl_ok(
+        &env,
+        &["artifact", "upload", file.to_str().unwrap(), "/fw/fw.bin"],
+    );
+    let data = env.path("edge");
+    let mut edge = Edge::start(&env, origin.quic, Some(&token), &data, &[]);
+    wait_session_state(&env, &edge, "connected", env.left());
+    let id = origin.push(&env, &["--content", "/fw/fw.bin", "--site", "farm-1"]);
+    let out = origin.push_wait(&env, &id, 60);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let site = origin.ctl_json(&env, &["site", "show", "farm-1"]);
+    assert_eq!(
+        site["nodes"][0]["software"],
+        env!("CARGO_PKG_VERSION"),
+        "{site}"
+    );
+
+    assert_eq!(
+        origin.ctl_ok(&env, &["site", "revoke-node", "farm-1", "edge-1"]),
+        "deleted node farm-1/edge-1\n"
+    );
+    wait_session_state(&env, &edge, "revoked", env.left());
+    let log = std::fs::read_to_string(edge.log()).unwrap();
+    assert!(
+        log.contains("the origin revoked this node") && log.contains("revoked by the admin"),
+        "{log}"
+    );
+    let failures = |e: &Edge| {
+        let text = curl(&env, &[&format!("http://{}/metrics", e.metrics)]).text();
+        prom_sum(&text, "sitecast_edge_origin_session_failures_total", &[])
+    };
+    let before = failures(&edge);
+    // It keeps serving what it holds, and does not dial again.
+    let r = curl(&env, &[&edge.url("/fw/fw.bin")]);
+    assert_eq!((r.status, r.body.len()), (200, 100_000));
+    std::thread::sleep(Duration::from_secs(2)); // reconnect_min is 0.5 s: retries would show
+    assert_eq!(failures(&edge), before, "a revoked edge stops retrying");
+    let site = origin.ctl_json(&env, &["site", "show", "farm-1"]);
+    assert_eq!(site["nodes"], serde_json::json!([]), "{site}");
+    assert_eq!(
+        origin
+            .ctl(&env, &["site", "revoke-node", "farm-1", "edge-1"])
+            .code,
+        Some(1)
+    );
+
+    // Restarted with the token it already used: still revoked, told so again.
+    edge.restart(&env);
+    wait_session_state(&env, &edge, "revoked", env.left());
+
+    // A fresh join token on the enrolled data dir: enrolls again, replaces the identity.
+    edge.kill();
+    let fresh = origin.ctl_json(&env, &["site", "join-token", "farm-1"]);
+    let fresh = fresh["join_token"].as_str().unwrap().to_owned();
+    let edge = Edge::start(&env, origin.quic, Some(&fresh), &data, &[]);
+    wait_session_state(&env, &edge, "connected", env.left());
+    let site = origin.ctl_json(&env, &["site", "show", "farm-1"]);
+    assert_eq!(site["nodes"][0]["name"], "edge-1", "{site}");
+    assert!(!data.join("identity.new").exists() && !data.join("identity.old").exists());
+    assert!(
+        data.join("identity/ssh_host_ed25519_key").exists(),
+        "the host key is kept"
+    );
+}

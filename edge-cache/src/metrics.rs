@@ -26,6 +26,9 @@ pub enum SessionState {
     Enrolling = 2,
     /// Control stream established.
     Connected = 3,
+    /// The origin revoked this node; no more attempts until it is started with a fresh join
+    /// token.
+    Revoked = 4,
 }
 
 impl SessionState {
@@ -35,14 +38,16 @@ impl SessionState {
             SessionState::Connecting => "connecting",
             SessionState::Enrolling => "enrolling",
             SessionState::Connected => "connected",
+            SessionState::Revoked => "revoked",
         }
     }
 
-    const ALL: [SessionState; 4] = [
+    const ALL: [SessionState; 5] = [
         SessionState::Disabled,
         SessionState::Connecting,
         SessionState::Enrolling,
         SessionState::Connected,
+        SessionState::Revoked,
     ];
 }
 

@@ -29,6 +29,8 @@ pub(crate) struct Core {
     pins: Mutex<HashMap<ChunkId, usize>>,
     /// Bumped whenever any site's desired state or config revision changes.
     pub(crate) site_changes: watch::Sender<u64>,
+    /// Bumped whenever a node is revoked (its live sessions check whether they are it).
+    pub(crate) node_revocations: watch::Sender<u64>,
     /// Bumped whenever anything about any push changes.
     pub(crate) push_changes: watch::Sender<u64>,
     acct: Mutex<Counters>,
@@ -61,6 +63,7 @@ impl Core {
             ca,
             pins: Mutex::new(HashMap::new()),
             site_changes: watch::channel(0).0,
+            node_revocations: watch::channel(0).0,
             push_changes: watch::channel(0).0,
             acct: Mutex::new(HashMap::new()),
             buckets: Buckets::default(),
@@ -72,6 +75,11 @@ impl Core {
     /// Tell control streams that some site's revisions changed.
     pub(crate) fn sites_changed(&self) {
         self.site_changes.send_modify(|v| *v += 1);
+    }
+
+    /// A node was revoked: its open sessions close (see `quic::node_connection`).
+    pub(crate) fn nodes_revoked(&self) {
+        self.node_revocations.send_modify(|v| *v += 1);
     }
 
     /// Tell long-polls that some push changed.

@@ -210,6 +210,10 @@ enum SiteCmd {
     Show { name: String },
     /// Delete a site (revokes its nodes).
     Delete { name: String },
+    /// Revoke one node of a site: its certificate stops working at once and its session is
+    /// closed; the edge keeps serving what it holds and stops dialing the origin until it is
+    /// started with a fresh join token.
+    RevokeNode { name: String, node: String },
     /// Issue a new one-time join token (invalidates an unused one).
     JoinToken {
         name: String,
@@ -515,6 +519,10 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
                     &Value::Object(body),
                 )
                 .await?
+            }
+            SiteCmd::RevokeNode { name, node } => {
+                let url = format!("/api/v1/sites/{}/nodes/{}", seg(&name), seg(&node));
+                return deleted(c, out, "node", &format!("{name}/{node}"), &url).await;
             }
             SiteCmd::List => c.get("/api/v1/sites").await?,
             SiteCmd::Show { name } => c.get(&format!("/api/v1/sites/{}", seg(&name))).await?,

@@ -48,6 +48,8 @@ pub struct Session {
     cancel: CancellationToken,
     shared: Arc<Shared>,
     endpoint: Option<(bool, quinn::Endpoint)>,
+    /// Whether a join token given beside an enrolled identity was tried (once per start).
+    reenroll_checked: bool,
 }
 
 /// What one connection attempt ended with.
@@ -69,6 +71,7 @@ impl Session {
             cancel,
             shared: Arc::new(Shared::default()),
             endpoint: None,
+            reenroll_checked: false,
         }
     }
 
@@ -92,7 +95,20 @@ impl Session {
         let result = loop {
             self.core.metrics.set_session(SessionState::Connecting);
             let started = tokio::time::Instant::now();
-            let wait = match self.connect_once().await {
+            let ended = self.connect_once().await;
+            if let Ended::AfterWelcome(e) | Ended::Before(e) = &ended {
+                if let Some(why) = revoked(e) {
+                    tracing::error!(reason = %why,
+                        "the origin revoked this node: it keeps serving what it holds and no \
+                         longer dials the origin; start it with a fresh join token \
+                         (--join-token) to enroll again");
+                    self.core.uplink.send_replace(None);
+                    self.core.metrics.set_session(SessionState::Revoked);
+                    self.cancel.cancelled().await;
+                    break Ok(());
+                }
+            }
+            let wait = match ended {
                 Ended::Cancelled => break Ok(()),
                 Ended::AfterWelcome(e) => {
                     tracing::warn!(error = %e, "origin session ended; reconnecting");
@@ -239,10 +255,19 @@ impl Session {
 
     /// Enroll if needed, connect with the node certificate, and complete Hello → Welcome.
     async fn dial_and_welcome(&mut self) -> Result<(quinn::Connection, control::Control), Error> {
-        let ids = IdentityDir::new(&self.core.cfg.data_dir);
+        let data_dir = self.core.cfg.data_dir.clone();
+        let ids = IdentityDir::new(&data_dir);
         let identity = {
-            let ids = IdentityDir::new(&self.core.cfg.data_dir);
-            blocking("load identity", move || ids.load()).await?
+            let ids = IdentityDir::new(&data_dir);
+            blocking("load identity", move || {
+                IdentityDir::recover(&data_dir);
+                ids.load()
+            })
+            .await?
+        };
+        let identity = match identity {
+            Some(id) if !self.reenroll_checked => self.maybe_reenroll(id).await?,
+            other => other,
         };
         let identity = match identity {
             Some(id) => id,
@@ -258,6 +283,48 @@ impl Session {
         let conn = self.handshake(cfg).await?;
         let control = control::hello(&self.core, &self.shared, &conn).await?;
         Ok((conn, control))
+    }
+
+    /// With a join token configured that this identity was not enrolled with, enroll again
+    /// into a staged identity and, once the origin confirmed, replace the current one and
+    /// return it; the current one is kept when the origin refuses the token (e.g. because it
+    /// was already used).
+    async fn maybe_reenroll(&mut self, id: tls::Identity) -> Result<Option<tls::Identity>, Error> {
+        let data_dir = self.core.cfg.data_dir.clone();
+        let Some(token) = self.core.cfg.join_token.clone() else {
+            self.reenroll_checked = true;
+            return Ok(Some(id));
+        };
+        if IdentityDir::new(&data_dir).enrolled_with(&token) {
+            self.reenroll_checked = true;
+            return Ok(Some(id));
+        }
+        let staged = IdentityDir::staging(&data_dir);
+        let _ = std::fs::remove_dir_all(data_dir.join("identity.new"));
+        tracing::info!(
+            "a join token this identity was not enrolled with is given: enrolling again"
+        );
+        match self.enroll(staged).await {
+            Ok(()) => {
+                let d = data_dir.clone();
+                blocking("replace identity", move || {
+                    IdentityDir::staging(&d).replace(&d)
+                })
+                .await?;
+                self.reenroll_checked = true;
+                tracing::info!("enrolled again; the previous identity is replaced");
+                let d = data_dir.clone();
+                blocking("load identity", move || IdentityDir::new(&d).load()).await
+            }
+            Err(Error::BadToken(msg)) => {
+                self.reenroll_checked = true;
+                tracing::warn!(reason = %msg,
+                    "the origin refused the join token; keeping the enrolled identity");
+                let _ = std::fs::remove_dir_all(data_dir.join("identity.new"));
+                Ok(Some(id))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn enroll(&mut self, ids: IdentityDir) -> Result<(), Error> {
@@ -281,6 +348,7 @@ impl Session {
         let conn = self.handshake(cfg).await?;
         tracing::info!(origin = %self.origin(), node = %self.core.cfg.node, "enrolling with the join token");
         let (mut send, mut recv) = conn.open_bi().await?;
+        let msg_token = token_text.clone();
         let msg = Enroll {
             token: token_text,
             node: self.core.cfg.node.clone(),
@@ -293,7 +361,12 @@ impl Session {
         match answer {
             Some(Message::Enrolled(e)) => {
                 let site = e.site.clone();
-                blocking("store identity", move || ids.store(&e.cert_pem, &e.ca_pem)).await?;
+                let token = msg_token;
+                blocking("store identity", move || {
+                    ids.store(&e.cert_pem, &e.ca_pem)?;
+                    ids.record_token(&token)
+                })
+                .await?;
                 tracing::info!(site = %site, node = %self.core.cfg.node, "enrolled");
                 Ok(())
             }
@@ -312,6 +385,26 @@ impl Session {
                 "origin closed the enrollment stream without an answer".into(),
             )),
         }
+    }
+}
+
+/// The reason the origin gave for closing the connection because this node is revoked (or
+/// its certificate is no enrolled node's any more), if `e` is that close.
+fn revoked(e: &Error) -> Option<String> {
+    use sitecast_runtime::framed::FrameError;
+    let c = match e {
+        Error::Connection(c)
+        | Error::Frame(FrameError::Read(quinn::ReadError::ConnectionLost(c)))
+        | Error::Frame(FrameError::Write(quinn::WriteError::ConnectionLost(c))) => c,
+        _ => return None,
+    };
+    match c {
+        quinn::ConnectionError::ApplicationClosed(a)
+            if matches!(a.error_code.into_inner(), 2 | 3) =>
+        {
+            Some(String::from_utf8_lossy(&a.reason).into_owned())
+        }
+        _ => None,
     }
 }
 

@@ -166,6 +166,59 @@ impl IdentityDir {
         }
     }
 
+    /// Where a re-enrollment builds the next identity before it replaces this one.
+    pub(crate) fn staging(data_dir: &Path) -> Self {
+        Self {
+            dir: data_dir.join("identity.new"),
+        }
+    }
+
+    fn token_path(&self) -> PathBuf {
+        self.dir.join("join-token.sha256")
+    }
+
+    /// Whether this identity was enrolled with `token` (its SHA-256 is kept beside it).
+    pub(crate) fn enrolled_with(&self, token: &str) -> bool {
+        std::fs::read_to_string(self.token_path()).is_ok_and(|h| h.trim() == token_hash(token))
+    }
+
+    /// Remember that this identity was enrolled with `token`.
+    pub(crate) fn record_token(&self, token: &str) -> Result<(), Error> {
+        write_atomic(&self.token_path(), token_hash(token).as_bytes(), true)
+    }
+
+    /// Replace the identity in `data_dir` by this (staged, enrolled) one, keeping the SSH
+    /// host key devices may have pinned. A crash in between leaves either identity whole
+    /// (`load` finishes a swap it finds half done).
+    pub(crate) fn replace(self, data_dir: &Path) -> Result<(), Error> {
+        let live = data_dir.join("identity");
+        let host_key = live.join("ssh_host_ed25519_key");
+        if host_key.exists() {
+            let to = self.dir.join("ssh_host_ed25519_key");
+            std::fs::copy(&host_key, &to).map_err(|e| Error::io("copy", &to, e))?;
+        }
+        let old = data_dir.join("identity.old");
+        let _ = std::fs::remove_dir_all(&old);
+        std::fs::rename(&live, &old).map_err(|e| Error::io("rename", &live, e))?;
+        std::fs::rename(&self.dir, &live).map_err(|e| Error::io("rename", &self.dir, e))?;
+        std::fs::remove_dir_all(&old).map_err(|e| Error::io("remove", &old, e))
+    }
+
+    /// Finish a [`IdentityDir::replace`] interrupted between its renames.
+    pub(crate) fn recover(data_dir: &Path) {
+        let (live, new, old) = (
+            data_dir.join("identity"),
+            data_dir.join("identity.new"),
+            data_dir.join("identity.old"),
+        );
+        if !live.exists() && new.join("node.pem").exists() && old.exists() {
+            let _ = std::fs::rename(&new, &live);
+        }
+        if live.exists() {
+            let _ = std::fs::remove_dir_all(&old);
+        }
+    }
+
     fn key_path(&self) -> PathBuf {
         self.dir.join("node.key")
     }
@@ -232,6 +285,11 @@ impl IdentityDir {
         write_atomic(&self.ca_path(), ca_pem.as_bytes(), false)?;
         write_atomic(&self.cert_path(), cert_pem.as_bytes(), false)
     }
+}
+
+fn token_hash(token: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(token.trim().as_bytes()))
 }
 
 fn transport(q: &QuicConfig) -> Result<quinn::TransportConfig, Error> {

@@ -50,6 +50,7 @@ pub(crate) fn router(core: Arc<Core>) -> Router {
             get(sites::show).patch(sites::patch).delete(sites::remove),
         )
         .route("/sites/{name}/join-token", post(sites::join_token))
+        .route("/sites/{name}/nodes/{node}", delete(sites::revoke_node))
         .route("/sites/{name}/https-names", put(sites::set_https_names))
         .route("/users", get(access::list_users).post(access::create_user))
         .route(

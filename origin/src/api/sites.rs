@@ -139,6 +139,7 @@ pub(super) async fn remove(
     core.buckets.forget(&name);
     tracing::info!(site = %name, "site deleted; its nodes are revoked");
     core.sites_changed();
+    core.nodes_revoked();
     core.pushes_changed();
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -249,4 +250,26 @@ pub(super) async fn set_https_names(
     tracing::info!(site = %name, names = ?site.https_names, "HTTPS names set");
     core.sites_changed();
     Ok(Json(site).into_response())
+}
+
+/// `DELETE /api/v1/sites/{name}/nodes/{node}`: revoke one node. Its certificate stops working
+/// at once, its open session is closed with the reason, and the site, its other nodes, grants
+/// and push history stay. The node enrolls again with a fresh join token.
+pub(super) async fn revoke_node(
+    State(core): State<AppState>,
+    ApiPath((site, node)): ApiPath<(String, String)>,
+) -> ApiResult<Response> {
+    let (s, n) = (site.clone(), node.clone());
+    if !core
+        .db
+        .call(move |c| db::sites::revoke_node(c, &s, &n, "revoked by the admin"))
+        .await?
+    {
+        return Err(ApiError::not_found(format!(
+            "site {site:?} has no node {node:?}"
+        )));
+    }
+    tracing::info!(site = %site, node = %node, "node revoked");
+    core.nodes_revoked();
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -56,6 +56,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         8,
         include_str!("../../../migrations/origin/0008_push_history.sql"),
     ),
+    (
+        9,
+        include_str!("../../../migrations/origin/0009_node_revocation.sql"),
+    ),
 ];
 
 /// Handle on the catalog database; cheap to clone.
@@ -169,6 +173,10 @@ pub struct NodeInfo {
     pub last_seen: Option<String>,
     /// Last address seen.
     pub address: Option<String>,
+    /// Software version from its last Hello.
+    pub software: Option<String>,
+    /// Enrollment time, RFC 3339.
+    pub enrolled: String,
 }
 
 /// A user as the API shows it (never the password hash).

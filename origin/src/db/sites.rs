@@ -45,7 +45,8 @@ pub(crate) fn create(
 
 fn nodes(c: &Connection, site: &str) -> Result<Vec<NodeInfo>> {
     let mut st = c.prepare_cached(
-        "SELECT name, online, last_seen, address FROM nodes WHERE site = ?1 ORDER BY name",
+        "SELECT name, online, last_seen, address, software, enrolled FROM nodes
+         WHERE site = ?1 ORDER BY name",
     )?;
     let rows = st.query_map([site], |r| {
         Ok(NodeInfo {
@@ -57,6 +58,8 @@ fn nodes(c: &Connection, site: &str) -> Result<Vec<NodeInfo>> {
             },
             last_seen: r.get::<_, Option<i64>>(2)?.map(rfc3339),
             address: r.get(3)?,
+            software: r.get(4)?,
+            enrolled: rfc3339(r.get(5)?),
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -199,6 +202,11 @@ pub(crate) fn delete(c: &mut Connection, name: &str) -> Result<bool> {
         "UPDATE push_sites SET site_deleted = ?2 WHERE site = ?1 AND site_deleted IS NULL",
         params![name, t],
     )?;
+    tx.execute(
+        "INSERT OR REPLACE INTO revoked_nodes (cert_sha256, site, name, revoked, reason)
+         SELECT cert_sha256, site, name, ?2, 'its site was deleted' FROM nodes WHERE site = ?1",
+        params![name, t],
+    )?;
     let n = tx.execute("DELETE FROM sites WHERE name = ?1", [name])?;
     tx.commit()?;
     Ok(n > 0)
@@ -261,6 +269,54 @@ pub(crate) fn enroll(
     )?;
     tx.commit()?;
     Ok(Some(site))
+}
+
+/// Revoke one node: its certificate stops working (remembered with `reason`, so the edge is
+/// told why), its site and everything else stay. False if there is no such node.
+pub(crate) fn revoke_node(
+    c: &mut Connection,
+    site: &str,
+    node: &str,
+    reason: &str,
+) -> Result<bool> {
+    let tx = c.transaction()?;
+    let n = tx.execute(
+        "INSERT OR REPLACE INTO revoked_nodes (cert_sha256, site, name, revoked, reason)
+         SELECT cert_sha256, site, name, ?3, ?4 FROM nodes WHERE site = ?1 AND name = ?2",
+        params![site, node, now(), reason],
+    )?;
+    tx.execute(
+        "DELETE FROM nodes WHERE site = ?1 AND name = ?2",
+        params![site, node],
+    )?;
+    tx.commit()?;
+    Ok(n > 0)
+}
+
+/// Why the certificate with this fingerprint was revoked: "site/node … at time: reason".
+pub(crate) fn revocation(c: &Connection, cert_sha256: &[u8]) -> Result<Option<String>> {
+    let r: Option<(String, String, i64, String)> = c
+        .query_row(
+            "SELECT site, name, revoked, reason FROM revoked_nodes WHERE cert_sha256 = ?1",
+            [cert_sha256],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()?;
+    Ok(r.map(|(site, node, at, reason)| {
+        format!(
+            "node {node} of site {site} was revoked at {}: {reason}",
+            rfc3339(at)
+        )
+    }))
+}
+
+/// Record the software version a node's Hello named.
+pub(crate) fn node_software(c: &Connection, site: &str, node: &str, software: &str) -> Result<()> {
+    c.execute(
+        "UPDATE nodes SET software = ?3 WHERE site = ?1 AND name = ?2",
+        params![site, node, software],
+    )?;
+    Ok(())
 }
 
 /// The (site, node) holding the certificate with this fingerprint.

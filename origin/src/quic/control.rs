@@ -51,6 +51,14 @@ pub(super) async fn run(
         software: SOFTWARE_VERSION.to_owned(),
     });
     write(core, peer, &mut send, &welcome).await?;
+    let (site, node, software) = (
+        peer.site.to_string(),
+        peer.node.to_string(),
+        hello.software.clone(),
+    );
+    core.db
+        .call(move |c| db::sites::node_software(c, &site, &node, &software))
+        .await?;
     let mut changes = core.site_changes.subscribe();
     let mut sent = (0u64, 0u64);
     if !send_updates(core, peer, &mut send, &mut sent).await? {

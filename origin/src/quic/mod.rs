@@ -32,6 +32,9 @@ pub(crate) mod pace;
 
 /// Application close code: the client certificate is not an enrolled node's.
 pub(crate) const CLOSE_UNKNOWN_NODE: u32 = 2;
+/// Application close code: the node was revoked (the reason names when and why); an edge
+/// stops retrying until it is started with a fresh join token.
+pub(crate) const CLOSE_REVOKED: u32 = 3;
 /// Application close code: the origin is shutting down.
 pub(crate) const CLOSE_SHUTDOWN: u32 = 1;
 
@@ -109,10 +112,26 @@ async fn connection(core: Arc<Core>, incoming: Incoming, cancel: CancellationTok
         None => enroll::connection(core, conn).await,
         Some(cert) => {
             let fp = cert_fingerprint(&cert).to_vec();
-            let node = core.db.call(move |c| db::sites::node_by_cert(c, &fp)).await;
+            let f = fp.clone();
+            let node = core
+                .db
+                .call(move |c| {
+                    Ok(match db::sites::node_by_cert(c, &f)? {
+                        Some(n) => Ok(n),
+                        None => Err(db::sites::revocation(c, &f)?),
+                    })
+                })
+                .await;
             match node {
-                Ok(Some((site, node))) => node_connection(core, conn, site, node, cancel).await,
-                Ok(None) => {
+                Ok(Ok((site, node))) => node_connection(core, conn, site, node, fp, cancel).await,
+                Ok(Err(Some(why))) => {
+                    tracing::info!(reason = %why, "refused a revoked node");
+                    conn.close(
+                        VarInt::from_u32(CLOSE_REVOKED),
+                        revoked_reason(&why).as_bytes(),
+                    );
+                }
+                Ok(Err(None)) => {
                     tracing::info!("rejected a certificate of no enrolled node");
                     conn.close(
                         VarInt::from_u32(CLOSE_UNKNOWN_NODE),
@@ -128,11 +147,17 @@ async fn connection(core: Arc<Core>, incoming: Incoming, cancel: CancellationTok
     }
 }
 
+/// The close reason a revoked edge gets (and logs).
+fn revoked_reason(why: &str) -> String {
+    format!("{why}; to enroll it again, start it with a fresh join token (sitecast ctl site join-token SITE)")
+}
+
 async fn node_connection(
     core: Arc<Core>,
     conn: Connection,
     site: String,
     node: String,
+    fingerprint: Vec<u8>,
     cancel: CancellationToken,
 ) {
     let span = tracing::Span::current();
@@ -147,11 +172,36 @@ async fn node_connection(
         site: Arc::from(site.as_str()),
         node: Arc::from(node.as_str()),
     };
+    let mut revocations = core.node_revocations.subscribe();
     loop {
         let stream = tokio::select! {
             () = cancel.cancelled() => {
                 conn.close(VarInt::from_u32(CLOSE_SHUTDOWN), b"origin shutting down");
                 break;
+            }
+            r = revocations.changed() => {
+                if r.is_err() {
+                    continue;
+                }
+                let fp = fingerprint.clone();
+                let why = core.db.call(move |c| {
+                    Ok(match db::sites::node_by_cert(c, &fp)? {
+                        Some(_) => None,
+                        None => Some(db::sites::revocation(c, &fp)?.unwrap_or_else(|| "node revoked".into())),
+                    })
+                }).await;
+                match why {
+                    Ok(Some(why)) => {
+                        tracing::info!(reason = %why, "closing the session of a revoked node");
+                        conn.close(VarInt::from_u32(CLOSE_REVOKED), revoked_reason(&why).as_bytes());
+                        break;
+                    }
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "checking for revocation failed");
+                        continue;
+                    }
+                }
             }
             s = conn.accept_bi() => s,
         };
