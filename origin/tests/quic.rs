@@ -325,8 +325,12 @@ async fn enroll_control_recipe_chunks_and_malformed_frames() {
         let pk = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         let revoked = connect(o.ready.quic, ca, Some((cert, pk))).await;
         let reason = revoked.closed().await;
+        // Told why, with the close code edges stop retrying on.
+        let text = reason.to_string();
         assert!(
-            reason.to_string().contains("unknown node certificate"),
+            text.contains("node n1 of site s1 was revoked")
+                && text.contains("its site was deleted")
+                && text.contains("(code 3)"),
             "{reason}"
         );
         o.stop().await;
