@@ -316,25 +316,15 @@ fn day_two_operations_through_ctl() {
         "{tokens}"
     );
     assert!(t["expires"].is_string() && !tokens.to_string().contains(viewer));
-    let out = ctl_raw(
-        &env,
-        &origin.url(),
-        viewer,
-        &["site", "create", "x"],
-        Duration::from_secs(30),
-    );
+    let as_viewer =
+        |args: &[&str]| ctl_raw(&env, &origin.url(), viewer, args, Duration::from_secs(30));
+    let out = as_viewer(&["site", "create", "x"]);
     assert_eq!(out.code, Some(1), "{out:?}");
     assert!(
         out.stderr.contains("forbidden") && out.stderr.contains("viewer"),
         "{out:?}"
     );
-    let out = ctl_raw(
-        &env,
-        &origin.url(),
-        viewer,
-        &["site", "list"],
-        Duration::from_secs(30),
-    );
+    let out = as_viewer(&["site", "list"]);
     assert_eq!(out.code, Some(0), "{out:?}");
 
     origin.ctl_ok(&env, &["site", "create", "farm-1", "--label", "tier=edge"]);
@@ -425,13 +415,7 @@ fn day_two_operations_through_ctl() {
         origin.ctl_ok(&env, &["token", "revoke", "dash"]),
         "deleted token dash\n"
     );
-    let out = ctl_raw(
-        &env,
-        &origin.url(),
-        viewer,
-        &["site", "list"],
-        Duration::from_secs(30),
-    );
+    let out = as_viewer(&["site", "list"]);
     assert_eq!(out.code, Some(1), "a revoked token stops at once: {out:?}");
 }
 

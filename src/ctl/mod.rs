@@ -230,18 +230,8 @@ enum UserCmd {
     /// on the command line is visible to other local users (`ps`) and in shell history.
     Create {
         name: String,
-        /// The password, in the clear on the command line (prefer the other ways).
-        #[arg(long, group = "secret")]
-        password: Option<String>,
-        /// Read the password from the first line of stdin.
-        #[arg(long, group = "secret")]
-        password_stdin: bool,
-        /// Read the password from the first line of FILE.
-        #[arg(long, value_name = "FILE", group = "secret")]
-        password_file: Option<PathBuf>,
-        /// Take the password from SITECAST_USER_PASSWORD.
-        #[arg(long, group = "secret")]
-        password_env: bool,
+        #[command(flatten)]
+        password: secret::PasswordArgs,
         /// An OpenSSH public key file for SFTP, e.g. ~/.ssh/id_ed25519.pub (repeatable).
         #[arg(long = "ssh-key", value_name = "FILE")]
         ssh_keys: Vec<PathBuf>,
@@ -250,18 +240,8 @@ enum UserCmd {
     /// those of `create`.
     Set {
         name: String,
-        /// The new password, in the clear on the command line (prefer the other ways).
-        #[arg(long, group = "secret")]
-        password: Option<String>,
-        /// Read the new password from the first line of stdin.
-        #[arg(long, group = "secret")]
-        password_stdin: bool,
-        /// Read the new password from the first line of FILE.
-        #[arg(long, value_name = "FILE", group = "secret")]
-        password_file: Option<PathBuf>,
-        /// Take the new password from SITECAST_USER_PASSWORD.
-        #[arg(long, group = "secret")]
-        password_env: bool,
+        #[command(flatten)]
+        password: secret::PasswordArgs,
         /// Remove the password (the user keeps SSH keys).
         #[arg(long, group = "secret")]
         no_password: bool,
@@ -549,18 +529,9 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
             UserCmd::Create {
                 name,
                 password,
-                password_stdin,
-                password_file,
-                password_env,
                 ssh_keys,
             } => {
-                let password = match (password, password_stdin, password_file, password_env) {
-                    (Some(p), ..) => Some(p),
-                    (None, true, ..) => Some(secret::from_stdin()?),
-                    (None, false, Some(f), _) => Some(secret::from_file(&f)?),
-                    (None, false, None, true) => Some(secret::from_env("SITECAST_USER_PASSWORD")?),
-                    (None, false, None, false) => None,
-                };
+                let password = password.read()?;
                 if password.is_none() && ssh_keys.is_empty() {
                     return Err(ApiError::Invalid(
                         "a user needs a password (--password-stdin, --password-file, \
@@ -581,21 +552,11 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
             UserCmd::Set {
                 name,
                 password,
-                password_stdin,
-                password_file,
-                password_env,
                 no_password,
                 ssh_keys,
             } => {
                 let mut body = serde_json::Map::new();
-                let password = match (password, password_stdin, password_file, password_env) {
-                    (Some(p), ..) => Some(p),
-                    (None, true, ..) => Some(secret::from_stdin()?),
-                    (None, false, Some(f), _) => Some(secret::from_file(&f)?),
-                    (None, false, None, true) => Some(secret::from_env("SITECAST_USER_PASSWORD")?),
-                    (None, false, None, false) => None,
-                };
-                if let Some(p) = password {
+                if let Some(p) = password.read()? {
                     body.insert("password".into(), json!(p));
                 } else if no_password {
                     body.insert("password".into(), Value::Null);

@@ -3,12 +3,46 @@
 //! public key files.
 
 use std::io::BufRead as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::ApiError;
 
+/// Where `user create` and `user set` take a password from: at most one of these.
+#[derive(clap::Args)]
+pub(super) struct PasswordArgs {
+    /// The password, in the clear on the command line (prefer the other ways).
+    #[arg(long, group = "secret")]
+    password: Option<String>,
+    /// Read the password from the first line of stdin.
+    #[arg(long, group = "secret")]
+    password_stdin: bool,
+    /// Read the password from the first line of FILE.
+    #[arg(long, value_name = "FILE", group = "secret")]
+    password_file: Option<PathBuf>,
+    /// Take the password from SITECAST_USER_PASSWORD.
+    #[arg(long, group = "secret")]
+    password_env: bool,
+}
+
+impl PasswordArgs {
+    /// The password from the one source given, or None when none was.
+    pub(super) fn read(self) -> Result<Option<String>, ApiError> {
+        Ok(if let Some(p) = self.password {
+            Some(p)
+        } else if self.password_stdin {
+            Some(from_stdin()?)
+        } else if let Some(f) = self.password_file {
+            Some(from_file(&f)?)
+        } else if self.password_env {
+            Some(from_env("SITECAST_USER_PASSWORD")?)
+        } else {
+            None
+        })
+    }
+}
+
 /// The first line of stdin, without its line end.
-pub(super) fn from_stdin() -> Result<String, ApiError> {
+fn from_stdin() -> Result<String, ApiError> {
     let mut line = String::new();
     std::io::stdin()
         .lock()
@@ -18,7 +52,7 @@ pub(super) fn from_stdin() -> Result<String, ApiError> {
 }
 
 /// The first line of `file`, without its line end.
-pub(super) fn from_file(file: &Path) -> Result<String, ApiError> {
+fn from_file(file: &Path) -> Result<String, ApiError> {
     let text = std::fs::read_to_string(file).map_err(|e| {
         ApiError::Invalid(format!(
             "cannot read the password file {}: {e}",
@@ -29,7 +63,7 @@ pub(super) fn from_file(file: &Path) -> Result<String, ApiError> {
 }
 
 /// The value of the environment variable `name`.
-pub(super) fn from_env(name: &str) -> Result<String, ApiError> {
+fn from_env(name: &str) -> Result<String, ApiError> {
     let v = std::env::var(name)
         .map_err(|_| ApiError::Invalid(format!("{name} is not set (or not UTF-8)")))?;
     first_line(&v, name)
