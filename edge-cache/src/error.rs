@@ -80,6 +80,9 @@ pub enum Error {
     /// The origin answered with an error or an unexpected message.
     #[error("origin: {0}")]
     Protocol(String),
+    /// The origin holds this blob for now (outside its transfer window): not a failure.
+    #[error("held by the origin: {0}")]
+    Held(String),
     /// An artifact failed verification or could not be completed (reason included).
     #[error("{0}")]
     Artifact(String),

@@ -32,6 +32,7 @@ pub mod fuzzing;
 mod ingest;
 mod quic;
 mod registry;
+mod schedule;
 mod server;
 mod upstream;
 mod util;

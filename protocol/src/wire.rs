@@ -27,7 +27,11 @@
 //! - HTTPS certificates: an edge that takes its HTTPS certificate from the origin sends an
 //!   [`HttpsCertRequest`] on the control stream after `Welcome`; the origin answers
 //!   [`HttpsCert`] for the names of its site, and sends a new one whenever those names change
-//!   (only to edges that asked, so older edges keep working).
+//!   (only to edges that asked, so older edges keep working);
+//! - transfer holds: an edge that honours them sends [`HoldsRequest`] on the control stream
+//!   after `Welcome`; the origin sends [`Holds`] (the desired blobs not to fetch now) at once
+//!   and whenever they change, and cuts a chunk stream of a blob that becomes held with
+//!   [`ErrorCode::Held`] at a chunk boundary. Older edges get `internal` instead (and retry).
 
 use serde::{Deserialize, Serialize};
 
@@ -108,6 +112,10 @@ pub enum ErrorCode {
     BadRequest,
     /// Origin-side failure; retry later.
     Internal,
+    /// The blob is held (outside its push's or site's transfer window, or before its start):
+    /// not a failure; the edge waits for [`Holds`] to release it. Sent only to edges that
+    /// sent [`HoldsRequest`].
+    Held,
 }
 
 /// A refusal, with a human-readable reason.
@@ -435,6 +443,22 @@ pub struct HttpsCertRequest {
     pub csr_pem: String,
 }
 
+/// Edge → origin, on the control stream after `Welcome`: this edge honours [`Holds`] (the
+/// origin then sends them, and answers a chunk request for a held blob with
+/// [`ErrorCode::Held`] instead of failing it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldsRequest {}
+
+/// Origin → edge, on the control stream, to edges that sent [`HoldsRequest`]: the desired
+/// blobs not to be fetched now (every push that supplies them is outside its transfer window
+/// or before its start time). The whole set each time; an empty set releases every hold. A
+/// held blob's chunks already stored are kept; its fetch continues once released.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holds {
+    /// The held blobs.
+    pub blobs: Vec<BlobId>,
+}
+
 /// Origin → edge, on the control stream: the HTTPS certificate for the key of the edge's
 /// [`HttpsCertRequest`], issued by the origin's CA.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -531,7 +555,7 @@ macro_rules! messages {
 
 const CHUNK_DATA_KIND: u8 = 20;
 /// The highest postcard message kind.
-const LAST_KIND: u8 = 22;
+const LAST_KIND: u8 = 24;
 
 messages! {
     1 => Error(ErrorMsg),
@@ -556,6 +580,8 @@ messages! {
     // 20 is ChunkData.
     21 => OciTags(OciTags),
     22 => OciTagList(OciTagList),
+    23 => HoldsRequest(HoldsRequest),
+    24 => Holds(Holds),
 }
 
 impl From<ChunkData> for Message {

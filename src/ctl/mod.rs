@@ -174,6 +174,13 @@ enum SiteCmd {
         /// edges (those with `tls_from_origin`); repeatable.
         #[arg(long = "https-name")]
         https_names: Vec<String>,
+        /// IANA time zone its transfer windows are read in (default UTC), e.g. Asia/Shanghai.
+        #[arg(long)]
+        time_zone: Option<String>,
+        /// A transfer window `DAYS HH:MM DURATION` in site time, e.g. 'mon-fri 01:00 4h'
+        /// (repeatable); pushes use the link only inside one. None: any time.
+        #[arg(long = "window")]
+        windows: Vec<String>,
         /// How long the join token is valid (e.g. 2h; default 24h, at most 365days).
         #[arg(long)]
         join_token_ttl: Option<String>,
@@ -185,7 +192,8 @@ enum SiteCmd {
         /// DNS names and IP addresses.
         names: Vec<String>,
     },
-    /// Change a site: the labels (all of them), its bandwidth cap, its HTTPS names.
+    /// Change a site: the labels (all of them), its bandwidth cap, HTTPS names, time zone,
+    /// transfer windows. Transfers pause or resume at once.
     Set {
         name: String,
         /// Label k=v (repeatable): replaces every label; `--no-labels` removes them all.
@@ -203,6 +211,15 @@ enum SiteCmd {
         /// HTTPS certificate names (repeatable): replaces them.
         #[arg(long = "https-name")]
         https_names: Vec<String>,
+        /// IANA time zone its transfer windows are read in (default UTC), e.g. Asia/Shanghai.
+        #[arg(long)]
+        time_zone: Option<String>,
+        /// Transfer windows (repeatable, as for `create`): replace them all.
+        #[arg(long = "window", conflicts_with = "no_windows")]
+        windows: Vec<String>,
+        /// Remove every window: the link may be used any time.
+        #[arg(long)]
+        no_windows: bool,
     },
     /// List sites.
     List,
@@ -344,7 +361,7 @@ enum TokenCmd {
 
 #[derive(Subcommand)]
 enum PushCmd {
-    /// Push content to sites, starting now; prints the push id.
+    /// Push content to sites, now or later, inside transfer windows; prints the push id.
     Create {
         /// Artifact paths or prefixes (repeatable).
         #[arg(long, num_args = 1.., required_unless_present = "images")]
@@ -367,6 +384,13 @@ enum PushCmd {
         /// Bandwidth limit per site (e.g. 5Mbit/s).
         #[arg(long, value_parser = crate::rate::parse_rate)]
         max_rate: Option<u64>,
+        /// Start no earlier than this RFC 3339 time, e.g. 2026-12-05T01:00:00+08:00.
+        #[arg(long = "at")]
+        start_at: Option<String>,
+        /// A transfer window in each site's own time zone, e.g. '* 01:00 4h' (repeatable);
+        /// a transfer still running when it closes pauses and continues in the next one.
+        #[arg(long = "window")]
+        windows: Vec<String>,
     },
     /// Show a push with per-site progress.
     Show { id: String },
@@ -446,13 +470,16 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
                 labels,
                 max_rate,
                 https_names,
+                time_zone,
+                windows,
                 join_token_ttl,
             } => {
                 let v = c
                     .post(
                         "/api/v1/sites",
                         &json!({"name": name, "labels": labels_json(&labels)?, "max_rate": max_rate,
-                            "https_names": https_names, "join_token_ttl": join_token_ttl}),
+                            "https_names": https_names, "join_token_ttl": join_token_ttl,
+                            "time_zone": time_zone, "windows": windows}),
                     )
                     .await?;
                 if out == Output::Text {
@@ -479,6 +506,9 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
                 max_rate,
                 no_max_rate,
                 https_names,
+                time_zone,
+                windows,
+                no_windows,
             } => {
                 let mut body = serde_json::Map::new();
                 if !labels.is_empty() {
@@ -493,6 +523,12 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
                 }
                 if !https_names.is_empty() {
                     body.insert("https_names".into(), json!(https_names));
+                }
+                if let Some(tz) = time_zone {
+                    body.insert("time_zone".into(), json!(tz));
+                }
+                if !windows.is_empty() || no_windows {
+                    body.insert("windows".into(), json!(windows));
                 }
                 c.patch(
                     &format!("/api/v1/sites/{}", seg(&name)),
@@ -774,6 +810,8 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
                 sites,
                 labels,
                 max_rate,
+                start_at,
+                windows,
             } => {
                 let labels = if labels.is_empty() {
                     Value::Null
@@ -783,7 +821,8 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
                 let v = c
                     .post(
                         "/api/v1/pushes",
-                        &json!({"content": content, "images": images, "sites": sites, "labels": labels, "max_rate": max_rate}),
+                        &json!({"content": content, "images": images, "sites": sites, "labels": labels,
+                            "max_rate": max_rate, "start_at": start_at, "windows": windows}),
                     )
                     .await?;
                 if out == Output::Text {

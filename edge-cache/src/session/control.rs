@@ -1,6 +1,7 @@
 //! The control stream: `Hello` → `Welcome`, then site configs and desired states from the
 //! origin, and status reports from the edge (a full one after `Welcome`, then the changed
-//! entries, coalesced over [`COALESCE`]).
+//! entries, coalesced over [`COALESCE`]). The edge asks for transfer holds after `Welcome` and
+//! keeps the origin's latest `Holds`: the fetcher skips held blobs until released.
 //!
 //! State is only touched by messages that decoded; a malformed or unexpected frame ends the
 //! stream with `ErrorMsg{BadRequest}` naming the problem, and the session reconnects.
@@ -9,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sitecast_protocol::wire::{
-    ArtifactStatus, DesiredState, ErrorCode, ErrorMsg, Hello, HttpsCert, HttpsCertRequest,
-    ImageState, Message, StatusReport,
+    ArtifactStatus, DesiredState, ErrorCode, ErrorMsg, Hello, Holds, HoldsRequest, HttpsCert,
+    HttpsCertRequest, ImageState, Message, StatusReport,
 };
 use sitecast_protocol::{SiteConfig, SOFTWARE_VERSION};
 use sitecast_runtime::framed::{read_frame, write_frame};
@@ -153,6 +154,24 @@ async fn apply_desired(
     Ok(())
 }
 
+/// Replace the set of held blobs; a released one is picked up by the fetcher at once.
+fn apply_holds(shared: &Shared, h: Holds) {
+    let held: std::collections::HashSet<_> = h.blobs.into_iter().collect();
+    let mut st = shared.lock();
+    let released = st.held.difference(&held).count();
+    let added = held.difference(&st.held).count();
+    if released + added > 0 {
+        tracing::info!(
+            held = held.len(),
+            released,
+            "transfer holds applied (outside their transfer windows)"
+        );
+    }
+    st.held = held;
+    drop(st);
+    shared.work.notify_one();
+}
+
 async fn apply_images(core: &Arc<Core>, state: ImageState) -> Result<(), Error> {
     let (catalog, stored) = (core.catalog.clone(), state.clone());
     blocking("save image state", move || {
@@ -226,6 +245,10 @@ pub(crate) async fn run(core: Arc<Core>, shared: Arc<Shared>, control: Control) 
                 Message::SiteConfig(m) => apply_config(&core, m.config).await,
                 Message::DesiredState(d) => apply_desired(&core, &shared, d).await,
                 Message::ImageState(s) => apply_images(&core, s).await,
+                Message::Holds(h) => {
+                    apply_holds(&shared, h);
+                    Ok(())
+                }
                 Message::HttpsCert(c) if core.https.is_some() => {
                     match apply_https(&core, c).await {
                         Err(Error::Tls(m)) => {
@@ -250,6 +273,10 @@ pub(crate) async fn run(core: Arc<Core>, shared: Arc<Shared>, control: Control) 
         }
     };
     let writer = async {
+        // This edge honours transfer holds (an origin without them would refuse the kind).
+        if let Err(e) = write_frame(&mut send, &HoldsRequest {}.into()).await {
+            return Error::from(e);
+        }
         if let Some(h) = &core.https {
             let req = HttpsCertRequest {
                 csr_pem: h.csr_pem().to_owned(),

@@ -95,6 +95,10 @@ pub(crate) async fn run(
                 }
             }
             Ok(false) => tracing::debug!(path = %artifact.path, "no longer desired; dropped"),
+            Err(Error::Held(why)) => {
+                tracing::info!(path = %artifact.path, blob = %artifact.blob.short(), reason = %why,
+                    "transfer paused; it continues when the origin releases it");
+            }
             Err(e) if e.is_connection() && conn.close_reason().is_some() => {
                 tracing::warn!(path = %artifact.path, error = %e, "connection lost mid-fetch; will resume");
                 // Wait for the connection to be replaced before trying again.
@@ -279,10 +283,20 @@ async fn fetch_chunks(
         batches: work.into(),
         retried: HashMap::new(),
     }));
+    // The first hold seen: the other workers read their streams to the origin's cut (every
+    // chunk the origin sent is stored, none is sent twice) and take no new batch.
+    let held: Mutex<Option<String>> = Mutex::new(None);
     let workers = (0..streams).map(|_| {
-        let queue = queue.clone();
+        let (queue, held) = (queue.clone(), &held);
         async move {
             loop {
+                if held
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .is_some()
+                {
+                    return Ok(());
+                }
                 let next = queue
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -294,14 +308,28 @@ async fn fetch_chunks(
                 if !still_desired(shared, a) {
                     return Ok(()); // superseded: the caller sees it and drops the artifact
                 }
-                fetch_batch(core, shared, conn, a.blob, batch, &queue, progress).await?;
+                match fetch_batch(core, shared, conn, a.blob, batch, &queue, progress).await {
+                    Err(Error::Held(why)) => {
+                        *held
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why);
+                        return Ok(());
+                    }
+                    r => r?,
+                }
             }
         }
     });
     // Workers finish when the queue is empty; a re-requested chunk is queued before the worker
     // that saw it fails returns, so some worker (at least that one) picks it up.
     futures::future::try_join_all(workers).await?;
-    Ok(())
+    match held
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    {
+        Some(why) => Err(Error::Held(why)),
+        None => Ok(()),
+    }
 }
 
 async fn fetch_batch(
@@ -334,6 +362,11 @@ async fn fetch_batch(
                     "the origin no longer has chunk {id}: {}",
                     e.message
                 )));
+            }
+            Some(Message::Error(e)) if e.code == ErrorCode::Held => {
+                // Until the origin's next `Holds` releases it; its chunks so far are kept.
+                shared.lock().held.insert(blob);
+                return Err(Error::Held(e.message));
             }
             Some(Message::Error(e)) => {
                 return Err(Error::Protocol(format!(

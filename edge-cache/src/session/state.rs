@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use sitecast_protocol::wire::{
     ArtifactState, ArtifactStatus, DesiredState, MAX_CHUNKS_PER_REQUEST,
 };
-use sitecast_protocol::{ArtifactManifest, ChunkId};
+use sitecast_protocol::{ArtifactManifest, BlobId, ChunkId};
 use tokio::sync::Notify;
 
 use crate::catalog::PublishedMap;
@@ -27,6 +27,8 @@ pub(crate) struct State {
     /// The desired revision of the last report sent (an empty report still announces a new
     /// revision).
     pub reported_revision: Option<u64>,
+    /// Blobs the origin holds for now (`Holds`): not fetched until released.
+    pub held: HashSet<BlobId>,
 }
 
 impl Default for State {
@@ -41,6 +43,7 @@ impl Default for State {
             failed_at: HashMap::new(),
             gc_needed: false,
             reported_revision: None,
+            held: HashSet::new(),
         }
     }
 }
@@ -86,7 +89,8 @@ impl Shared {
     }
 
     /// The next artifact to work on: queued or interrupted ones first (desired order), then
-    /// failed ones whose retry time has come. Otherwise, how long until the next retry.
+    /// failed ones whose retry time has come; never a held one. Otherwise, how long until the
+    /// next retry.
     pub(crate) fn next(
         &self,
         retry_failed: Duration,
@@ -98,6 +102,9 @@ impl Shared {
             let Some(t) = st.transfers.get(a.path.as_str()) else {
                 continue;
             };
+            if st.held.contains(&a.blob) {
+                continue;
+            }
             match t.state {
                 ArtifactState::Queued | ArtifactState::Fetching => return Ok(a.clone()),
                 ArtifactState::Failed => {
@@ -346,5 +353,30 @@ mod tests {
         // A stale update for a blob no longer desired is ignored.
         shared.update(fresh(&m("/b", b"old", 1), ArtifactState::Complete));
         assert_eq!(shared.lock().transfers["/b"].state, ArtifactState::Failed);
+    }
+
+    #[test]
+    fn next_skips_held_blobs_until_released() {
+        let shared = Shared::default();
+        let (a, b) = (m("/a", b"a", 1), m("/b", b"b", 1));
+        {
+            let mut st = shared.lock();
+            st.desired = DesiredState {
+                revision: 1,
+                artifacts: vec![a.clone(), b.clone()],
+            };
+            st.transfers
+                .insert("/a".into(), fresh(&a, ArtifactState::Fetching));
+            let mut failed = fresh(&b, ArtifactState::Failed);
+            failed.error = Some("x".into());
+            st.transfers.insert("/b".into(), failed);
+            st.held = [a.blob, b.blob].into_iter().collect();
+        }
+        // Neither an interrupted nor a failed artifact is taken while held.
+        assert_eq!(shared.next(Duration::ZERO).unwrap_err(), None);
+        shared.lock().held.remove(&b.blob);
+        assert_eq!(shared.next(Duration::ZERO).unwrap().path, b.path);
+        shared.lock().held.clear();
+        assert_eq!(shared.next(Duration::ZERO).unwrap().path, a.path);
     }
 }

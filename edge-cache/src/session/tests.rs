@@ -271,8 +271,15 @@ async fn serve_stream(
             }
             let reports = state.reports.clone();
             tokio::spawn(async move {
-                while let Ok(Some(Message::StatusReport(r))) = read_frame(&mut recv).await {
-                    let _ = reports.send(r);
+                // This origin sends no holds; the edge asks for them first.
+                loop {
+                    match read_frame(&mut recv).await {
+                        Ok(Some(Message::StatusReport(r))) => {
+                            let _ = reports.send(r);
+                        }
+                        Ok(Some(Message::HoldsRequest(_))) => {}
+                        _ => break,
+                    }
                 }
             });
             while desired.changed().await.is_ok() {

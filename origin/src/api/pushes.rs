@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
-use super::validate::{check_labels, check_rate, unique_labels_opt};
+use super::validate::{check_labels, check_rate, check_time, check_windows, unique_labels_opt};
 use super::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, AppState};
 use crate::db::{self, pushes::NewPush, Labels};
 
@@ -28,11 +28,18 @@ pub(super) struct PushReq {
     labels: Option<Labels>,
     #[serde(default)]
     max_rate: Option<u64>,
+    /// Not before this RFC 3339 time.
+    #[serde(default)]
+    start_at: Option<String>,
+    /// Transfer windows, in each site's time zone.
+    #[serde(default)]
+    windows: Vec<String>,
 }
 
 impl PushReq {
-    /// Every check `create` makes before the database.
-    fn validate(&self) -> ApiResult<()> {
+    /// Every check `create` makes before the database: the start time in unix seconds and
+    /// the windows as stored.
+    fn validate(&self) -> ApiResult<(Option<i64>, Vec<String>)> {
         check_rate("max_rate", self.max_rate)?;
         if let Some(l) = &self.labels {
             check_labels(l)?;
@@ -42,22 +49,29 @@ impl PushReq {
                 "a push selects sites by name or by labels, not both",
             ));
         }
-        Ok(())
+        let start_at = self
+            .start_at
+            .as_deref()
+            .map(|s| check_time("start_at", s))
+            .transpose()?;
+        Ok((start_at, check_windows("windows", &self.windows)?))
     }
 }
 
 /// The checks of `POST /pushes` on a raw body, without the database (for
 /// [`super::check_body`]).
 pub(super) fn check_new(bytes: &[u8]) -> ApiResult<()> {
-    super::parse_json::<PushReq>(bytes)?.validate()
+    super::parse_json::<PushReq>(bytes)?.validate().map(drop)
 }
 
 pub(super) async fn create(
     State(core): State<AppState>,
     ApiJson(req): ApiJson<PushReq>,
 ) -> ApiResult<Response> {
-    req.validate()?;
+    let (start_at, windows) = req.validate()?;
     let p = NewPush {
+        start_at,
+        windows,
         content: req.content,
         sites: req.sites,
         labels: req.labels.filter(|l| !l.is_empty()),

@@ -8,8 +8,8 @@ use axum::Json;
 use serde::Deserialize;
 
 use super::validate::{
-    check_https_names, check_labels, check_rate, double_option, ttl, unique_labels,
-    unique_labels_opt,
+    check_https_names, check_labels, check_rate, check_time_zone, check_windows, double_option,
+    ttl, unique_labels, unique_labels_opt,
 };
 use super::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, AppState};
 use crate::db::{self, Labels};
@@ -30,6 +30,12 @@ pub(super) struct NewSite {
     /// How long the join token is valid (`"24h"`, the default).
     #[serde(default)]
     join_token_ttl: Option<String>,
+    /// IANA time zone its windows are read in (default UTC).
+    #[serde(default)]
+    time_zone: Option<String>,
+    /// Recurring transfer windows (`mon-fri 01:00 4h`); none = any time.
+    #[serde(default)]
+    windows: Vec<String>,
 }
 
 /// The default lifetime of a join token.
@@ -51,14 +57,21 @@ pub(super) struct TokenQuery {
 }
 
 impl NewSite {
-    /// Every check `create` makes before the database; the HTTPS names as stored and the
-    /// join token's lifetime in seconds.
-    fn validate(&self) -> ApiResult<(Vec<String>, i64)> {
+    /// Every check `create` makes before the database; the HTTPS names and windows as
+    /// stored and the join token's lifetime in seconds.
+    fn validate(&self) -> ApiResult<(Vec<String>, Vec<String>, i64)> {
         db::sites::check_name("site", &self.name)?;
         check_rate("max_rate", self.max_rate)?;
         check_labels(&self.labels)?;
+        if let Some(tz) = &self.time_zone {
+            check_time_zone("time_zone", tz)?;
+        }
         let ttl = token_ttl("join_token_ttl", self.join_token_ttl.as_deref())?;
-        Ok((check_https_names("https_names", &self.https_names)?, ttl))
+        Ok((
+            check_https_names("https_names", &self.https_names)?,
+            check_windows("windows", &self.windows)?,
+            ttl,
+        ))
     }
 }
 
@@ -84,22 +97,29 @@ pub(super) async fn create(
     State(core): State<AppState>,
     ApiJson(req): ApiJson<NewSite>,
 ) -> ApiResult<Response> {
-    let (names, ttl) = req.validate()?;
+    let (names, windows, ttl) = req.validate()?;
     let secret = random_secret();
     let hash = hash_secret(&secret);
     let expires = crate::util::now().saturating_add(ttl);
     let site = core
         .db
         .call(move |c| {
+            let tx = c.transaction()?;
             db::sites::create(
-                c,
+                &tx,
                 &req.name,
                 &req.labels,
                 req.max_rate,
                 &names,
                 &hash,
                 expires,
-            )
+            )?;
+            db::schedule::set_site(&tx, &req.name, req.time_zone.as_deref(), Some(&windows))?;
+            let site = db::sites::get(&tx, &req.name)?;
+            tx.commit()?;
+            site.ok_or_else(|| {
+                crate::error::Error::NotFound(format!("site {:?} not found", req.name))
+            })
         })
         .await?;
     tracing::info!(site = %site.name, "site created");
@@ -184,43 +204,71 @@ pub(super) struct SitePatch {
     /// The whole new list of HTTPS names.
     #[serde(default)]
     https_names: Option<Vec<String>>,
+    /// The IANA time zone its windows are read in.
+    #[serde(default)]
+    time_zone: Option<String>,
+    /// The whole new list of transfer windows (`[]`: any time).
+    #[serde(default)]
+    windows: Option<Vec<String>>,
 }
 
+/// What `PATCH /sites/{name}` stores besides labels and the cap: HTTPS names and windows.
+type Checked = (Option<Vec<String>>, Option<Vec<String>>);
+
 impl SitePatch {
-    /// Every check `patch` makes before the database; the HTTPS names as stored.
-    fn validate(&self) -> ApiResult<Option<Vec<String>>> {
-        if self.labels.is_none() && self.max_rate.is_none() && self.https_names.is_none() {
+    /// Every check `patch` makes before the database; the HTTPS names and windows as stored.
+    fn validate(&self) -> ApiResult<Checked> {
+        if self.labels.is_none()
+            && self.max_rate.is_none()
+            && self.https_names.is_none()
+            && self.time_zone.is_none()
+            && self.windows.is_none()
+        {
             return Err(ApiError::bad_request(
-                "nothing to change: give labels, max_rate and/or https_names",
+                "nothing to change: give labels, max_rate, https_names, time_zone and/or windows",
             ));
         }
         if let Some(l) = &self.labels {
             check_labels(l)?;
         }
         check_rate("max_rate", self.max_rate.flatten())?;
-        self.https_names
+        if let Some(tz) = &self.time_zone {
+            check_time_zone("time_zone", tz)?;
+        }
+        let names = self
+            .https_names
             .as_deref()
             .map(|n| check_https_names("https_names", n))
-            .transpose()
+            .transpose()?;
+        let windows = self
+            .windows
+            .as_deref()
+            .map(|w| check_windows("windows", w))
+            .transpose()?;
+        Ok((names, windows))
     }
 }
 
 /// `PATCH /api/v1/sites/{name}`: labels (the site's grants are sent again), the bandwidth cap
-/// (the next chunk batch is paced at it) and HTTPS names (new certificates are issued).
+/// (the next chunk batch is paced at it), HTTPS names (new certificates are issued), time zone
+/// and windows (transfers pause or resume at once).
 pub(super) async fn patch(
     State(core): State<AppState>,
     ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<SitePatch>,
 ) -> ApiResult<Response> {
-    let https = req.validate()?;
+    let (https, windows) = req.validate()?;
     let n = name.clone();
-    let (labels, rate) = (req.labels, req.max_rate);
+    let (labels, rate, tz) = (req.labels, req.max_rate, req.time_zone);
     let site = core
         .db
-        .call(move |c| db::sites::update(c, &n, labels.as_ref(), rate, https.as_deref()))
+        .call(move |c| {
+            db::schedule::set_site(c, &n, tz.as_deref(), windows.as_deref())?;
+            db::sites::update(c, &n, labels.as_ref(), rate, https.as_deref())
+        })
         .await?
         .ok_or_else(|| ApiError::not_found(format!("site {name:?} not found")))?;
-    tracing::info!(site = %name, labels = ?site.labels, max_rate = ?site.max_rate, https_names = ?site.https_names, "site changed");
+    tracing::info!(site = %name, labels = ?site.labels, max_rate = ?site.max_rate, https_names = ?site.https_names, time_zone = %site.time_zone, windows = ?site.windows, "site changed");
     core.sites_changed();
     Ok(Json(site).into_response())
 }

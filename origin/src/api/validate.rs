@@ -244,3 +244,39 @@ mod tests {
         assert!(e.message.contains("out of range"), "{}", e.message);
     }
 }
+
+/// Transfer windows (`mon-fri 01:00 4h`), at most 32, in their canonical forms.
+pub(crate) fn check_windows(field: &str, windows: &[String]) -> ApiResult<Vec<String>> {
+    if windows.len() > 32 {
+        return Err(ApiError::bad_request(format!(
+            "{field}: at most 32 windows, got {}",
+            windows.len()
+        )));
+    }
+    windows
+        .iter()
+        .map(|w| {
+            crate::schedule::Window::parse(w)
+                .map(|w| w.to_string())
+                .map_err(|e| ApiError::bad_request(format!("{field}: {e}")))
+        })
+        .collect()
+}
+
+/// An IANA time zone name.
+pub(crate) fn check_time_zone(field: &str, name: &str) -> ApiResult<()> {
+    crate::schedule::time_zone(name)
+        .map(drop)
+        .map_err(|e| ApiError::bad_request(format!("{field}: {e}")))
+}
+
+/// An RFC 3339 time with an offset (`2026-12-05T01:00:00+08:00`), as unix seconds.
+pub(crate) fn check_time(field: &str, s: &str) -> ApiResult<i64> {
+    s.parse::<jiff::Timestamp>()
+        .map(|t| t.as_second())
+        .map_err(|e| {
+            ApiError::bad_request(format!(
+                "{field}: {s:?} is not an RFC 3339 time with an offset, e.g. 2026-12-05T01:00:00+08:00 ({e})"
+            ))
+        })
+}

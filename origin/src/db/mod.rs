@@ -23,6 +23,7 @@ pub(crate) mod images;
 pub(crate) mod oci;
 pub(crate) mod pushes;
 pub(crate) mod registry_grants;
+pub(crate) mod schedule;
 pub(crate) mod sites;
 #[cfg(test)]
 mod tests;
@@ -59,6 +60,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         9,
         include_str!("../../../migrations/origin/0009_node_revocation.sql"),
+    ),
+    (
+        10,
+        include_str!("../../../migrations/origin/0010_schedule.sql"),
     ),
 ];
 
@@ -158,6 +163,10 @@ pub struct SiteInfo {
     pub created: String,
     /// Names (DNS or IP) of the HTTPS certificate the origin issues to the site's edges.
     pub https_names: Vec<String>,
+    /// IANA time zone its transfer windows are read in.
+    pub time_zone: String,
+    /// Recurring transfer windows (`mon-fri 01:00 4h`); empty = the link may be used any time.
+    pub windows: Vec<String>,
     /// Enrolled nodes.
     pub nodes: Vec<NodeInfo>,
 }
@@ -231,6 +240,11 @@ pub struct PushInfo {
     pub max_rate: Option<u64>,
     /// When it was cancelled, RFC 3339.
     pub cancelled: Option<String>,
+    /// When it may start transferring, RFC 3339 (None: at once).
+    pub start_at: Option<String>,
+    /// Its own transfer windows, read in each site's time zone (empty: any time the site's
+    /// windows allow).
+    pub windows: Vec<String>,
     /// Per-site progress.
     pub sites: Vec<PushSiteInfo>,
 }
@@ -240,9 +254,12 @@ pub struct PushInfo {
 pub struct PushSiteInfo {
     /// Site name.
     pub site: String,
-    /// `pending`, `transferring`, `complete`, `failed` or `cancelled` (the push was cancelled,
-    /// or the site deleted, before it completed there).
+    /// `pending`, `scheduled` (before the push's start time), `waiting_window` (outside the
+    /// push's or the site's transfer windows), `transferring`, `complete`, `failed` or
+    /// `cancelled` (the push was cancelled, or the site deleted, before it completed there).
     pub state: String,
+    /// While `scheduled` or `waiting_window`: when that may next change, RFC 3339.
+    pub held_until: Option<String>,
     /// Sum of the pushed artifacts' sizes.
     pub bytes_total: u64,
     /// Bytes the site lacked (after dedup), as reported by its edge.

@@ -37,6 +37,10 @@ pub(crate) struct NewPush {
     pub(crate) max_rate: Option<u64>,
     /// Image selectors (see [`super::images`]).
     pub(crate) images: Vec<String>,
+    /// Not before (unix seconds).
+    pub(crate) start_at: Option<i64>,
+    /// Transfer windows (canonical texts), in each site's time zone.
+    pub(crate) windows: Vec<String>,
 }
 
 struct Resolved {
@@ -147,8 +151,15 @@ pub(crate) fn create(c: &mut Connection, p: &NewPush) -> Result<PushInfo> {
     let content_json =
         serde_json::to_string(&p.content).map_err(|e| Error::BadRequest(e.to_string()))?;
     tx.execute(
-        "INSERT INTO pushes (created, content, max_rate) VALUES (?1, ?2, ?3)",
-        params![now(), content_json, p.max_rate.map(i64_of)],
+        "INSERT INTO pushes (created, content, max_rate, start_at, windows)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            now(),
+            content_json,
+            p.max_rate.map(i64_of),
+            p.start_at,
+            super::schedule::windows_json(&p.windows)
+        ],
     )?;
     let id = tx.last_insert_rowid();
     super::images::insert(&tx, id, &images.images)?;
@@ -378,6 +389,7 @@ pub(crate) fn get(c: &Connection, id: i64) -> Result<Option<PushInfo>> {
     let Some((created, max_rate, cancelled)) = head else {
         return Ok(None);
     };
+    let (start_at, windows) = super::schedule::push_schedule(c, id)?.unwrap_or_default();
     let content: Vec<String> = c
         .prepare_cached(
             "SELECT path FROM push_artifacts WHERE push = ?1 AND path NOT LIKE '/.oci/%' ORDER BY path",
@@ -404,11 +416,20 @@ pub(crate) fn get(c: &Connection, id: i64) -> Result<Option<PushInfo>> {
                 framing_bytes: framing,
                 error: r.get(6)?,
                 site_deleted: r.get::<_, Option<i64>>(7)?.map(rfc3339),
+                held_until: None,
                 artifacts: Vec::new(),
             })
         })?
         .collect::<rusqlite::Result<_>>()?;
     for s in &mut sites {
+        if matches!(s.state.as_str(), "pending" | "transferring") && s.site_deleted.is_none() {
+            let (held, until) =
+                super::schedule::push_site_gate(c, start_at, &windows, &s.site, now())?;
+            if let Some(h) = held {
+                s.state = h.as_str().to_owned();
+                s.held_until = until.map(rfc3339);
+            }
+        }
         s.artifacts = c
             .prepare_cached(
                 "SELECT a.path, a.state, b.len, a.bytes_needed, a.error
@@ -452,6 +473,8 @@ pub(crate) fn get(c: &Connection, id: i64) -> Result<Option<PushInfo>> {
         images,
         max_rate: max_rate.map(u64_of),
         cancelled: cancelled.map(rfc3339),
+        start_at: start_at.map(rfc3339),
+        windows,
         sites,
     }))
 }
@@ -534,19 +557,36 @@ pub(crate) fn desired_state(
     let Some((revision, _)) = super::sites::revisions(c, site)? else {
         return Ok(None);
     };
+    let artifacts = desired_with_push(c, site)?
+        .into_iter()
+        .map(|(_, m)| m)
+        .collect();
+    Ok(Some((revision, artifacts)))
+}
+
+/// The site's desired artifacts (the newest live push of each path), by path, each with the
+/// push that supplies it.
+pub(crate) fn desired_with_push(
+    c: &Connection,
+    site: &str,
+) -> Result<Vec<(i64, ArtifactManifest)>> {
     let mut st = c.prepare_cached(
-        "SELECT pa.path, pa.blob, pa.len, pa.sha256, pa.modified FROM push_artifacts pa
+        "SELECT pa.path, pa.blob, pa.len, pa.sha256, pa.modified, pa.push FROM push_artifacts pa
          JOIN push_sites ps ON ps.push = pa.push
          WHERE ps.site = ?1 AND pa.removed = 0 AND ps.state <> 'cancelled'
            AND ps.site_deleted IS NULL ORDER BY pa.push DESC",
     )?;
-    let rows: Vec<(String, super::artifacts::ManifestRow)> = st
+    let rows: Vec<(String, super::artifacts::ManifestRow, i64)> = st
         .query_map([site], |r| {
-            Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            Ok((
+                r.get(0)?,
+                (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?),
+                r.get(5)?,
+            ))
         })?
         .collect::<rusqlite::Result<_>>()?;
-    let mut out: BTreeMap<String, ArtifactManifest> = BTreeMap::new();
-    for (path, (blob, len, sha, modified)) in rows {
+    let mut out: BTreeMap<String, (i64, ArtifactManifest)> = BTreeMap::new();
+    for (path, (blob, len, sha, modified), push) in rows {
         if out.contains_key(&path) {
             continue;
         }
@@ -557,9 +597,9 @@ pub(crate) fn desired_state(
             sha256: id32(&sha, "push artifact sha256", Sha256Digest::from_bytes)?,
             modified: u64_of(modified),
         };
-        out.insert(path, m);
+        out.insert(path, (push, m));
     }
-    Ok(Some((revision, out.into_values().collect())))
+    Ok(out.into_values().collect())
 }
 
 /// Retire the push artifacts no site wants any more: a row of push P at path X is retired

@@ -65,10 +65,21 @@ fn nodes(c: &Connection, site: &str) -> Result<Vec<NodeInfo>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-type SiteRow = (String, String, Option<i64>, i64, String);
+type SiteRow = (String, String, Option<i64>, i64, String, String, String);
+
+/// The columns `site_row` reads, in order.
+const SITE_COLUMNS: &str = "name, labels, max_rate, created, https_names, time_zone, windows";
 
 fn site_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SiteRow> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
 }
 
 fn names_json(names: &[String]) -> String {
@@ -82,13 +93,18 @@ fn names_from_json(s: &str) -> Result<Vec<String>> {
     })
 }
 
-fn info(c: &Connection, (name, labels, max_rate, created, https): SiteRow) -> Result<SiteInfo> {
+fn info(
+    c: &Connection,
+    (name, labels, max_rate, created, https, time_zone, windows): SiteRow,
+) -> Result<SiteInfo> {
     Ok(SiteInfo {
         nodes: nodes(c, &name)?,
         labels: labels_from_json(&labels)?,
         max_rate: max_rate.map(u64_of),
         created: rfc3339(created),
         https_names: names_from_json(&https)?,
+        windows: super::schedule::windows_from_json("sites.windows", &windows)?,
+        time_zone,
         name,
     })
 }
@@ -158,7 +174,7 @@ pub(crate) fn update(
 pub(crate) fn get(c: &Connection, name: &str) -> Result<Option<SiteInfo>> {
     let r = c
         .query_row(
-            "SELECT name, labels, max_rate, created, https_names FROM sites WHERE name = ?1",
+            &format!("SELECT {SITE_COLUMNS} FROM sites WHERE name = ?1"),
             [name],
             site_row,
         )
@@ -168,8 +184,7 @@ pub(crate) fn get(c: &Connection, name: &str) -> Result<Option<SiteInfo>> {
 
 /// Every site, by name.
 pub(crate) fn list(c: &Connection) -> Result<Vec<SiteInfo>> {
-    let mut st =
-        c.prepare("SELECT name, labels, max_rate, created, https_names FROM sites ORDER BY name")?;
+    let mut st = c.prepare(&format!("SELECT {SITE_COLUMNS} FROM sites ORDER BY name"))?;
     let rows: Vec<_> = st
         .query_map([], site_row)?
         .collect::<rusqlite::Result<_>>()?;

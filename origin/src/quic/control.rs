@@ -2,19 +2,22 @@
 //! `SiteConfigMsg` / `DesiredState` whenever the site's revisions move, while the edge's
 //! `StatusReport`s update push progress. An edge that sends `HttpsCertRequest` gets `HttpsCert`
 //! for its site's HTTPS names, again whenever they change, and a renewed one every
-//! [`HTTPS_RENEW`] while the stream lasts.
+//! [`HTTPS_RENEW`] while the stream lasts. An edge that sends `HoldsRequest` gets `Holds`: the
+//! desired blobs outside their transfer windows, again whenever a change or the clock (the
+//! next window edge or start time) moves them.
 //!
 //! Frames from the edge are read by a separate task and handed over a channel, because reading
 //! a frame is not cancel-safe and the loop also waits for revision changes.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use quinn::{RecvStream, SendStream};
 use sitecast_protocol::wire::{
-    DesiredState, ErrorCode, Hello, HttpsCert, Message, SiteConfigMsg, Welcome,
+    DesiredState, ErrorCode, Hello, Holds, HttpsCert, Message, SiteConfigMsg, Welcome,
 };
-use sitecast_protocol::SOFTWARE_VERSION;
+use sitecast_protocol::{BlobId, SOFTWARE_VERSION};
 use sitecast_runtime::framed::{read_frame, write_frame, FrameError};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -75,14 +78,17 @@ pub(super) async fn run(
         }
     });
     let mut https = Https::default();
+    let mut holds = HoldsSent::default();
     let outcome = loop {
-        let renew_at = https.renew_at;
+        let (renew_at, holds_at) = (https.renew_at, holds.recheck_at);
         tokio::select! {
             () = cancel.cancelled() => break Ok(None),
             c = changes.changed() => {
                 if c.is_err() {
                     break Ok(None);
                 }
+                // Holds first, so a new push outside its window is never fetched in between.
+                send_holds(core, peer, &mut send, &mut holds).await?;
                 if !send_updates(core, peer, &mut send, &mut sent).await? {
                     break Ok(None);
                 }
@@ -91,7 +97,15 @@ pub(super) async fn run(
             () = sleep_until(renew_at), if renew_at.is_some() => {
                 send_https(core, peer, &mut send, &mut https, true).await?;
             }
+            () = sleep_until(holds_at), if holds_at.is_some() => {
+                send_holds(core, peer, &mut send, &mut holds).await?;
+            }
             frame = rx.recv() => match frame {
+                Some(Ok(Some(Message::HoldsRequest(_)))) => {
+                    peer.honors_holds.store(true, Ordering::Relaxed);
+                    holds.asked = true;
+                    send_holds(core, peer, &mut send, &mut holds).await?;
+                }
                 Some(Ok(Some(Message::HttpsCertRequest(r)))) => {
                     https.csr = Some(r.csr_pem);
                     match send_https(core, peer, &mut send, &mut https, true).await {
@@ -141,6 +155,57 @@ pub(super) async fn run(
             Err(e)
         }
     }
+}
+
+/// What was last sent as `Holds` to an edge that asked for them.
+#[derive(Default)]
+struct HoldsSent {
+    asked: bool,
+    last: Option<Vec<BlobId>>,
+    /// When the clock alone may change them (the next window edge or start time).
+    recheck_at: Option<tokio::time::Instant>,
+}
+
+/// Send the edge its site's held blobs if it asked for them and they changed since the last
+/// `Holds`; note when to look again.
+async fn send_holds(
+    core: &Core,
+    peer: &Peer,
+    send: &mut SendStream,
+    holds: &mut HoldsSent,
+) -> Result<()> {
+    if !holds.asked {
+        return Ok(());
+    }
+    let site = peer.site.to_string();
+    let now_ms = crate::util::now_millis();
+    let Some(gates) = core
+        .db
+        .call(move |c| db::schedule::gates(c, &site, now_ms / 1000))
+        .await?
+    else {
+        return Ok(());
+    };
+    holds.recheck_at = gates.next.map(|at| {
+        let ms = (at * 1000 - now_ms).max(0);
+        tokio::time::Instant::now() + Duration::from_millis(ms.unsigned_abs())
+    });
+    let blobs: Vec<BlobId> = gates.blobs.into_iter().collect();
+    if holds.last.as_ref() == Some(&blobs) {
+        return Ok(());
+    }
+    tracing::info!(held = blobs.len(), pushes = ?gates.pushes.keys().collect::<Vec<_>>(), "sending transfer holds");
+    write(
+        core,
+        peer,
+        send,
+        &Message::Holds(Holds {
+            blobs: blobs.clone(),
+        }),
+    )
+    .await?;
+    holds.last = Some(blobs);
+    Ok(())
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {

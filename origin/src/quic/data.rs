@@ -5,6 +5,7 @@
 //! paced by the site's token bucket. Bytes are counted per site and, through
 //! `ChunkRequest.blob`, per push.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use quinn::{RecvStream, SendStream};
@@ -59,6 +60,65 @@ pub(super) async fn recipe(
     Ok(())
 }
 
+/// Whether a blob is held at a site (outside every window of the pushes supplying it), as last
+/// looked up; looked up again once any site or push changed or the clock passed the next
+/// window edge.
+struct HoldCheck {
+    generation: u64,
+    recheck_at_ms: Option<i64>,
+    held: bool,
+}
+
+impl HoldCheck {
+    async fn new(core: &Core, site: &str, blob: BlobId) -> Result<Self> {
+        let generation = *core.site_changes.borrow();
+        let now_ms = crate::util::now_millis();
+        let site = site.to_owned();
+        let gates = core
+            .db
+            .call(move |c| db::schedule::gates(c, &site, now_ms / 1000))
+            .await?
+            .unwrap_or_default();
+        Ok(Self {
+            generation,
+            recheck_at_ms: gates.next.map(|s| s * 1000),
+            held: gates.blobs.contains(&blob),
+        })
+    }
+
+    fn stale(&self, core: &Core) -> bool {
+        *core.site_changes.borrow() != self.generation
+            || self
+                .recheck_at_ms
+                .is_some_and(|t| crate::util::now_millis() >= t)
+    }
+}
+
+/// Refuse a held blob's chunks: `Held` to an edge that honours holds (it waits for `Holds`),
+/// `Internal` ("retry later") to older edges.
+async fn reject_held(
+    core: &Arc<Core>,
+    peer: &Peer,
+    send: SendStream,
+    recv: RecvStream,
+    blob: BlobId,
+) {
+    let code = if peer.honors_holds.load(Ordering::Relaxed) {
+        ErrorCode::Held
+    } else {
+        ErrorCode::Internal
+    };
+    let msg = format!(
+        "blob {blob} is held at site {}: outside its transfer window or before its start time; retry later",
+        peer.site
+    );
+    // What was sent is in push progress before the edge hears of the pause.
+    if let Err(e) = core.flush_accounting().await {
+        tracing::warn!(error = %e, "recording bytes sent failed");
+    }
+    reject(core, Some(peer), send, recv, code, msg).await;
+}
+
 fn read_chunk(
     core: &Arc<Core>,
     id: ChunkId,
@@ -107,8 +167,17 @@ pub(super) async fn chunks(
         .call(move |c| db::sites::effective_rate(c, &site))
         .await?;
     let bucket = core.buckets.get(&peer.site, rate);
+    let mut hold = HoldCheck::new(core, &peer.site, blob).await?;
     let mut next = r.chunks.first().map(|id| read_chunk(core, *id));
     for (i, id) in r.chunks.iter().enumerate() {
+        if hold.stale(core) {
+            hold = HoldCheck::new(core, &peer.site, blob).await?;
+        }
+        if hold.held {
+            // At a chunk boundary: what was sent stays at the edge, nothing is sent twice.
+            reject_held(core, peer, send, recv, blob).await;
+            return Ok(());
+        }
         let Some(pending) = next.take() else { break };
         let data = match pending.await.map_err(Error::from)? {
             Ok(d) => d,
@@ -132,6 +201,14 @@ pub(super) async fn chunks(
         };
         next = r.chunks.get(i + 1).map(|id| read_chunk(core, *id));
         bucket.acquire(data.len() as u64).await;
+        // The pacer may have waited across a window's end.
+        if hold.stale(core) {
+            hold = HoldCheck::new(core, &peer.site, blob).await?;
+            if hold.held {
+                reject_held(core, peer, send, recv, blob).await;
+                return Ok(());
+            }
+        }
         let n = write_chunk(&mut send, id, &data).await?;
         core.count_sent(
             &peer.site,

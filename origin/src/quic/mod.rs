@@ -171,6 +171,7 @@ async fn node_connection(
     let peer = Peer {
         site: Arc::from(site.as_str()),
         node: Arc::from(node.as_str()),
+        honors_holds: Arc::default(),
     };
     let mut revocations = core.node_revocations.subscribe();
     loop {
@@ -229,6 +230,9 @@ async fn node_connection(
 pub(crate) struct Peer {
     pub(crate) site: Arc<str>,
     pub(crate) node: Arc<str>,
+    /// The edge sent `HoldsRequest` on this connection: it gets `Holds`, and held chunk
+    /// streams end with `ErrorCode::Held` rather than `Internal`.
+    pub(crate) honors_holds: Arc<std::sync::atomic::AtomicBool>,
 }
 
 async fn stream_task(
@@ -316,5 +320,6 @@ fn code_num(code: ErrorCode) -> u8 {
         ErrorCode::NotFound => 3,
         ErrorCode::BadRequest => 4,
         ErrorCode::Internal => 5,
+        ErrorCode::Held => 6,
     }
 }

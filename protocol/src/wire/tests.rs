@@ -176,6 +176,11 @@ fn samples() -> Vec<Message> {
             chain_pem: "-----BEGIN CERTIFICATE-----\n".into(),
         }
         .into(),
+        HoldsRequest {}.into(),
+        Holds {
+            blobs: vec![BlobId::of(b"held")],
+        }
+        .into(),
         ChunkData {
             id: ChunkId::of(b"abc"),
             data: b"abc".to_vec(),

@@ -1,0 +1,137 @@
+//! The stored side of scheduling: sites' time zones and windows, pushes' start times and
+//! windows, and which of a site's desired blobs are held (not to be transferred now).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use sitecast_protocol::BlobId;
+
+use crate::error::{Error, Result};
+use crate::schedule::{self, Held, Window};
+
+/// A JSON array of window texts, as stored.
+pub(crate) fn windows_json(windows: &[String]) -> String {
+    serde_json::to_string(windows).expect("a list of strings serializes")
+}
+
+/// The stored window texts of `what` (a column name, for the error).
+pub(crate) fn windows_from_json(what: &str, s: &str) -> Result<Vec<String>> {
+    serde_json::from_str(s).map_err(|e| Error::record(what, e))
+}
+
+fn parsed(what: &str, s: &str) -> Result<Vec<Window>> {
+    schedule::parse_all(&windows_from_json(what, s)?).map_err(|e| Error::record(what, e))
+}
+
+/// Set a site's time zone and/or windows (already validated); false if there is no such site.
+pub(crate) fn set_site(
+    c: &Connection,
+    site: &str,
+    time_zone: Option<&str>,
+    windows: Option<&[String]>,
+) -> Result<bool> {
+    let n = c.execute(
+        "UPDATE sites SET time_zone = coalesce(?2, time_zone), windows = coalesce(?3, windows)
+         WHERE name = ?1",
+        params![site, time_zone, windows.map(windows_json)],
+    )?;
+    Ok(n == 1)
+}
+
+/// A push's start time and windows as the API shows them.
+pub(crate) fn push_schedule(
+    c: &Connection,
+    push: i64,
+) -> Result<Option<(Option<i64>, Vec<String>)>> {
+    let r: Option<(Option<i64>, String)> = c
+        .query_row(
+            "SELECT start_at, windows FROM pushes WHERE id = ?1",
+            [push],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    r.map(|(at, w)| Ok((at, windows_from_json("pushes.windows", &w)?)))
+        .transpose()
+}
+
+/// A site's time zone and windows, parsed; None if there is no such site.
+fn site(c: &Connection, site: &str) -> Result<Option<(jiff::tz::TimeZone, Vec<Window>)>> {
+    let Some((tz, windows)) = c
+        .query_row(
+            "SELECT time_zone, windows FROM sites WHERE name = ?1",
+            [site],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+        )
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let tz = schedule::time_zone(&tz).map_err(|e| Error::record("sites.time_zone", e))?;
+    Ok(Some((tz, parsed("sites.windows", &windows)?)))
+}
+
+/// Whether a push with `start_at` and `windows` may transfer to `site` at `now`, as
+/// [`schedule::gate`]; not held when the site is gone.
+pub(crate) fn push_site_gate(
+    c: &Connection,
+    start_at: Option<i64>,
+    windows: &[String],
+    site_name: &str,
+    now: i64,
+) -> Result<(Option<Held>, Option<i64>)> {
+    let Some((tz, site_windows)) = site(c, site_name)? else {
+        return Ok((None, None));
+    };
+    let windows = schedule::parse_all(windows).map_err(|e| Error::record("pushes.windows", e))?;
+    Ok(schedule::gate(now, start_at, &windows, &site_windows, &tz))
+}
+
+/// What of a site's desired state may not be transferred now.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Gates {
+    /// The site's unfinished pushes that may not transfer now, and why.
+    pub(crate) pushes: BTreeMap<i64, Held>,
+    /// Desired blobs every supplying push of which is held.
+    pub(crate) blobs: BTreeSet<BlobId>,
+    /// When this may next change by the clock alone (unix seconds).
+    pub(crate) next: Option<i64>,
+}
+
+/// The gates of `site` at `now`; None if there is no such site.
+pub(crate) fn gates(c: &Connection, site: &str, now: i64) -> Result<Option<Gates>> {
+    let Some((tz, site_windows)) = self::site(c, site)? else {
+        return Ok(None);
+    };
+    let mut st = c.prepare_cached(
+        "SELECT p.id, p.start_at, p.windows FROM pushes p JOIN push_sites ps ON ps.push = p.id
+         WHERE ps.site = ?1 AND ps.state NOT IN ('cancelled', 'complete')
+           AND ps.site_deleted IS NULL",
+    )?;
+    let rows: Vec<(i64, Option<i64>, String)> = st
+        .query_map([site], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut g = Gates::default();
+    for (push, start_at, windows) in rows {
+        let windows = parsed("pushes.windows", &windows)?;
+        let (held, next) = schedule::gate(now, start_at, &windows, &site_windows, &tz);
+        if let Some(h) = held {
+            g.pushes.insert(push, h);
+        }
+        if let Some(n) = next {
+            g.next = Some(g.next.map_or(n, |m| m.min(n)));
+        }
+    }
+    if g.pushes.is_empty() {
+        return Ok(Some(g));
+    }
+    let mut free = BTreeSet::new();
+    for (push, m) in super::pushes::desired_with_push(c, site)? {
+        if g.pushes.contains_key(&push) {
+            g.blobs.insert(m.blob);
+        } else {
+            free.insert(m.blob);
+        }
+    }
+    g.blobs.retain(|b| !free.contains(b));
+    Ok(Some(g))
+}

@@ -1,0 +1,194 @@
+//! Scheduling (issue 11) on real processes: a push waits for its start time and for the
+//! transfer windows of the push and of the site, read in the site's own time zone; a transfer
+//! still running when a window closes pauses at a chunk boundary and continues when one opens,
+//! with nothing sent twice; a held push does not block the site's other pushes.
+
+mod common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use serde_json::Value;
+
+/// Asia/Kolkata is UTC+05:30 all year (no DST), so the test can read the site's clock.
+const TZ: &str = "Asia/Kolkata";
+const TZ_OFFSET: u64 = 5 * 3600 + 30 * 60;
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A daily window opening `from_now` seconds from now (site time, minute precision, so
+/// `from_now` should be a whole number of hours away from the edges it tests) lasting `len`.
+fn window(from_now: i64, len: &str) -> String {
+    let local = (unix_now() + TZ_OFFSET).cast_signed() + from_now;
+    let day = local.rem_euclid(86_400);
+    format!("* {:02}:{:02} {len}", day / 3600, day / 60 % 60)
+}
+
+fn site_of<'a>(push: &'a Value, site: &str) -> &'a Value {
+    push["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["site"] == site)
+        .unwrap_or_else(|| panic!("no site {site} in {push}"))
+}
+
+fn log_has(edge: &Edge, what: &str) -> bool {
+    std::fs::read_to_string(edge.log()).is_ok_and(|l| l.contains(what))
+}
+
+#[test]
+fn pushes_wait_for_their_start_and_windows_and_pause_without_resending() {
+    let env = TestEnv::new("schedule", Duration::from_secs(180));
+    let origin = Origin::start(&env);
+
+    // Bad input: one clear answer, nothing created.
+    let out = origin.ctl(
+        &env,
+        &["site", "create", "x", "--time-zone", "Mars/Olympus"],
+    );
+    assert!(
+        out.code == Some(1) && out.stderr.contains("IANA"),
+        "{out:?}"
+    );
+    let token = origin.create_site(&env, "farm", &["--time-zone", TZ]);
+    let site = origin.ctl_json(&env, &["site", "show", "farm"]);
+    assert_eq!(site["time_zone"], TZ, "{site}");
+    for f in ["a", "b", "c"] {
+        let file = env.path(&format!("{f}.bin"));
+        write_random(&file, u64::from(f.as_bytes()[0]), 6 << 20);
+        origin.upload(&env, &file, &format!("/fw/{f}.bin"));
+    }
+    let out = origin.ctl(
+        &env,
+        &[
+            "push",
+            "create",
+            "--content",
+            "/fw/a.bin",
+            "--site",
+            "farm",
+            "--window",
+            "funday",
+        ],
+    );
+    assert!(
+        out.code == Some(1) && out.stderr.contains("mon-fri 01:00 4h"),
+        "{out:?}"
+    );
+    assert_eq!(
+        origin.ctl_json(&env, &["push", "list"])["pushes"],
+        Value::Array(vec![])
+    );
+
+    let edge = Edge::start(&env, origin.quic, Some(&token), &env.path("edge"), &[]);
+
+    // A: its own window opens in two hours; it waits and is never fetched.
+    let closed = window(2 * 3600, "1h");
+    let a = origin.push(
+        &env,
+        &[
+            "--content",
+            "/fw/a.bin",
+            "--site",
+            "farm",
+            "--window",
+            &closed,
+        ],
+    );
+    let v = origin.push_show(&env, &a);
+    assert_eq!(v["windows"][0], closed, "{v}");
+    let s = site_of(&v, "farm");
+    assert_eq!(s["state"], "waiting_window", "{v}");
+    assert!(s["held_until"].is_string(), "{v}");
+    assert!(
+        eventually(env.cap(Duration::from_secs(30)), || log_has(
+            &edge,
+            "transfer holds applied"
+        )),
+        "the edge never applied the holds"
+    );
+
+    // B: no window, starts in 2 s; it is `scheduled`, then completes although A is held.
+    let start = (unix_now() + 2).cast_signed();
+    let at =
+        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(start.cast_unsigned()))
+            .to_string();
+    let b = origin.push(
+        &env,
+        &["--content", "/fw/b.bin", "--site", "farm", "--at", &at],
+    );
+    let v = origin.push_show(&env, &b);
+    assert_eq!(site_of(&v, "farm")["state"], "scheduled", "{v}");
+    let v = origin.push_wait_ok(&env, &b, 60);
+    assert!(unix_now().cast_signed() >= start, "{v}");
+    let v = origin.push_show(&env, &a);
+    let s = site_of(&v, "farm");
+    assert_eq!(
+        (s["state"].as_str(), s["payload_bytes"].as_u64()),
+        (Some("waiting_window"), Some(0)),
+        "a held push sends nothing: {v}"
+    );
+
+    // C: paced at 1 MiB/s inside the site's windows; the site's window is closed while it
+    // runs: it pauses, then continues once the window reopens, sending each chunk once.
+    origin.ctl_ok(
+        &env,
+        &["site", "set", "farm", "--window", &window(-3600, "3h")],
+    );
+    let c = origin.push(
+        &env,
+        &[
+            "--content",
+            "/fw/c.bin",
+            "--site",
+            "farm",
+            "--max-rate",
+            "8Mbit/s",
+        ],
+    );
+    origin.wait_push_until(&env, &c, Duration::from_secs(30), "1 MiB of c sent", |v| {
+        site_of(v, "farm")["payload_bytes"].as_u64() > Some(1 << 20)
+    });
+    origin.ctl_ok(&env, &["site", "set", "farm", "--window", &closed]);
+    let v = origin.wait_push_until(&env, &c, Duration::from_secs(10), "c held", |v| {
+        site_of(v, "farm")["state"] == "waiting_window"
+    });
+    assert!(
+        eventually(env.cap(Duration::from_secs(20)), || log_has(
+            &edge,
+            "transfer paused"
+        )),
+        "the edge never paused"
+    );
+    let paused = origin.push_show(&env, &c);
+    let sent = site_of(&paused, "farm")["payload_bytes"].as_u64().unwrap();
+    assert!(sent < 6 << 20, "{v}");
+    // Nothing moves while the window is closed (a bounded look: absence has no event).
+    std::thread::sleep(Duration::from_millis(1500));
+    let still = origin.push_show(&env, &c);
+    assert_eq!(
+        site_of(&still, "farm")["payload_bytes"].as_u64(),
+        Some(sent),
+        "bytes were sent outside the window: {still}"
+    );
+    origin.ctl_ok(&env, &["site", "set", "farm", "--no-windows"]);
+    let done = origin.push_wait_ok(&env, &c, 60);
+    let s = site_of(&done, "farm");
+    let (needed, payload) = (
+        s["bytes_needed"].as_u64().unwrap(),
+        s["payload_bytes"].as_u64().unwrap(),
+    );
+    assert!(
+        payload > sent && payload <= needed,
+        "every chunk sent once across the pause: sent {payload} for {needed} needed: {done}"
+    );
+    // A keeps waiting for its own window.
+    let v = origin.push_show(&env, &a);
+    assert_eq!(site_of(&v, "farm")["state"], "waiting_window", "{v}");
+}
