@@ -192,3 +192,78 @@ fn pushes_wait_for_their_start_and_windows_and_pause_without_resending() {
     let v = origin.push_show(&env, &a);
     assert_eq!(site_of(&v, "farm")["state"], "waiting_window", "{v}");
 }
+
+/// Strict priority: a push of higher priority holds the site's lower ones (cut at a chunk
+/// boundary) until it is complete there; the lower one then continues with nothing re-sent.
+#[test]
+fn a_higher_priority_push_takes_the_link_and_the_lower_one_resumes() {
+    let env = TestEnv::new("priority", Duration::from_secs(120));
+    let origin = Origin::start(&env);
+    let token = origin.create_site(&env, "farm", &[]);
+    for (f, len) in [("low", 6 << 20), ("high", 2 << 20)] {
+        let file = env.path(&format!("{f}.bin"));
+        write_random(&file, len as u64, len);
+        origin.upload(&env, &file, &format!("/fw/{f}.bin"));
+    }
+    let out = origin.ctl(
+        &env,
+        &[
+            "push",
+            "create",
+            "--content",
+            "/fw/high.bin",
+            "--site",
+            "farm",
+            "--priority",
+            "1001",
+        ],
+    );
+    assert!(
+        out.code == Some(1) && out.stderr.contains("-1000..=1000"),
+        "{out:?}"
+    );
+    let _edge = Edge::start(&env, origin.quic, Some(&token), &env.path("edge"), &[]);
+    let low = origin.push(
+        &env,
+        &[
+            "--content",
+            "/fw/low.bin",
+            "--site",
+            "farm",
+            "--max-rate",
+            "8Mbit/s",
+        ],
+    );
+    origin.wait_push_until(
+        &env,
+        &low,
+        Duration::from_secs(30),
+        "1 MiB of low sent",
+        |v| site_of(v, "farm")["payload_bytes"].as_u64() > Some(1 << 20),
+    );
+    let high = origin.push(
+        &env,
+        &[
+            "--content",
+            "/fw/high.bin",
+            "--site",
+            "farm",
+            "--priority",
+            "10",
+        ],
+    );
+    let v = origin.push_show(&env, &high);
+    assert_eq!(v["priority"], 10, "{v}");
+    origin.wait_push_until(&env, &low, Duration::from_secs(10), "low held", |v| {
+        site_of(v, "farm")["state"] == "waiting_priority"
+    });
+    origin.push_wait_ok(&env, &high, 60);
+    let v = origin.push_show(&env, &low);
+    assert_ne!(v["state"], "complete", "high went first: {v}");
+    let done = origin.push_wait_ok(&env, &low, 60);
+    let s = site_of(&done, "farm");
+    assert!(
+        s["payload_bytes"].as_u64() <= s["bytes_needed"].as_u64(),
+        "nothing of low sent twice: {done}"
+    );
+}

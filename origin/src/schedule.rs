@@ -202,6 +202,8 @@ pub(crate) enum Held {
     Scheduled,
     /// Outside the push's or the site's transfer windows.
     WaitingWindow,
+    /// A push of higher priority is transferring to the site (strict priority).
+    WaitingPriority,
 }
 
 impl Held {
@@ -210,6 +212,7 @@ impl Held {
         match self {
             Held::Scheduled => "scheduled",
             Held::WaitingWindow => "waiting_window",
+            Held::WaitingPriority => "waiting_priority",
         }
     }
 }

@@ -391,6 +391,10 @@ enum PushCmd {
         /// a transfer still running when it closes pauses and continues in the next one.
         #[arg(long = "window")]
         windows: Vec<String>,
+        /// Where pushes compete for a site, an unfinished one of higher priority holds the
+        /// others (strict): -1000..=1000, default 0.
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+        priority: i64,
     },
     /// Show a push with per-site progress.
     Show { id: String },
@@ -812,6 +816,7 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
                 max_rate,
                 start_at,
                 windows,
+                priority,
             } => {
                 let labels = if labels.is_empty() {
                     Value::Null
@@ -822,7 +827,8 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
                     .post(
                         "/api/v1/pushes",
                         &json!({"content": content, "images": images, "sites": sites, "labels": labels,
-                            "max_rate": max_rate, "start_at": start_at, "windows": windows}),
+                            "max_rate": max_rate, "start_at": start_at, "windows": windows,
+                            "priority": priority}),
                     )
                     .await?;
                 if out == Output::Text {

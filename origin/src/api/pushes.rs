@@ -34,6 +34,9 @@ pub(super) struct PushReq {
     /// Transfer windows, in each site's time zone.
     #[serde(default)]
     windows: Vec<String>,
+    /// -1000..=1000, default 0; higher first where pushes compete for a site.
+    #[serde(default)]
+    priority: i64,
 }
 
 impl PushReq {
@@ -48,6 +51,12 @@ impl PushReq {
             return Err(ApiError::bad_request(
                 "a push selects sites by name or by labels, not both",
             ));
+        }
+        if !(-1000..=1000).contains(&self.priority) {
+            return Err(ApiError::bad_request(format!(
+                "priority {} is out of range -1000..=1000",
+                self.priority
+            )));
         }
         let start_at = self
             .start_at
@@ -72,6 +81,7 @@ pub(super) async fn create(
     let p = NewPush {
         start_at,
         windows,
+        priority: req.priority,
         content: req.content,
         sites: req.sites,
         labels: req.labels.filter(|l| !l.is_empty()),

@@ -245,6 +245,8 @@ pub struct PushInfo {
     /// Its own transfer windows, read in each site's time zone (empty: any time the site's
     /// windows allow).
     pub windows: Vec<String>,
+    /// Where pushes compete for a site, an unfinished one of higher priority holds the others.
+    pub priority: i64,
     /// Per-site progress.
     pub sites: Vec<PushSiteInfo>,
 }
@@ -255,7 +257,8 @@ pub struct PushSiteInfo {
     /// Site name.
     pub site: String,
     /// `pending`, `scheduled` (before the push's start time), `waiting_window` (outside the
-    /// push's or the site's transfer windows), `transferring`, `complete`, `failed` or
+    /// push's or the site's transfer windows), `waiting_priority` (a push of higher priority
+    /// is transferring there), `transferring`, `complete`, `failed` or
     /// `cancelled` (the push was cancelled, or the site deleted, before it completed there).
     pub state: String,
     /// While `scheduled` or `waiting_window`: when that may next change, RFC 3339.

@@ -22,6 +22,7 @@ use sitecast_protocol::{ArtifactManifest, BlobId, CatalogPath, Sha256Digest};
 
 use super::{i64_of, id32, labels_match, u64_of, Labels, PushArtifactInfo, PushInfo, PushSiteInfo};
 use crate::error::{Error, Result};
+use crate::schedule::Held;
 use crate::util::{now, rfc3339};
 
 /// A push to create.
@@ -41,6 +42,8 @@ pub(crate) struct NewPush {
     pub(crate) start_at: Option<i64>,
     /// Transfer windows (canonical texts), in each site's time zone.
     pub(crate) windows: Vec<String>,
+    /// Higher first (strict) where pushes compete for a site.
+    pub(crate) priority: i64,
 }
 
 struct Resolved {
@@ -151,14 +154,15 @@ pub(crate) fn create(c: &mut Connection, p: &NewPush) -> Result<PushInfo> {
     let content_json =
         serde_json::to_string(&p.content).map_err(|e| Error::BadRequest(e.to_string()))?;
     tx.execute(
-        "INSERT INTO pushes (created, content, max_rate, start_at, windows)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO pushes (created, content, max_rate, start_at, windows, priority)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
             now(),
             content_json,
             p.max_rate.map(i64_of),
             p.start_at,
-            super::schedule::windows_json(&p.windows)
+            super::schedule::windows_json(&p.windows),
+            p.priority
         ],
     )?;
     let id = tx.last_insert_rowid();
@@ -379,14 +383,14 @@ pub(crate) fn add_sent(
 
 /// One push with its sites.
 pub(crate) fn get(c: &Connection, id: i64) -> Result<Option<PushInfo>> {
-    let head: Option<(i64, Option<i64>, Option<i64>)> = c
+    let head: Option<(i64, Option<i64>, Option<i64>, i64)> = c
         .query_row(
-            "SELECT created, max_rate, cancelled FROM pushes WHERE id = ?1",
+            "SELECT created, max_rate, cancelled, priority FROM pushes WHERE id = ?1",
             [id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .optional()?;
-    let Some((created, max_rate, cancelled)) = head else {
+    let Some((created, max_rate, cancelled, priority)) = head else {
         return Ok(None);
     };
     let (start_at, windows) = super::schedule::push_schedule(c, id)?.unwrap_or_default();
@@ -423,11 +427,13 @@ pub(crate) fn get(c: &Connection, id: i64) -> Result<Option<PushInfo>> {
         .collect::<rusqlite::Result<_>>()?;
     for s in &mut sites {
         if matches!(s.state.as_str(), "pending" | "transferring") && s.site_deleted.is_none() {
-            let (held, until) =
-                super::schedule::push_site_gate(c, start_at, &windows, &s.site, now())?;
-            if let Some(h) = held {
+            let gates = super::schedule::gates(c, &s.site, now())?.unwrap_or_default();
+            if let Some(h) = gates.pushes.get(&id) {
                 s.state = h.as_str().to_owned();
-                s.held_until = until.map(rfc3339);
+                s.held_until = gates
+                    .next
+                    .filter(|_| *h != Held::WaitingPriority)
+                    .map(rfc3339);
             }
         }
         s.artifacts = c
@@ -475,6 +481,7 @@ pub(crate) fn get(c: &Connection, id: i64) -> Result<Option<PushInfo>> {
         cancelled: cancelled.map(rfc3339),
         start_at: start_at.map(rfc3339),
         windows,
+        priority,
         sites,
     }))
 }

@@ -70,22 +70,6 @@ fn site(c: &Connection, site: &str) -> Result<Option<(jiff::tz::TimeZone, Vec<Wi
     Ok(Some((tz, parsed("sites.windows", &windows)?)))
 }
 
-/// Whether a push with `start_at` and `windows` may transfer to `site` at `now`, as
-/// [`schedule::gate`]; not held when the site is gone.
-pub(crate) fn push_site_gate(
-    c: &Connection,
-    start_at: Option<i64>,
-    windows: &[String],
-    site_name: &str,
-    now: i64,
-) -> Result<(Option<Held>, Option<i64>)> {
-    let Some((tz, site_windows)) = site(c, site_name)? else {
-        return Ok((None, None));
-    };
-    let windows = schedule::parse_all(windows).map_err(|e| Error::record("pushes.windows", e))?;
-    Ok(schedule::gate(now, start_at, &windows, &site_windows, &tz))
-}
-
 /// What of a site's desired state may not be transferred now.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Gates {
@@ -103,22 +87,39 @@ pub(crate) fn gates(c: &Connection, site: &str, now: i64) -> Result<Option<Gates
         return Ok(None);
     };
     let mut st = c.prepare_cached(
-        "SELECT p.id, p.start_at, p.windows FROM pushes p JOIN push_sites ps ON ps.push = p.id
+        "SELECT p.id, p.start_at, p.windows, p.priority, ps.state FROM pushes p
+         JOIN push_sites ps ON ps.push = p.id
          WHERE ps.site = ?1 AND ps.state NOT IN ('cancelled', 'complete')
            AND ps.site_deleted IS NULL",
     )?;
-    let rows: Vec<(i64, Option<i64>, String)> = st
-        .query_map([site], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+    type Row = (i64, Option<i64>, String, i64, String);
+    let rows: Vec<Row> = st
+        .query_map([site], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
         .collect::<rusqlite::Result<_>>()?;
     let mut g = Gates::default();
-    for (push, start_at, windows) in rows {
-        let windows = parsed("pushes.windows", &windows)?;
-        let (held, next) = schedule::gate(now, start_at, &windows, &site_windows, &tz);
-        if let Some(h) = held {
-            g.pushes.insert(push, h);
+    // The highest priority among the pushes that may transfer now and have not failed.
+    let mut top: Option<i64> = None;
+    for (push, start_at, windows, priority, state) in &rows {
+        let windows = parsed("pushes.windows", windows)?;
+        let (held, next) = schedule::gate(now, *start_at, &windows, &site_windows, &tz);
+        match held {
+            Some(h) => {
+                g.pushes.insert(*push, h);
+            }
+            None if state != "failed" => top = Some(top.map_or(*priority, |t| t.max(*priority))),
+            None => {}
         }
         if let Some(n) = next {
             g.next = Some(g.next.map_or(n, |m| m.min(n)));
+        }
+    }
+    if let Some(top) = top {
+        for (push, _, _, priority, _) in &rows {
+            if *priority < top {
+                g.pushes.entry(*push).or_insert(Held::WaitingPriority);
+            }
         }
     }
     if g.pushes.is_empty() {

@@ -121,6 +121,8 @@ pub(super) async fn run(
                     }).await?;
                     if let Some(completed) = changed {
                         core.pushes_changed();
+                        // A push finishing here may release the lower priorities it held.
+                        send_holds(core, peer, &mut send, &mut holds).await?;
                         for push in completed {
                             if let Err(e) = core.collect_replaced(Some(push)).await {
                                 tracing::warn!(error = %e, push, "collecting the versions a completed push replaced failed");
