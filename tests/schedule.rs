@@ -241,6 +241,16 @@ fn a_higher_priority_push_takes_the_link_and_the_lower_one_resumes() {
         "1 MiB of low sent",
         |v| site_of(v, "farm")["payload_bytes"].as_u64() > Some(1 << 20),
     );
+    // The all-pushes stream shows the one in progress (curl gives up after 2 s: it never ends).
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["-sN", "--max-time", "2", "-H"])
+        .arg(format!("Authorization: Bearer {}", origin.token))
+        .arg(format!("{}/api/v1/events", origin.url()));
+    let o = run_cmd(&env, cmd, Duration::from_secs(10));
+    assert!(
+        o.stdout.contains("event: push") && o.stdout.contains(&format!("\"id\":{low},")),
+        "{o:?}"
+    );
     let high = origin.push(
         &env,
         &[
@@ -257,7 +267,12 @@ fn a_higher_priority_push_takes_the_link_and_the_lower_one_resumes() {
     origin.wait_push_until(&env, &low, Duration::from_secs(10), "low held", |v| {
         site_of(v, "farm")["state"] == "waiting_priority"
     });
-    origin.push_wait_ok(&env, &high, 60);
+    // `ctl push watch` follows the push's event stream to its end.
+    let out = origin.ctl(&env, &["--output", "json", "push", "watch", &high]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["state"], "complete", "{v}");
+    assert!(out.stderr.contains("farm: complete"), "{out:?}");
     let v = origin.push_show(&env, &low);
     assert_ne!(v["state"], "complete", "high went first: {v}");
     let done = origin.push_wait_ok(&env, &low, 60);
@@ -265,5 +280,25 @@ fn a_higher_priority_push_takes_the_link_and_the_lower_one_resumes() {
     assert!(
         s["payload_bytes"].as_u64() <= s["bytes_needed"].as_u64(),
         "nothing of low sent twice: {done}"
+    );
+    // The raw stream: the current state, then `end` once it is final.
+    let r = curl(
+        &env,
+        &[
+            "-N",
+            "-H",
+            &format!("Authorization: Bearer {}", origin.token),
+            &format!("{}/api/v1/pushes/{low}/events", origin.url()),
+        ],
+    );
+    let text = r.text();
+    assert!(
+        r.status == 200 && text.contains("event: push") && text.contains("event: end"),
+        "{text}"
+    );
+    let out = origin.ctl(&env, &["push", "watch", "999"]);
+    assert!(
+        out.code == Some(1) && out.stderr.contains("not found"),
+        "{out:?}"
     );
 }

@@ -244,6 +244,64 @@ impl Client {
         Ok(last)
     }
 
+    /// GET a Server-Sent Events stream; `on_event(name, data)` sees each event whose data is
+    /// JSON, and returns false to stop. A non-2xx answer is an error as for [`get`].
+    ///
+    /// [`get`]: Client::get
+    pub(crate) async fn events(
+        &self,
+        path: &str,
+        mut on_event: impl FnMut(&str, &Value) -> bool,
+    ) -> Result<(), ApiError> {
+        let rb = self
+            .request(Method::GET, path)
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        let resp = rb.send().await.map_err(|e| {
+            ApiError::Transport(format!(
+                "cannot reach the origin API at {}: {}",
+                self.base,
+                error_chain(&e)
+            ))
+        })?;
+        let status = resp.status();
+        if !status.is_success() {
+            let v: Value = resp.json().await.unwrap_or(Value::Null);
+            return Err(ApiError::Api {
+                status,
+                code: v["error"]["code"].as_str().unwrap_or("unknown").to_owned(),
+                message: v["error"]["message"].as_str().unwrap_or("").to_owned(),
+            });
+        }
+        let mut stream = resp.bytes_stream();
+        let mut buf = Vec::new();
+        while let Some(piece) = stream.next().await {
+            let piece =
+                piece.map_err(|e| ApiError::Transport(format!("reading the event stream: {e}")))?;
+            buf.extend_from_slice(&piece);
+            // Events end with a blank line; `event:` names it, `data:` lines carry it.
+            while let Some(i) = buf.windows(2).position(|w| w == b"\n\n") {
+                let block: Vec<u8> = buf.drain(..i + 2).collect();
+                let text = String::from_utf8_lossy(&block);
+                let (mut name, mut data) = ("message", String::new());
+                for line in text.lines() {
+                    if let Some(n) = line.strip_prefix("event:") {
+                        name = n.trim();
+                    } else if let Some(d) = line.strip_prefix("data:") {
+                        data.push_str(d.strip_prefix(' ').unwrap_or(d));
+                    }
+                }
+                if let Ok(v) = serde_json::from_str::<Value>(&data) {
+                    if !on_event(name, &v) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Err(ApiError::Transport(
+            "the origin ended the event stream".into(),
+        ))
+    }
+
     /// Stream a file to `PUT /api/v1/artifacts{path}`, calling `progress` with bytes sent.
     pub(crate) async fn upload(
         &self,

@@ -15,7 +15,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 
-use progress::{progress_bar, push_report, registry_token, upload, wait_push};
+use progress::{progress_bar, push_report, registry_token, upload, wait_push, watch_push};
 
 pub(crate) use client::{encode_path, ApiError, Client};
 pub(crate) use output::id_text as output_id;
@@ -403,6 +403,9 @@ enum PushCmd {
     /// Cancel a push at every site where it is not complete: their edges stop fetching it and
     /// keep (or go back to) what an earlier push gave them.
     Cancel { id: String },
+    /// Watch a push live (its event stream): a progress bar per site with rate and ETA; exit 0
+    /// when it completes, 1 when it fails or is cancelled.
+    Watch { id: String },
     /// Wait until a push completes (exit 0) or fails or times out (exit 1).
     Wait {
         id: String,
@@ -843,6 +846,7 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
                 c.post(&format!("/api/v1/pushes/{}/cancel", seg(&id)), &json!({}))
                     .await?
             }
+            PushCmd::Watch { id } => return watch_push(c, out, &id).await,
             PushCmd::Wait { id, timeout } => {
                 return wait_push(c, out, &id, timeout.map(Duration::from_secs)).await;
             }

@@ -1,5 +1,5 @@
 //! The long-running ctl commands' helpers: uploads with a progress bar, registry pushes'
-//! reports, and waiting on a push.
+//! reports, waiting on a push, and watching one live.
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
@@ -173,5 +173,61 @@ pub(super) async fn wait_push(
         }
         let wait_ms = left.map_or(5000, |l| l.as_millis().min(5000));
         v = c.get(&format!("{path}?wait_ms={wait_ms}")).await?;
+    }
+}
+
+/// `push watch`: a progress bar per site from the push's event stream (a line per state change
+/// when stderr is not a terminal); exits 0 when the push completes, 1 when it fails or is
+/// cancelled.
+pub(super) async fn watch_push(c: &Client, out: Output, id: &str) -> Result<ExitCode, ApiError> {
+    let tty = std::io::stderr().is_terminal();
+    let multi = indicatif::MultiProgress::new();
+    let mut bars: std::collections::BTreeMap<String, (indicatif::ProgressBar, String)> =
+        std::collections::BTreeMap::new();
+    let mut last = Value::Null;
+    c.events(&format!("/api/v1/pushes/{}/events", seg(id)), |name, v| {
+        for s in v["sites"].as_array().into_iter().flatten() {
+            let site = s["site"].as_str().unwrap_or("?").to_owned();
+            let state = s["state"].as_str().unwrap_or("?").to_owned();
+            let total = s["bytes_needed"].as_u64().filter(|n| *n > 0);
+            let sent = s["payload_bytes"].as_u64().unwrap_or(0);
+            let (bar, shown) = bars.entry(site.clone()).or_insert_with(|| {
+                let b = if tty {
+                    multi.add(progress_bar(0, &site))
+                } else {
+                    indicatif::ProgressBar::hidden()
+                };
+                (b, String::new())
+            });
+            bar.set_length(total.unwrap_or(sent).max(sent));
+            bar.set_position(sent);
+            bar.set_message(format!("{site} {state}"));
+            if *shown != state {
+                if !tty {
+                    let until = s["held_until"]
+                        .as_str()
+                        .map_or(String::new(), |t| format!(" until {t}"));
+                    eprintln!(
+                        "{site}: {state}{until} ({sent} of {} bytes)",
+                        total.unwrap_or(0)
+                    );
+                }
+                *shown = state;
+            }
+        }
+        last = v.clone();
+        name != "end"
+    })
+    .await?;
+    for (bar, _) in bars.values() {
+        bar.finish_and_clear();
+    }
+    output::print(out, &last);
+    match last["state"].as_str() {
+        Some("complete") => Ok(ExitCode::SUCCESS),
+        other => {
+            eprintln!("error: push {id} {}", other.unwrap_or("ended"));
+            Ok(ExitCode::FAILURE)
+        }
     }
 }

@@ -19,6 +19,7 @@ mod access;
 mod artifacts;
 mod auth;
 mod error;
+mod events;
 mod extract;
 mod images;
 mod metrics;
@@ -75,6 +76,8 @@ pub(crate) fn router(core: Arc<Core>) -> Router {
         .route("/pushes", get(pushes::list).post(pushes::create))
         .route("/pushes/{id}", get(pushes::show))
         .route("/pushes/{id}/cancel", post(pushes::cancel))
+        .route("/pushes/{id}/events", get(events::push))
+        .route("/events", get(events::all))
         .route("/images/import", post(images::import))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&core),

@@ -486,6 +486,20 @@ pub(crate) fn get(c: &Connection, id: i64) -> Result<Option<PushInfo>> {
     }))
 }
 
+/// The pushes not finished at some live site (pending, transferring or failed there), oldest
+/// first.
+pub(crate) fn unfinished(c: &Connection) -> Result<Vec<i64>> {
+    let mut st = c.prepare_cached(
+        "SELECT DISTINCT ps.push FROM push_sites ps JOIN pushes p ON p.id = ps.push
+         WHERE ps.state NOT IN ('complete', 'cancelled') AND ps.site_deleted IS NULL
+           AND p.cancelled IS NULL ORDER BY ps.push",
+    )?;
+    let ids = st
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(ids)
+}
+
 /// Cancel push `id` at every site where it is not complete: those push-sites become
 /// `cancelled` (with `reason`), their desired states drop its content (an older push's version
 /// of a path, if any, is wanted again), and the push is marked cancelled. Returns the sites
