@@ -193,10 +193,11 @@ fn pushes_wait_for_their_start_and_windows_and_pause_without_resending() {
     assert_eq!(site_of(&v, "farm")["state"], "waiting_window", "{v}");
 }
 
-/// Strict priority: a push of higher priority holds the site's lower ones (cut at a chunk
-/// boundary) until it is complete there; the lower one then continues with nothing re-sent.
+/// Pause and resume, and strict priority: a paused push, or one below a push of higher
+/// priority, is held at the site (cut at a chunk boundary) and continues from there, with
+/// nothing re-sent; `push watch` and the event streams follow it.
 #[test]
-fn a_higher_priority_push_takes_the_link_and_the_lower_one_resumes() {
+fn paused_or_outranked_pushes_stop_at_a_chunk_and_resume_from_there() {
     let env = TestEnv::new("priority", Duration::from_secs(120));
     let origin = Origin::start(&env);
     let token = origin.create_site(&env, "farm", &[]);
@@ -222,7 +223,7 @@ fn a_higher_priority_push_takes_the_link_and_the_lower_one_resumes() {
         out.code == Some(1) && out.stderr.contains("-1000..=1000"),
         "{out:?}"
     );
-    let _edge = Edge::start(&env, origin.quic, Some(&token), &env.path("edge"), &[]);
+    let edge = Edge::start(&env, origin.quic, Some(&token), &env.path("edge"), &[]);
     let low = origin.push(
         &env,
         &[
@@ -241,6 +242,22 @@ fn a_higher_priority_push_takes_the_link_and_the_lower_one_resumes() {
         "1 MiB of low sent",
         |v| site_of(v, "farm")["payload_bytes"].as_u64() > Some(1 << 20),
     );
+    // Paused by the admin: held at the site, cut at a chunk boundary; resumed from there.
+    let v = origin.ctl_json(&env, &["push", "pause", &low]);
+    assert_eq!(
+        (v["state"].as_str(), site_of(&v, "farm")["state"].as_str()),
+        (Some("paused"), Some("paused")),
+        "{v}"
+    );
+    assert!(
+        eventually(env.cap(Duration::from_secs(20)), || log_has(
+            &edge,
+            "transfer paused"
+        )),
+        "the edge never paused"
+    );
+    let v = origin.ctl_json(&env, &["push", "resume", &low]);
+    assert!(v["paused"].is_null() && v["state"] == "in_progress", "{v}");
     // The all-pushes stream shows the one in progress (curl gives up after 2 s: it never ends).
     let mut cmd = std::process::Command::new("curl");
     cmd.args(["-sN", "--max-time", "2", "-H"])

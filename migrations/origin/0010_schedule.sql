@@ -8,3 +8,5 @@ ALTER TABLE sites ADD COLUMN windows TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE pushes ADD COLUMN start_at INTEGER;
 ALTER TABLE pushes ADD COLUMN windows TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE pushes ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+-- When an admin paused the push (unix seconds; NULL = running): held at every site.
+ALTER TABLE pushes ADD COLUMN paused INTEGER;

@@ -204,6 +204,8 @@ pub(crate) enum Held {
     WaitingWindow,
     /// A push of higher priority is transferring to the site (strict priority).
     WaitingPriority,
+    /// An admin paused the push.
+    Paused,
 }
 
 impl Held {
@@ -213,6 +215,7 @@ impl Held {
             Held::Scheduled => "scheduled",
             Held::WaitingWindow => "waiting_window",
             Held::WaitingPriority => "waiting_priority",
+            Held::Paused => "paused",
         }
     }
 }

@@ -403,6 +403,11 @@ enum PushCmd {
     /// Cancel a push at every site where it is not complete: their edges stop fetching it and
     /// keep (or go back to) what an earlier push gave them.
     Cancel { id: String },
+    /// Pause a push at every site where it is unfinished: running transfers stop at a chunk
+    /// boundary and keep what arrived.
+    Pause { id: String },
+    /// Resume a paused push from where each site stopped.
+    Resume { id: String },
     /// Watch a push live (its event stream): a progress bar per site with rate and ETA; exit 0
     /// when it completes, 1 when it fails or is cancelled.
     Watch { id: String },
@@ -842,6 +847,14 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
             }
             PushCmd::Show { id } => c.get(&format!("/api/v1/pushes/{}", seg(&id))).await?,
             PushCmd::List => c.get("/api/v1/pushes").await?,
+            PushCmd::Pause { id } => {
+                c.post(&format!("/api/v1/pushes/{}/pause", seg(&id)), &json!({}))
+                    .await?
+            }
+            PushCmd::Resume { id } => {
+                c.post(&format!("/api/v1/pushes/{}/resume", seg(&id)), &json!({}))
+                    .await?
+            }
             PushCmd::Cancel { id } => {
                 c.post(&format!("/api/v1/pushes/{}/cancel", seg(&id)), &json!({}))
                     .await?

@@ -76,6 +76,8 @@ pub(crate) fn router(core: Arc<Core>) -> Router {
         .route("/pushes", get(pushes::list).post(pushes::create))
         .route("/pushes/{id}", get(pushes::show))
         .route("/pushes/{id}/cancel", post(pushes::cancel))
+        .route("/pushes/{id}/pause", post(pushes::pause))
+        .route("/pushes/{id}/resume", post(pushes::resume))
         .route("/pushes/{id}/events", get(events::push))
         .route("/events", get(events::all))
         .route("/images/import", post(images::import))

@@ -146,6 +146,41 @@ pub(super) async fn show(
     }
 }
 
+/// `POST /api/v1/pushes/{id}/pause` and `/resume`: hold the push at every site where it is
+/// unfinished (a running transfer stops at a chunk boundary, keeping what arrived), or let it
+/// go on from there. Pausing or resuming twice is harmless.
+pub(super) async fn pause(
+    State(core): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Response> {
+    set_paused(core, id, true).await
+}
+
+/// See [`pause`].
+pub(super) async fn resume(
+    State(core): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Response> {
+    set_paused(core, id, false).await
+}
+
+async fn set_paused(core: AppState, id: i64, paused: bool) -> ApiResult<Response> {
+    let sites = core
+        .db
+        .call(move |c| db::schedule::set_paused(c, id, paused))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("push {id} not found")))?;
+    tracing::info!(push = id, sites = ?sites, paused, "push paused or resumed");
+    core.sites_changed();
+    core.pushes_changed();
+    let push = core
+        .db
+        .call(move |c| db::pushes::get(c, id))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("push {id} not found")))?;
+    Ok(Json(push).into_response())
+}
+
 /// `POST /api/v1/pushes/{id}/cancel`: stop the push at every site where it is not complete
 /// (see [`db::pushes::cancel`]); complete sites keep what they got.
 pub(super) async fn cancel(

@@ -229,7 +229,7 @@ pub struct PushInfo {
     pub id: i64,
     /// Creation time, RFC 3339.
     pub created: String,
-    /// `in_progress`, `complete`, `failed` or `cancelled`.
+    /// `in_progress`, `paused`, `complete`, `failed` or `cancelled`.
     pub state: &'static str,
     /// The artifact paths the push resolved to.
     pub content: Vec<String>,
@@ -247,6 +247,8 @@ pub struct PushInfo {
     pub windows: Vec<String>,
     /// Where pushes compete for a site, an unfinished one of higher priority holds the others.
     pub priority: i64,
+    /// When an admin paused it, RFC 3339 (None: running).
+    pub paused: Option<String>,
     /// Per-site progress.
     pub sites: Vec<PushSiteInfo>,
 }
@@ -258,7 +260,7 @@ pub struct PushSiteInfo {
     pub site: String,
     /// `pending`, `scheduled` (before the push's start time), `waiting_window` (outside the
     /// push's or the site's transfer windows), `waiting_priority` (a push of higher priority
-    /// is transferring there), `transferring`, `complete`, `failed` or
+    /// is transferring there), `paused` (by an admin), `transferring`, `complete`, `failed` or
     /// `cancelled` (the push was cancelled, or the site deleted, before it completed there).
     pub state: String,
     /// While `scheduled` or `waiting_window`: when that may next change, RFC 3339.

@@ -383,14 +383,15 @@ pub(crate) fn add_sent(
 
 /// One push with its sites.
 pub(crate) fn get(c: &Connection, id: i64) -> Result<Option<PushInfo>> {
-    let head: Option<(i64, Option<i64>, Option<i64>, i64)> = c
+    type Head = (i64, Option<i64>, Option<i64>, i64, Option<i64>);
+    let head: Option<Head> = c
         .query_row(
-            "SELECT created, max_rate, cancelled, priority FROM pushes WHERE id = ?1",
+            "SELECT created, max_rate, cancelled, priority, paused FROM pushes WHERE id = ?1",
             [id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )
         .optional()?;
-    let Some((created, max_rate, cancelled, priority)) = head else {
+    let Some((created, max_rate, cancelled, priority, paused)) = head else {
         return Ok(None);
     };
     let (start_at, windows) = super::schedule::push_schedule(c, id)?.unwrap_or_default();
@@ -468,6 +469,8 @@ pub(crate) fn get(c: &Connection, id: i64) -> Result<Option<PushInfo>> {
         .all(|s| s.state == "complete" || s.state == "failed")
     {
         "failed"
+    } else if paused.is_some() {
+        "paused"
     } else {
         "in_progress"
     };
@@ -482,6 +485,7 @@ pub(crate) fn get(c: &Connection, id: i64) -> Result<Option<PushInfo>> {
         start_at: start_at.map(rfc3339),
         windows,
         priority,
+        paused: paused.map(rfc3339),
         sites,
     }))
 }

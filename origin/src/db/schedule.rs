@@ -70,6 +70,26 @@ fn site(c: &Connection, site: &str) -> Result<Option<(jiff::tz::TimeZone, Vec<Wi
     Ok(Some((tz, parsed("sites.windows", &windows)?)))
 }
 
+/// Pause (`true`) or resume a push; returns the sites where it is unfinished (their edges must
+/// be told), None if there is no such push.
+pub(crate) fn set_paused(c: &Connection, push: i64, paused: bool) -> Result<Option<Vec<String>>> {
+    let n = c.execute(
+        "UPDATE pushes SET paused = CASE WHEN ?2 THEN coalesce(paused, ?3) END WHERE id = ?1",
+        params![push, paused, crate::util::now()],
+    )?;
+    if n == 0 {
+        return Ok(None);
+    }
+    let mut st = c.prepare_cached(
+        "SELECT site FROM push_sites WHERE push = ?1
+           AND state NOT IN ('complete', 'cancelled') AND site_deleted IS NULL",
+    )?;
+    let sites = st
+        .query_map([push], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(Some(sites))
+}
+
 /// What of a site's desired state may not be transferred now.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Gates {
@@ -87,23 +107,35 @@ pub(crate) fn gates(c: &Connection, site: &str, now: i64) -> Result<Option<Gates
         return Ok(None);
     };
     let mut st = c.prepare_cached(
-        "SELECT p.id, p.start_at, p.windows, p.priority, ps.state FROM pushes p
+        "SELECT p.id, p.start_at, p.windows, p.priority, ps.state, p.paused FROM pushes p
          JOIN push_sites ps ON ps.push = p.id
          WHERE ps.site = ?1 AND ps.state NOT IN ('cancelled', 'complete')
            AND ps.site_deleted IS NULL",
     )?;
-    type Row = (i64, Option<i64>, String, i64, String);
+    type Row = (i64, Option<i64>, String, i64, String, Option<i64>);
     let rows: Vec<Row> = st
         .query_map([site], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
         })?
         .collect::<rusqlite::Result<_>>()?;
     let mut g = Gates::default();
     // The highest priority among the pushes that may transfer now and have not failed.
     let mut top: Option<i64> = None;
-    for (push, start_at, windows, priority, state) in &rows {
+    for (push, start_at, windows, priority, state, paused) in &rows {
         let windows = parsed("pushes.windows", windows)?;
         let (held, next) = schedule::gate(now, *start_at, &windows, &site_windows, &tz);
+        let held = if paused.is_some() {
+            Some(Held::Paused)
+        } else {
+            held
+        };
         match held {
             Some(h) => {
                 g.pushes.insert(*push, h);
@@ -116,7 +148,7 @@ pub(crate) fn gates(c: &Connection, site: &str, now: i64) -> Result<Option<Gates
         }
     }
     if let Some(top) = top {
-        for (push, _, _, priority, _) in &rows {
+        for (push, _, _, priority, _, _) in &rows {
             if *priority < top {
                 g.pushes.entry(*push).or_insert(Held::WaitingPriority);
             }
