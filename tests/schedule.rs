@@ -313,6 +313,23 @@ fn paused_or_outranked_pushes_stop_at_a_chunk_and_resume_from_there() {
         r.status == 200 && text.contains("event: push") && text.contains("event: end"),
         "{text}"
     );
+    // The node reports its disk and what it holds; `site show` lists it.
+    let mut last = Value::Null;
+    let reported = eventually(env.cap(Duration::from_secs(20)), || {
+        last = origin.ctl_json(&env, &["site", "show", "farm"]);
+        let st = &last["nodes"][0]["stats"];
+        st["artifacts_held"].as_u64() >= Some(2)
+            && st["artifacts_pending"] == 0
+            && st["store_bytes"].as_u64() >= Some(8 << 20)
+    });
+    let st = &last["nodes"][0]["stats"];
+    assert!(
+        reported
+            && st["disk_total"].as_u64() > st["disk_free"].as_u64()
+            && st["disk_free"].as_u64() > Some(0)
+            && st["at"].is_string(),
+        "{last}"
+    );
     let out = origin.ctl(&env, &["push", "watch", "999"]);
     assert!(
         out.code == Some(1) && out.stderr.contains("not found"),

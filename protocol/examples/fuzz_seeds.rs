@@ -293,6 +293,26 @@ fn messages() -> Vec<(&'static str, Message)> {
             }
             .into(),
         ),
+        ("holds_request", wire::HoldsRequest {}.into()),
+        (
+            "holds",
+            wire::Holds {
+                blobs: vec![BlobId::of(b"held")],
+            }
+            .into(),
+        ),
+        (
+            "node_stats",
+            wire::NodeStats {
+                disk_total: 1 << 40,
+                disk_free: 1 << 30,
+                store_bytes: 1 << 20,
+                artifacts_held: 3,
+                artifacts_pending: 1,
+                bytes_pending: 65_536,
+            }
+            .into(),
+        ),
     ]
 }
 

@@ -459,6 +459,24 @@ pub struct Holds {
     pub blobs: Vec<BlobId>,
 }
 
+/// Edge → origin, on the control stream after `Welcome` and then about every minute: the
+/// node's disk and what it holds, for `ctl site show`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStats {
+    /// Size of the file system holding the data directory, bytes.
+    pub disk_total: u64,
+    /// Free space on it for the edge, bytes.
+    pub disk_free: u64,
+    /// Bytes of chunks in the store.
+    pub store_bytes: u64,
+    /// Artifacts published (served).
+    pub artifacts_held: u32,
+    /// Desired artifacts not yet complete.
+    pub artifacts_pending: u32,
+    /// Bytes still to fetch for them (their totals while the lack is not yet known).
+    pub bytes_pending: u64,
+}
+
 /// Origin → edge, on the control stream: the HTTPS certificate for the key of the edge's
 /// [`HttpsCertRequest`], issued by the origin's CA.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -555,7 +573,7 @@ macro_rules! messages {
 
 const CHUNK_DATA_KIND: u8 = 20;
 /// The highest postcard message kind.
-const LAST_KIND: u8 = 24;
+const LAST_KIND: u8 = 25;
 
 messages! {
     1 => Error(ErrorMsg),
@@ -582,6 +600,7 @@ messages! {
     22 => OciTagList(OciTagList),
     23 => HoldsRequest(HoldsRequest),
     24 => Holds(Holds),
+    25 => NodeStats(NodeStats),
 }
 
 impl From<ChunkData> for Message {

@@ -13,6 +13,19 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{flock, FlockOperation};
 
+/// Size and free space of the file system holding `path`, in bytes: (total, available to
+/// unprivileged writers), from `statvfs(3)`.
+///
+/// # Errors
+/// The `statvfs` error (e.g. the path does not exist).
+pub fn disk_space(path: &Path) -> std::io::Result<(u64, u64)> {
+    let v = rustix::fs::statvfs(path)?;
+    Ok((
+        v.f_blocks.saturating_mul(v.f_frsize),
+        v.f_bavail.saturating_mul(v.f_frsize),
+    ))
+}
+
 /// Why the data directory cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {

@@ -22,6 +22,8 @@ use crate::error::{blocking, Error};
 
 /// Longest a status change waits to be reported together with others.
 pub(crate) const COALESCE: Duration = Duration::from_millis(250);
+/// The shortest gap between two `NodeStats` sent because what the node serves changed.
+const STATS_SOON: Duration = Duration::from_secs(2);
 
 /// An established control stream.
 pub(crate) struct Control {
@@ -287,7 +289,28 @@ pub(crate) async fn run(core: Arc<Core>, shared: Arc<Shared>, control: Control) 
             tracing::debug!("HTTPS certificate requested");
         }
         let mut full = true;
+        let mut stats_due = tokio::time::Instant::now();
+        let mut stats_held: Option<usize> = None;
         loop {
+            let now = tokio::time::Instant::now();
+            let held = core.catalog.published().len();
+            // Due, or what it serves changed (at most every STATS_SOON).
+            let moved = stats_held != Some(held)
+                && stats_due.saturating_duration_since(now) <= super::stats::EVERY - STATS_SOON;
+            if now >= stats_due || moved {
+                stats_due = now + super::stats::EVERY;
+                stats_held = Some(held);
+                match super::stats::collect(&core, &shared).await {
+                    Ok(s) => {
+                        if let Err(e) = write_frame(&mut send, &s.into()).await {
+                            return Error::from(e);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "measuring the node for the origin failed")
+                    }
+                }
+            }
             if let Some(r) = report(&shared, full) {
                 let n = r.artifacts.len();
                 if let Err(e) = write_frame(&mut send, &r.into()).await {
@@ -296,8 +319,16 @@ pub(crate) async fn run(core: Arc<Core>, shared: Arc<Shared>, control: Control) 
                 tracing::debug!(full, artifacts = n, "status report sent");
             }
             full = false;
-            shared.report.notified().await;
-            tokio::time::sleep(COALESCE).await;
+            // A change in what it serves not yet sent goes out STATS_SOON after the last.
+            let wake = if stats_held == Some(core.catalog.published().len()) {
+                stats_due
+            } else {
+                stats_due - super::stats::EVERY + STATS_SOON
+            };
+            tokio::select! {
+                () = shared.report.notified() => tokio::time::sleep(COALESCE).await,
+                () = tokio::time::sleep_until(wake) => {}
+            }
         }
     };
     let (err, bad_input) = tokio::select! {

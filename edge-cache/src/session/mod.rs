@@ -21,6 +21,7 @@
 mod control;
 mod fetch;
 mod state;
+mod stats;
 pub(crate) mod tls;
 
 use std::net::SocketAddr;

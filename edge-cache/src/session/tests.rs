@@ -277,7 +277,7 @@ async fn serve_stream(
                         Ok(Some(Message::StatusReport(r))) => {
                             let _ = reports.send(r);
                         }
-                        Ok(Some(Message::HoldsRequest(_))) => {}
+                        Ok(Some(Message::HoldsRequest(_) | Message::NodeStats(_))) => {}
                         _ => break,
                     }
                 }

@@ -65,6 +65,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         10,
         include_str!("../../../migrations/origin/0010_schedule.sql"),
     ),
+    (
+        11,
+        include_str!("../../../migrations/origin/0011_node_stats.sql"),
+    ),
 ];
 
 /// Handle on the catalog database; cheap to clone.
@@ -186,6 +190,27 @@ pub struct NodeInfo {
     pub software: Option<String>,
     /// Enrollment time, RFC 3339.
     pub enrolled: String,
+    /// What the node last said of its disk and content (None until it first says).
+    pub stats: Option<NodeStatsInfo>,
+}
+
+/// A node's disk and content, as it last reported them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeStatsInfo {
+    /// Size of the file system of its data directory, bytes.
+    pub disk_total: u64,
+    /// Free on it, bytes.
+    pub disk_free: u64,
+    /// Bytes of chunks it stores.
+    pub store_bytes: u64,
+    /// Artifacts it serves.
+    pub artifacts_held: u64,
+    /// Desired artifacts not yet complete there.
+    pub artifacts_pending: u64,
+    /// Bytes it still has to fetch for them.
+    pub bytes_pending: u64,
+    /// When it said so, RFC 3339.
+    pub at: String,
 }
 
 /// A user as the API shows it (never the password hash).

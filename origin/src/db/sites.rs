@@ -2,7 +2,9 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{i64_of, labels_from_json, labels_json, u64_of, Labels, NodeInfo, SiteInfo};
+use super::{
+    i64_of, labels_from_json, labels_json, u64_of, Labels, NodeInfo, NodeStatsInfo, SiteInfo,
+};
 use crate::error::{Error, Result};
 use crate::util::{now, rfc3339};
 
@@ -45,11 +47,25 @@ pub(crate) fn create(
 
 fn nodes(c: &Connection, site: &str) -> Result<Vec<NodeInfo>> {
     let mut st = c.prepare_cached(
-        "SELECT name, online, last_seen, address, software, enrolled FROM nodes
-         WHERE site = ?1 ORDER BY name",
+        "SELECT name, online, last_seen, address, software, enrolled, disk_total, disk_free,
+                store_bytes, artifacts_held, artifacts_pending, bytes_pending, stats_at
+         FROM nodes WHERE site = ?1 ORDER BY name",
     )?;
     let rows = st.query_map([site], |r| {
+        let stats = match r.get::<_, Option<i64>>(12)? {
+            Some(at) => Some(NodeStatsInfo {
+                disk_total: u64_of(r.get(6)?),
+                disk_free: u64_of(r.get(7)?),
+                store_bytes: u64_of(r.get(8)?),
+                artifacts_held: u64_of(r.get(9)?),
+                artifacts_pending: u64_of(r.get(10)?),
+                bytes_pending: u64_of(r.get(11)?),
+                at: rfc3339(at),
+            }),
+            None => None,
+        };
         Ok(NodeInfo {
+            stats,
             name: r.get(0)?,
             state: if r.get::<_, i64>(1)? != 0 {
                 "online"
@@ -355,6 +371,32 @@ pub(crate) fn node_seen(
     c.execute(
         "UPDATE nodes SET last_seen = ?3, address = COALESCE(?4, address), online = ?5 WHERE site = ?1 AND name = ?2",
         params![site, node, now(), address, i64::from(online)],
+    )?;
+    Ok(())
+}
+
+/// Record what a node said of its disk and content.
+pub(crate) fn node_stats(
+    c: &Connection,
+    site: &str,
+    node: &str,
+    s: &sitecast_protocol::wire::NodeStats,
+) -> Result<()> {
+    c.execute(
+        "UPDATE nodes SET disk_total = ?3, disk_free = ?4, store_bytes = ?5, artifacts_held = ?6,
+                artifacts_pending = ?7, bytes_pending = ?8, stats_at = ?9
+         WHERE site = ?1 AND name = ?2",
+        params![
+            site,
+            node,
+            i64_of(s.disk_total),
+            i64_of(s.disk_free),
+            i64_of(s.store_bytes),
+            s.artifacts_held,
+            s.artifacts_pending,
+            i64_of(s.bytes_pending),
+            now()
+        ],
     )?;
     Ok(())
 }

@@ -101,6 +101,10 @@ pub(super) async fn run(
                 send_holds(core, peer, &mut send, &mut holds).await?;
             }
             frame = rx.recv() => match frame {
+                Some(Ok(Some(Message::NodeStats(s)))) => {
+                    let (site, node) = (peer.site.to_string(), peer.node.to_string());
+                    core.db.call(move |c| db::sites::node_stats(c, &site, &node, &s)).await?;
+                }
                 Some(Ok(Some(Message::HoldsRequest(_)))) => {
                     peer.honors_holds.store(true, Ordering::Relaxed);
                     holds.asked = true;

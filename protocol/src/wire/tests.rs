@@ -177,6 +177,15 @@ fn samples() -> Vec<Message> {
         }
         .into(),
         HoldsRequest {}.into(),
+        NodeStats {
+            disk_total: 1 << 40,
+            disk_free: 1 << 30,
+            store_bytes: 1 << 20,
+            artifacts_held: 3,
+            artifacts_pending: 1,
+            bytes_pending: 65_536,
+        }
+        .into(),
         Holds {
             blobs: vec![BlobId::of(b"held")],
         }
