@@ -330,6 +330,41 @@ fn paused_or_outranked_pushes_stop_at_a_chunk_and_resume_from_there() {
             && st["at"].is_string(),
         "{last}"
     );
+    // A disk quota: a push that would take the site's content past it is refused, whole.
+    let out = origin.ctl(&env, &["site", "set", "farm", "--quota", "0"]);
+    assert!(
+        out.code == Some(1) && out.stderr.contains("more than 0 bytes"),
+        "{out:?}"
+    );
+    let v = origin.ctl_json(&env, &["site", "set", "farm", "--quota", "7MiB"]);
+    assert_eq!(v["quota"], 7 << 20, "{v}");
+    let pushes = origin.ctl_json(&env, &["push", "list"])["pushes"]
+        .as_array()
+        .unwrap()
+        .len();
+    let args = [
+        "push",
+        "create",
+        "--content",
+        "/fw/low.bin",
+        "--site",
+        "farm",
+    ];
+    let out = origin.ctl(&env, &args);
+    assert!(
+        out.code == Some(1)
+            && out
+                .stderr
+                .contains("farm would hold 8388608 bytes, its quota is 7340032"),
+        "{out:?}"
+    );
+    let now = origin.ctl_json(&env, &["push", "list"])["pushes"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(now, pushes, "a refused push leaves nothing");
+    origin.ctl_ok(&env, &["site", "set", "farm", "--no-quota"]);
+    assert!(origin.ctl(&env, &args).ok());
     let out = origin.ctl(&env, &["push", "watch", "999"]);
     assert!(
         out.code == Some(1) && out.stderr.contains("not found"),

@@ -181,6 +181,9 @@ enum SiteCmd {
         /// (repeatable); pushes use the link only inside one. None: any time.
         #[arg(long = "window")]
         windows: Vec<String>,
+        /// Disk quota for the site's content (e.g. 20GiB): pushes past it are refused.
+        #[arg(long, value_parser = sitecast_runtime::size::parse)]
+        quota: Option<u64>,
         /// How long the join token is valid (e.g. 2h; default 24h, at most 365days).
         #[arg(long)]
         join_token_ttl: Option<String>,
@@ -220,6 +223,12 @@ enum SiteCmd {
         /// Remove every window: the link may be used any time.
         #[arg(long)]
         no_windows: bool,
+        /// Disk quota for the site's content (e.g. 20GiB).
+        #[arg(long, value_parser = sitecast_runtime::size::parse, conflicts_with = "no_quota")]
+        quota: Option<u64>,
+        /// Remove the quota.
+        #[arg(long)]
+        no_quota: bool,
     },
     /// List sites.
     List,
@@ -484,6 +493,7 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
                 https_names,
                 time_zone,
                 windows,
+                quota,
                 join_token_ttl,
             } => {
                 let v = c
@@ -491,7 +501,7 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
                         "/api/v1/sites",
                         &json!({"name": name, "labels": labels_json(&labels)?, "max_rate": max_rate,
                             "https_names": https_names, "join_token_ttl": join_token_ttl,
-                            "time_zone": time_zone, "windows": windows}),
+                            "time_zone": time_zone, "windows": windows, "quota": quota}),
                     )
                     .await?;
                 if out == Output::Text {
@@ -521,6 +531,8 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
                 time_zone,
                 windows,
                 no_windows,
+                quota,
+                no_quota,
             } => {
                 let mut body = serde_json::Map::new();
                 if !labels.is_empty() {
@@ -541,6 +553,11 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
                 }
                 if !windows.is_empty() || no_windows {
                     body.insert("windows".into(), json!(windows));
+                }
+                if let Some(q) = quota {
+                    body.insert("quota".into(), json!(q));
+                } else if no_quota {
+                    body.insert("quota".into(), Value::Null);
                 }
                 c.patch(
                     &format!("/api/v1/sites/{}", seg(&name)),

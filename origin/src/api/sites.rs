@@ -8,8 +8,8 @@ use axum::Json;
 use serde::Deserialize;
 
 use super::validate::{
-    check_https_names, check_labels, check_rate, check_time_zone, check_windows, double_option,
-    ttl, unique_labels, unique_labels_opt,
+    check_https_names, check_labels, check_quota, check_rate, check_time_zone, check_windows,
+    double_option, ttl, unique_labels, unique_labels_opt,
 };
 use super::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, AppState};
 use crate::db::{self, Labels};
@@ -36,6 +36,9 @@ pub(super) struct NewSite {
     /// Recurring transfer windows (`mon-fri 01:00 4h`); none = any time.
     #[serde(default)]
     windows: Vec<String>,
+    /// Disk quota in bytes.
+    #[serde(default)]
+    quota: Option<u64>,
 }
 
 /// The default lifetime of a join token.
@@ -66,6 +69,7 @@ impl NewSite {
         if let Some(tz) = &self.time_zone {
             check_time_zone("time_zone", tz)?;
         }
+        check_quota("quota", self.quota)?;
         let ttl = token_ttl("join_token_ttl", self.join_token_ttl.as_deref())?;
         Ok((
             check_https_names("https_names", &self.https_names)?,
@@ -115,6 +119,7 @@ pub(super) async fn create(
                 expires,
             )?;
             db::schedule::set_site(&tx, &req.name, req.time_zone.as_deref(), Some(&windows))?;
+            db::schedule::set_quota(&tx, &req.name, Some(req.quota))?;
             let site = db::sites::get(&tx, &req.name)?;
             tx.commit()?;
             site.ok_or_else(|| {
@@ -210,6 +215,9 @@ pub(super) struct SitePatch {
     /// The whole new list of transfer windows (`[]`: any time).
     #[serde(default)]
     windows: Option<Vec<String>>,
+    /// The disk quota in bytes; `null` removes it.
+    #[serde(default, deserialize_with = "double_option")]
+    quota: Option<Option<u64>>,
 }
 
 /// What `PATCH /sites/{name}` stores besides labels and the cap: HTTPS names and windows.
@@ -223,11 +231,13 @@ impl SitePatch {
             && self.https_names.is_none()
             && self.time_zone.is_none()
             && self.windows.is_none()
+            && self.quota.is_none()
         {
             return Err(ApiError::bad_request(
-                "nothing to change: give labels, max_rate, https_names, time_zone and/or windows",
+                "nothing to change: give labels, max_rate, https_names, time_zone, windows and/or quota",
             ));
         }
+        check_quota("quota", self.quota.flatten())?;
         if let Some(l) = &self.labels {
             check_labels(l)?;
         }
@@ -259,11 +269,12 @@ pub(super) async fn patch(
 ) -> ApiResult<Response> {
     let (https, windows) = req.validate()?;
     let n = name.clone();
-    let (labels, rate, tz) = (req.labels, req.max_rate, req.time_zone);
+    let (labels, rate, tz, quota) = (req.labels, req.max_rate, req.time_zone, req.quota);
     let site = core
         .db
         .call(move |c| {
             db::schedule::set_site(c, &n, tz.as_deref(), windows.as_deref())?;
+            db::schedule::set_quota(c, &n, quota)?;
             db::sites::update(c, &n, labels.as_ref(), rate, https.as_deref())
         })
         .await?

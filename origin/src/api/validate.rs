@@ -43,6 +43,20 @@ pub(crate) fn check_rate(field: &str, rate: Option<u64>) -> ApiResult<()> {
     }
 }
 
+/// A disk quota: 1 byte to 2^63−1 bytes, or null for none.
+pub(crate) fn check_quota(field: &str, quota: Option<u64>) -> ApiResult<()> {
+    match quota {
+        Some(0) => Err(ApiError::bad_request(format!(
+            "{field} must be more than 0 bytes, or null for no quota"
+        ))),
+        Some(q) if i64::try_from(q).is_err() => Err(ApiError::bad_request(format!(
+            "{field} {q} is out of range: at most {} bytes",
+            i64::MAX
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Most names one HTTPS certificate is issued for.
 pub(crate) const MAX_HTTPS_NAMES: usize = 100;
 

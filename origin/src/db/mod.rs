@@ -171,6 +171,8 @@ pub struct SiteInfo {
     pub time_zone: String,
     /// Recurring transfer windows (`mon-fri 01:00 4h`); empty = the link may be used any time.
     pub windows: Vec<String>,
+    /// Disk quota in bytes: pushes that would take its content past it are refused.
+    pub quota: Option<u64>,
     /// Enrolled nodes.
     pub nodes: Vec<NodeInfo>,
 }

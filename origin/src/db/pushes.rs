@@ -225,6 +225,7 @@ pub(crate) fn create(c: &mut Connection, p: &NewPush) -> Result<PushInfo> {
     for s in &sites {
         recompute(&tx, id, s)?; // complete at once when the site held everything
     }
+    check_quotas(&tx, &sites)?;
     super::sites::bump_desired(&tx, &sites)?;
     let info = get(&tx, id)?.ok_or_else(|| Error::NotFound(format!("push {id} not found")))?;
     tx.commit()?;
@@ -587,6 +588,39 @@ pub(crate) fn desired_state(
         .map(|(_, m)| m)
         .collect();
     Ok(Some((revision, artifacts)))
+}
+
+/// Refuse (Conflict, naming each) sites whose desired state would hold more distinct blob
+/// bytes than their quota.
+fn check_quotas(c: &Connection, sites: &[String]) -> Result<()> {
+    let mut over = Vec::new();
+    for s in sites {
+        let quota: Option<i64> = c
+            .query_row("SELECT quota FROM sites WHERE name = ?1", [s], |r| r.get(0))
+            .optional()?
+            .flatten();
+        let Some(quota) = quota.map(u64_of) else {
+            continue;
+        };
+        let mut blobs = BTreeSet::new();
+        let total: u64 = desired_with_push(c, s)?
+            .into_iter()
+            .filter(|(_, m)| blobs.insert(m.blob))
+            .map(|(_, m)| m.len)
+            .sum();
+        if total > quota {
+            over.push(format!(
+                "{s} would hold {total} bytes, its quota is {quota}"
+            ));
+        }
+    }
+    if over.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Conflict(format!(
+        "the push exceeds site disk quotas: {} (raise the quota with `ctl site set NAME --quota`, or push less)",
+        over.join("; ")
+    )))
 }
 
 /// The site's desired artifacts (the newest live push of each path), by path, each with the

@@ -38,6 +38,17 @@ pub(crate) fn set_site(
     Ok(n == 1)
 }
 
+/// Set (`Some(Some(bytes))`) or remove (`Some(None)`) a site's disk quota.
+pub(crate) fn set_quota(c: &Connection, site: &str, quota: Option<Option<u64>>) -> Result<()> {
+    if let Some(q) = quota {
+        c.execute(
+            "UPDATE sites SET quota = ?2 WHERE name = ?1",
+            params![site, q.map(super::i64_of)],
+        )?;
+    }
+    Ok(())
+}
+
 /// A push's start time and windows as the API shows them.
 pub(crate) fn push_schedule(
     c: &Connection,

@@ -81,10 +81,20 @@ fn nodes(c: &Connection, site: &str) -> Result<Vec<NodeInfo>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-type SiteRow = (String, String, Option<i64>, i64, String, String, String);
+type SiteRow = (
+    String,
+    String,
+    Option<i64>,
+    i64,
+    String,
+    String,
+    String,
+    Option<i64>,
+);
 
 /// The columns `site_row` reads, in order.
-const SITE_COLUMNS: &str = "name, labels, max_rate, created, https_names, time_zone, windows";
+const SITE_COLUMNS: &str =
+    "name, labels, max_rate, created, https_names, time_zone, windows, quota";
 
 fn site_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SiteRow> {
     Ok((
@@ -95,6 +105,7 @@ fn site_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SiteRow> {
         r.get(4)?,
         r.get(5)?,
         r.get(6)?,
+        r.get(7)?,
     ))
 }
 
@@ -111,7 +122,7 @@ fn names_from_json(s: &str) -> Result<Vec<String>> {
 
 fn info(
     c: &Connection,
-    (name, labels, max_rate, created, https, time_zone, windows): SiteRow,
+    (name, labels, max_rate, created, https, time_zone, windows, quota): SiteRow,
 ) -> Result<SiteInfo> {
     Ok(SiteInfo {
         nodes: nodes(c, &name)?,
@@ -121,6 +132,7 @@ fn info(
         https_names: names_from_json(&https)?,
         windows: super::schedule::windows_from_json("sites.windows", &windows)?,
         time_zone,
+        quota: quota.map(u64_of),
         name,
     })
 }
