@@ -38,8 +38,13 @@ fn site_of<'a>(push: &'a Value, site: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no site {site} in {push}"))
 }
 
-fn log_has(edge: &Edge, what: &str) -> bool {
-    std::fs::read_to_string(edge.log()).is_ok_and(|l| l.contains(what))
+/// Wait (at most 30 s) until the edge's log says `what`.
+fn wait_log(env: &TestEnv, edge: &Edge, what: &str) {
+    let said = || std::fs::read_to_string(edge.log()).is_ok_and(|l| l.contains(what));
+    assert!(
+        eventually(env.cap(Duration::from_secs(30)), said),
+        "the edge never logged {what:?}"
+    );
 }
 
 #[test]
@@ -106,13 +111,7 @@ fn pushes_wait_for_their_start_and_windows_and_pause_without_resending() {
     let s = site_of(&v, "farm");
     assert_eq!(s["state"], "waiting_window", "{v}");
     assert!(s["held_until"].is_string(), "{v}");
-    assert!(
-        eventually(env.cap(Duration::from_secs(30)), || log_has(
-            &edge,
-            "transfer holds applied"
-        )),
-        "the edge never applied the holds"
-    );
+    wait_log(&env, &edge, "transfer holds applied");
 
     // B: no window, starts in 2 s; it is `scheduled`, then completes although A is held.
     let start = (unix_now() + 2).cast_signed();
@@ -159,13 +158,7 @@ fn pushes_wait_for_their_start_and_windows_and_pause_without_resending() {
     let v = origin.wait_push_until(&env, &c, Duration::from_secs(10), "c held", |v| {
         site_of(v, "farm")["state"] == "waiting_window"
     });
-    assert!(
-        eventually(env.cap(Duration::from_secs(20)), || log_has(
-            &edge,
-            "transfer paused"
-        )),
-        "the edge never paused"
-    );
+    wait_log(&env, &edge, "transfer paused");
     let paused = origin.push_show(&env, &c);
     let sent = site_of(&paused, "farm")["payload_bytes"].as_u64().unwrap();
     assert!(sent < 6 << 20, "{v}");
@@ -249,13 +242,7 @@ fn paused_or_outranked_pushes_stop_at_a_chunk_and_resume_from_there() {
         (Some("paused"), Some("paused")),
         "{v}"
     );
-    assert!(
-        eventually(env.cap(Duration::from_secs(20)), || log_has(
-            &edge,
-            "transfer paused"
-        )),
-        "the edge never paused"
-    );
+    wait_log(&env, &edge, "transfer paused");
     let v = origin.ctl_json(&env, &["push", "resume", &low]);
     assert!(v["paused"].is_null() && v["state"] == "in_progress", "{v}");
     // The all-pushes stream shows the one in progress (curl gives up after 2 s: it never ends).

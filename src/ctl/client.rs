@@ -125,14 +125,16 @@ impl Client {
         rb
     }
 
+    fn unreachable(&self, e: &reqwest::Error) -> ApiError {
+        ApiError::Transport(format!(
+            "cannot reach the origin API at {}: {}",
+            self.base,
+            error_chain(e)
+        ))
+    }
+
     async fn send(&self, rb: reqwest::RequestBuilder) -> Result<Value, ApiError> {
-        let resp = rb.send().await.map_err(|e| {
-            ApiError::Transport(format!(
-                "cannot reach the origin API at {}: {}",
-                self.base,
-                error_chain(&e)
-            ))
-        })?;
+        let resp = rb.send().await.map_err(|e| self.unreachable(&e))?;
         let status = resp.status();
         let bytes = resp
             .bytes()
@@ -158,11 +160,7 @@ impl Client {
         if status.is_success() {
             Ok(v)
         } else {
-            Err(ApiError::Api {
-                status,
-                code: v["error"]["code"].as_str().unwrap_or("unknown").to_owned(),
-                message: v["error"]["message"].as_str().unwrap_or("").to_owned(),
-            })
+            Err(refused(status, &v))
         }
     }
 
@@ -201,13 +199,7 @@ impl Client {
             .request(Method::POST, path)
             .header(reqwest::header::ACCEPT, "application/x-ndjson")
             .json(body);
-        let resp = rb.send().await.map_err(|e| {
-            ApiError::Transport(format!(
-                "cannot reach the origin API at {}: {}",
-                self.base,
-                error_chain(&e)
-            ))
-        })?;
+        let resp = rb.send().await.map_err(|e| self.unreachable(&e))?;
         if !resp.status().is_success()
             || !resp
                 .headers()
@@ -221,11 +213,7 @@ impl Client {
             if status.is_success() {
                 return Ok(v);
             }
-            return Err(ApiError::Api {
-                status,
-                code: v["error"]["code"].as_str().unwrap_or("unknown").to_owned(),
-                message: v["error"]["message"].as_str().unwrap_or("").to_owned(),
-            });
+            return Err(refused(status, &v));
         }
         let mut stream = resp.bytes_stream();
         let (mut buf, mut last) = (Vec::new(), Value::Null);
@@ -256,21 +244,11 @@ impl Client {
         let rb = self
             .request(Method::GET, path)
             .header(reqwest::header::ACCEPT, "text/event-stream");
-        let resp = rb.send().await.map_err(|e| {
-            ApiError::Transport(format!(
-                "cannot reach the origin API at {}: {}",
-                self.base,
-                error_chain(&e)
-            ))
-        })?;
+        let resp = rb.send().await.map_err(|e| self.unreachable(&e))?;
         let status = resp.status();
         if !status.is_success() {
             let v: Value = resp.json().await.unwrap_or(Value::Null);
-            return Err(ApiError::Api {
-                status,
-                code: v["error"]["code"].as_str().unwrap_or("unknown").to_owned(),
-                message: v["error"]["message"].as_str().unwrap_or("").to_owned(),
-            });
+            return Err(refused(status, &v));
         }
         let mut stream = resp.bytes_stream();
         let mut buf = Vec::new();
@@ -349,4 +327,13 @@ pub(crate) fn encode_path(path: &str) -> String {
         format!("/{path}")
     };
     percent_encoding::utf8_percent_encode(&p, SET).to_string()
+}
+
+/// The API's JSON error answer as an [`ApiError`].
+fn refused(status: StatusCode, v: &Value) -> ApiError {
+    ApiError::Api {
+        status,
+        code: v["error"]["code"].as_str().unwrap_or("unknown").to_owned(),
+        message: v["error"]["message"].as_str().unwrap_or("").to_owned(),
+    }
 }

@@ -173,6 +173,11 @@ async fn set_paused(core: AppState, id: i64, paused: bool) -> ApiResult<Response
     tracing::info!(push = id, sites = ?sites, paused, "push paused or resumed");
     core.sites_changed();
     core.pushes_changed();
+    shown(&core, id).await
+}
+
+/// Push `id` as `GET /pushes/{id}` shows it (404 when gone).
+async fn shown(core: &AppState, id: i64) -> ApiResult<Response> {
     let push = core
         .db
         .call(move |c| db::pushes::get(c, id))
@@ -198,10 +203,5 @@ pub(super) async fn cancel(
     if let Err(e) = core.collect_replaced(Some(id)).await {
         tracing::warn!(error = %e, "collecting the cancelled push's content failed");
     }
-    let push = core
-        .db
-        .call(move |c| db::pushes::get(c, id))
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("push {id} not found")))?;
-    Ok(Json(push).into_response())
+    shown(&core, id).await
 }

@@ -182,18 +182,7 @@ pub(crate) fn list_grants(c: &Connection) -> Result<Vec<GrantInfo>> {
         i64,
         i64,
     )> = st
-        .query_map([], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
-            ))
-        })?
+        .query_map([], |r| r.try_into())?
         .collect::<rusqlite::Result<_>>()?;
     rows.into_iter()
         .map(|(id, user, path, site, labels, read, list, created)| {

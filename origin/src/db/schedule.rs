@@ -125,16 +125,7 @@ pub(crate) fn gates(c: &Connection, site: &str, now: i64) -> Result<Option<Gates
     )?;
     type Row = (i64, Option<i64>, String, i64, String, Option<i64>);
     let rows: Vec<Row> = st
-        .query_map([site], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            ))
-        })?
+        .query_map([site], |r| r.try_into())?
         .collect::<rusqlite::Result<_>>()?;
     let mut g = Gates::default();
     // The highest priority among the pushes that may transfer now and have not failed.

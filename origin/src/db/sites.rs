@@ -97,16 +97,7 @@ const SITE_COLUMNS: &str =
     "name, labels, max_rate, created, https_names, time_zone, windows, quota";
 
 fn site_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SiteRow> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-    ))
+    r.try_into()
 }
 
 fn names_json(names: &[String]) -> String {
