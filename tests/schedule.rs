@@ -38,6 +38,12 @@ fn site_of<'a>(push: &'a Value, site: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no site {site} in {push}"))
 }
 
+/// `ctl ARGS` fails (exit 1) saying `why`.
+fn refused(env: &TestEnv, origin: &Origin, args: &[&str], why: &str) {
+    let out = origin.ctl(env, args);
+    assert!(out.code == Some(1) && out.stderr.contains(why), "{out:?}");
+}
+
 /// Wait (at most 30 s) until the edge's log says `what`.
 fn wait_log(env: &TestEnv, edge: &Edge, what: &str) {
     let said = || std::fs::read_to_string(edge.log()).is_ok_and(|l| l.contains(what));
@@ -53,13 +59,11 @@ fn pushes_wait_for_their_start_and_windows_and_pause_without_resending() {
     let origin = Origin::start(&env);
 
     // Bad input: one clear answer, nothing created.
-    let out = origin.ctl(
+    refused(
         &env,
+        &origin,
         &["site", "create", "x", "--time-zone", "Mars/Olympus"],
-    );
-    assert!(
-        out.code == Some(1) && out.stderr.contains("IANA"),
-        "{out:?}"
+        "IANA",
     );
     let token = origin.create_site(&env, "farm", &["--time-zone", TZ]);
     let site = origin.ctl_json(&env, &["site", "show", "farm"]);
@@ -69,8 +73,9 @@ fn pushes_wait_for_their_start_and_windows_and_pause_without_resending() {
         write_random(&file, u64::from(f.as_bytes()[0]), 6 << 20);
         origin.upload(&env, &file, &format!("/fw/{f}.bin"));
     }
-    let out = origin.ctl(
+    refused(
         &env,
+        &origin,
         &[
             "push",
             "create",
@@ -81,10 +86,7 @@ fn pushes_wait_for_their_start_and_windows_and_pause_without_resending() {
             "--window",
             "funday",
         ],
-    );
-    assert!(
-        out.code == Some(1) && out.stderr.contains("mon-fri 01:00 4h"),
-        "{out:?}"
+        "mon-fri 01:00 4h",
     );
     assert_eq!(
         origin.ctl_json(&env, &["push", "list"])["pushes"],
@@ -199,8 +201,9 @@ fn paused_or_outranked_pushes_stop_at_a_chunk_and_resume_from_there() {
         write_random(&file, len as u64, len);
         origin.upload(&env, &file, &format!("/fw/{f}.bin"));
     }
-    let out = origin.ctl(
+    refused(
         &env,
+        &origin,
         &[
             "push",
             "create",
@@ -211,10 +214,7 @@ fn paused_or_outranked_pushes_stop_at_a_chunk_and_resume_from_there() {
             "--priority",
             "1001",
         ],
-    );
-    assert!(
-        out.code == Some(1) && out.stderr.contains("-1000..=1000"),
-        "{out:?}"
+        "-1000..=1000",
     );
     let edge = Edge::start(&env, origin.quic, Some(&token), &env.path("edge"), &[]);
     let low = origin.push(
@@ -318,10 +318,11 @@ fn paused_or_outranked_pushes_stop_at_a_chunk_and_resume_from_there() {
         "{last}"
     );
     // A disk quota: a push that would take the site's content past it is refused, whole.
-    let out = origin.ctl(&env, &["site", "set", "farm", "--quota", "0"]);
-    assert!(
-        out.code == Some(1) && out.stderr.contains("more than 0 bytes"),
-        "{out:?}"
+    refused(
+        &env,
+        &origin,
+        &["site", "set", "farm", "--quota", "0"],
+        "more than 0 bytes",
     );
     let v = origin.ctl_json(&env, &["site", "set", "farm", "--quota", "7MiB"]);
     assert_eq!(v["quota"], 7 << 20, "{v}");
@@ -337,14 +338,8 @@ fn paused_or_outranked_pushes_stop_at_a_chunk_and_resume_from_there() {
         "--site",
         "farm",
     ];
-    let out = origin.ctl(&env, &args);
-    assert!(
-        out.code == Some(1)
-            && out
-                .stderr
-                .contains("farm would hold 8388608 bytes, its quota is 7340032"),
-        "{out:?}"
-    );
+    let why = "farm would hold 8388608 bytes, its quota is 7340032";
+    refused(&env, &origin, &args, why);
     let now = origin.ctl_json(&env, &["push", "list"])["pushes"]
         .as_array()
         .unwrap()
@@ -352,9 +347,5 @@ fn paused_or_outranked_pushes_stop_at_a_chunk_and_resume_from_there() {
     assert_eq!(now, pushes, "a refused push leaves nothing");
     origin.ctl_ok(&env, &["site", "set", "farm", "--no-quota"]);
     assert!(origin.ctl(&env, &args).ok());
-    let out = origin.ctl(&env, &["push", "watch", "999"]);
-    assert!(
-        out.code == Some(1) && out.stderr.contains("not found"),
-        "{out:?}"
-    );
+    refused(&env, &origin, &["push", "watch", "999"], "not found");
 }
