@@ -437,20 +437,32 @@ pub(crate) fn bump_config_all(c: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// The rate a site's chunk streams are paced at: the smallest of the site's `max_rate` and the
-/// `max_rate` of its unfinished pushes; None = unlimited.
-pub(crate) fn effective_rate(c: &Connection, site: &str) -> Result<Option<u64>> {
-    let r: Option<i64> = c.query_row(
-        "SELECT MIN(r) FROM (
-            SELECT max_rate AS r FROM sites WHERE name = ?1 AND max_rate IS NOT NULL
-            UNION ALL
-            SELECT p.max_rate FROM pushes p JOIN push_sites ps ON ps.push = p.id
-             WHERE ps.site = ?1 AND ps.state NOT IN ('complete', 'cancelled')
-               AND ps.site_deleted IS NULL AND p.max_rate IS NOT NULL)",
-        [site],
-        |r| r.get(0),
+/// The rate a site's chunk streams are paced at `now`: the smallest of the site's `max_rate`
+/// and the `max_rate` of its unfinished pushes that may transfer now (a held push's cap does
+/// not slow the one that has the link); None = unlimited.
+pub(crate) fn effective_rate(c: &Connection, site: &str, now: i64) -> Result<Option<u64>> {
+    let held = super::schedule::gates(c, site, now)?
+        .map(|g| g.pushes)
+        .unwrap_or_default();
+    let site_rate: Option<i64> = c
+        .query_row("SELECT max_rate FROM sites WHERE name = ?1", [site], |r| {
+            r.get(0)
+        })
+        .optional()?
+        .flatten();
+    let mut st = c.prepare_cached(
+        "SELECT p.id, p.max_rate FROM pushes p JOIN push_sites ps ON ps.push = p.id
+         WHERE ps.site = ?1 AND ps.state NOT IN ('complete', 'cancelled')
+           AND ps.site_deleted IS NULL AND p.max_rate IS NOT NULL",
     )?;
-    Ok(r.map(u64_of))
+    let rows: Vec<(i64, i64)> = st
+        .query_map([site], |r| r.try_into())?
+        .collect::<rusqlite::Result<_>>()?;
+    let pushes = rows
+        .into_iter()
+        .filter(|(id, _)| !held.contains_key(id))
+        .map(|(_, r)| r);
+    Ok(site_rate.into_iter().chain(pushes).min().map(u64_of))
 }
 
 /// Add to a site's persistent sent-bytes counters.

@@ -5,6 +5,7 @@ use sitecast_protocol::{chunk_all, BlobRecipe, CatalogPath};
 
 use super::pushes::NewPush;
 use super::*;
+use crate::util::now;
 
 fn db() -> (tempfile::TempDir, Db) {
     let dir = tempfile::tempdir().unwrap();
@@ -334,8 +335,13 @@ fn push_lifecycle_from_reports() {
             rev_before,
             "untargeted site unchanged"
         );
-        assert_eq!(sites::effective_rate(c, "s1")?, Some(1000));
-        assert_eq!(sites::effective_rate(c, "s3")?, None);
+        assert_eq!(sites::effective_rate(c, "s1", now())?, Some(1000));
+        assert_eq!(sites::effective_rate(c, "s3", now())?, None);
+        // A paused (held) push's cap no longer paces the site.
+        super::schedule::set_paused(c, push.id, true)?;
+        assert_eq!(sites::effective_rate(c, "s1", now())?, None);
+        super::schedule::set_paused(c, push.id, false)?;
+        assert_eq!(sites::effective_rate(c, "s1", now())?, Some(1000));
         let (_, desired) = pushes::desired_state(c, "s1")?.unwrap();
         assert_eq!(desired.len(), 2);
         assert!(pushes::site_has_blob(c, "s1", &r1.blake3)?);

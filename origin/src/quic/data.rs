@@ -164,7 +164,7 @@ pub(super) async fn chunks(
     let site = peer.site.to_string();
     let rate = core
         .db
-        .call(move |c| db::sites::effective_rate(c, &site))
+        .call(move |c| db::sites::effective_rate(c, &site, crate::util::now()))
         .await?;
     let bucket = core.buckets.get(&peer.site, rate);
     let mut hold = HoldCheck::new(core, &peer.site, blob).await?;
