@@ -33,6 +33,7 @@ mod ingest;
 mod quic;
 mod registry;
 mod schedule;
+mod selector;
 mod server;
 mod upstream;
 mod util;

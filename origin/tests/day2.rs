@@ -337,3 +337,90 @@ async fn users_sites_and_grants_are_edited_in_place_and_pushes_cancelled() {
     .await
     .unwrap();
 }
+
+/// Sites chosen by a label expression: equality, inequality, sets and existence; a bad
+/// expression is a 400 that shows the syntax; names and an expression together are refused.
+#[tokio::test]
+async fn pushes_choose_sites_by_label_expressions() {
+    tokio::time::timeout(T, async {
+        let o = Origin::start().await;
+        for (name, labels) in [
+            (
+                "hub-1",
+                json!({"province": "gansu", "tier": "hub", "region": "north"}),
+            ),
+            (
+                "farm-1",
+                json!({"province": "gansu", "tier": "farm", "region": "west"}),
+            ),
+            (
+                "farm-2",
+                json!({"province": "gansu", "tier": "farm", "region": "south"}),
+            ),
+            ("other", json!({"province": "hebei"})),
+        ] {
+            let (s, v) = o
+                .json(
+                    Method::POST,
+                    "/api/v1/sites",
+                    Some(json!({"name": name, "labels": labels})),
+                )
+                .await;
+            assert_eq!(s, 201, "{v}");
+        }
+        let r = o
+            .http
+            .put(o.url("/api/v1/artifacts/fw/a.bin"))
+            .bearer_auth(&o.token)
+            .body(bytes(7, 10_000))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let push = |selector: &'static str| {
+            o.json(
+                Method::POST,
+                "/api/v1/pushes",
+                Some(json!({"content": ["/fw/a.bin"], "selector": selector})),
+            )
+        };
+        let sites = |v: &Value| -> Vec<String> {
+            v["sites"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["site"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let (s, v) = push("province=gansu,tier!=hub").await;
+        assert_eq!(
+            (s, sites(&v)),
+            (201, vec!["farm-1".into(), "farm-2".into()])
+        );
+        let (s, v) = push("region in (north, west)").await;
+        assert_eq!((s, sites(&v)), (201, vec!["farm-1".into(), "hub-1".into()]));
+        let (s, v) = push("!tier").await;
+        assert_eq!((s, sites(&v)), (201, vec!["other".to_owned()]));
+        let (s, v) = push("region in north").await;
+        assert_eq!(s, 400, "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("region in (north,west)"),
+            "{v}"
+        );
+        let (s, _) = push("tier=nowhere").await;
+        assert_eq!(s, 400, "no site matches");
+        let (s, _) = o
+            .json(
+                Method::POST,
+                "/api/v1/pushes",
+                Some(json!({"content": ["/fw/a.bin"], "sites": ["other"], "selector": "tier"})),
+            )
+            .await;
+        assert_eq!(s, 400);
+    })
+    .await
+    .expect("timed out");
+}

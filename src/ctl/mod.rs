@@ -383,7 +383,7 @@ enum PushCmd {
         #[arg(
             long = "site",
             num_args = 1..,
-            required_unless_present = "labels",
+            required_unless_present_any = ["labels", "selector"],
             conflicts_with = "labels"
         )]
         sites: Vec<String>,
@@ -400,6 +400,10 @@ enum PushCmd {
         /// a transfer still running when it closes pauses and continues in the next one.
         #[arg(long = "window")]
         windows: Vec<String>,
+        /// Target sites by a label expression, e.g. 'province=gansu,tier!=hub' or
+        /// 'region in (north,west)' (with --label, both must match).
+        #[arg(long, conflicts_with = "sites")]
+        selector: Option<String>,
         /// Where pushes compete for a site, an unfinished one of higher priority holds the
         /// others (strict): -1000..=1000, default 0.
         #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
@@ -842,6 +846,7 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
                 start_at,
                 windows,
                 priority,
+                selector,
             } => {
                 let labels = if labels.is_empty() {
                     Value::Null
@@ -853,7 +858,7 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
                         "/api/v1/pushes",
                         &json!({"content": content, "images": images, "sites": sites, "labels": labels,
                             "max_rate": max_rate, "start_at": start_at, "windows": windows,
-                            "priority": priority}),
+                            "priority": priority, "selector": selector}),
                     )
                     .await?;
                 if out == Output::Text {

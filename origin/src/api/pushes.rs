@@ -11,6 +11,7 @@ use serde::Deserialize;
 use super::validate::{check_labels, check_rate, check_time, check_windows, unique_labels_opt};
 use super::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, AppState};
 use crate::db::{self, pushes::NewPush, Labels};
+use crate::selector::Selector;
 
 /// Longest accepted `wait_ms`.
 const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -37,21 +38,31 @@ pub(super) struct PushReq {
     /// -1000..=1000, default 0; higher first where pushes compete for a site.
     #[serde(default)]
     priority: i64,
+    /// A label expression (`province=gansu,tier!=hub`, `region in (north,west)`).
+    #[serde(default)]
+    selector: Option<String>,
 }
 
 impl PushReq {
-    /// Every check `create` makes before the database: the start time in unix seconds and
-    /// the windows as stored.
-    fn validate(&self) -> ApiResult<(Option<i64>, Vec<String>)> {
+    /// Every check `create` makes before the database: the start time in unix seconds, the
+    /// windows as stored and the parsed selector.
+    fn validate(&self) -> ApiResult<Checked> {
         check_rate("max_rate", self.max_rate)?;
         if let Some(l) = &self.labels {
             check_labels(l)?;
         }
-        if !self.sites.is_empty() && self.labels.as_ref().is_some_and(|l| !l.is_empty()) {
+        let by_labels =
+            self.labels.as_ref().is_some_and(|l| !l.is_empty()) || self.selector.is_some();
+        if !self.sites.is_empty() && by_labels {
             return Err(ApiError::bad_request(
                 "a push selects sites by name or by labels, not both",
             ));
         }
+        let selector = self
+            .selector
+            .as_deref()
+            .map(|s| Selector::parse(s).map_err(ApiError::bad_request))
+            .transpose()?;
         if !(-1000..=1000).contains(&self.priority) {
             return Err(ApiError::bad_request(format!(
                 "priority {} is out of range -1000..=1000",
@@ -63,9 +74,12 @@ impl PushReq {
             .as_deref()
             .map(|s| check_time("start_at", s))
             .transpose()?;
-        Ok((start_at, check_windows("windows", &self.windows)?))
+        Ok((start_at, check_windows("windows", &self.windows)?, selector))
     }
 }
+
+/// What [`PushReq::validate`] returns: start time, windows, selector.
+type Checked = (Option<i64>, Vec<String>, Option<Selector>);
 
 /// The checks of `POST /pushes` on a raw body, without the database (for
 /// [`super::check_body`]).
@@ -77,8 +91,9 @@ pub(super) async fn create(
     State(core): State<AppState>,
     ApiJson(req): ApiJson<PushReq>,
 ) -> ApiResult<Response> {
-    let (start_at, windows) = req.validate()?;
+    let (start_at, windows, selector) = req.validate()?;
     let p = NewPush {
+        selector,
         start_at,
         windows,
         priority: req.priority,

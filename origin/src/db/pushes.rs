@@ -44,6 +44,8 @@ pub(crate) struct NewPush {
     pub(crate) windows: Vec<String>,
     /// Higher first (strict) where pushes compete for a site.
     pub(crate) priority: i64,
+    /// A label expression the sites must also match (see [`crate::selector`]).
+    pub(crate) selector: Option<crate::selector::Selector>,
 }
 
 struct Resolved {
@@ -102,11 +104,16 @@ fn resolve_content(c: &Connection, content: &[String]) -> Result<Vec<Resolved>> 
     Ok(out.into_values().collect())
 }
 
-fn resolve_sites(c: &Connection, names: &[String], labels: Option<&Labels>) -> Result<Vec<String>> {
+fn resolve_sites(
+    c: &Connection,
+    names: &[String],
+    labels: Option<&Labels>,
+    selector: Option<&crate::selector::Selector>,
+) -> Result<Vec<String>> {
     let no_labels = match labels {
         Some(l) => l.is_empty(),
         None => true,
-    };
+    } && selector.is_none();
     if names.is_empty() && no_labels {
         return Err(Error::BadRequest(
             "name at least one site or a label selector".into(),
@@ -120,9 +127,10 @@ fn resolve_sites(c: &Connection, names: &[String], labels: Option<&Labels>) -> R
         }
         out.insert(n.clone());
     }
-    if let Some(sel) = labels.filter(|l| !l.is_empty()) {
+    if !no_labels {
         for (s, l) in &all {
-            if labels_match(l, sel) {
+            let by_labels = labels.is_none_or(|sel| labels_match(l, sel));
+            if by_labels && selector.is_none_or(|sel| sel.matches(l)) {
                 out.insert(s.clone());
             }
         }
@@ -150,7 +158,7 @@ pub(crate) fn create(c: &mut Connection, p: &NewPush) -> Result<PushInfo> {
         sha256: b.sha256,
         modified: 0,
     }));
-    let sites = resolve_sites(&tx, &p.sites, p.labels.as_ref())?;
+    let sites = resolve_sites(&tx, &p.sites, p.labels.as_ref(), p.selector.as_ref())?;
     let content_json =
         serde_json::to_string(&p.content).map_err(|e| Error::BadRequest(e.to_string()))?;
     tx.execute(
