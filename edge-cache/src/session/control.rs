@@ -289,17 +289,23 @@ pub(crate) async fn run(core: Arc<Core>, shared: Arc<Shared>, control: Control) 
             tracing::debug!("HTTPS certificate requested");
         }
         let mut full = true;
-        let mut stats_due = tokio::time::Instant::now();
-        let mut stats_held: Option<usize> = None;
+        // When NodeStats were last sent, and how many artifacts they said it serves.
+        let mut stats_sent: Option<(tokio::time::Instant, usize)> = None;
+        // Every EVERY, and STATS_SOON after the last when what it serves changed.
+        let stats_wake = |sent: Option<(tokio::time::Instant, usize)>| {
+            sent.map(|(at, held)| {
+                let changed = held != core.catalog.published().len();
+                at + if changed {
+                    STATS_SOON
+                } else {
+                    super::stats::EVERY
+                }
+            })
+        };
         loop {
             let now = tokio::time::Instant::now();
-            let held = core.catalog.published().len();
-            // Due, or what it serves changed (at most every STATS_SOON).
-            let moved = stats_held != Some(held)
-                && stats_due.saturating_duration_since(now) <= super::stats::EVERY - STATS_SOON;
-            if now >= stats_due || moved {
-                stats_due = now + super::stats::EVERY;
-                stats_held = Some(held);
+            if stats_wake(stats_sent).is_none_or(|t| now >= t) {
+                stats_sent = Some((now, core.catalog.published().len()));
                 match super::stats::collect(&core, &shared).await {
                     Ok(s) => {
                         if let Err(e) = write_frame(&mut send, &s.into()).await {
@@ -319,12 +325,7 @@ pub(crate) async fn run(core: Arc<Core>, shared: Arc<Shared>, control: Control) 
                 tracing::debug!(full, artifacts = n, "status report sent");
             }
             full = false;
-            // A change in what it serves not yet sent goes out STATS_SOON after the last.
-            let wake = if stats_held == Some(core.catalog.published().len()) {
-                stats_due
-            } else {
-                stats_due - super::stats::EVERY + STATS_SOON
-            };
+            let wake = stats_wake(stats_sent).unwrap_or(now);
             tokio::select! {
                 () = shared.report.notified() => tokio::time::sleep(COALESCE).await,
                 () = tokio::time::sleep_until(wake) => {}

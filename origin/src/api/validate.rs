@@ -29,32 +29,28 @@ pub(crate) fn ttl(
     Ok(d)
 }
 
-/// A rate in bytes/s: more than 0, at most what the database holds (`i64::MAX`).
-pub(crate) fn check_rate(field: &str, rate: Option<u64>) -> ApiResult<()> {
-    match rate {
+/// A positive amount in `unit` that the database can hold (`i64::MAX`); null means `none`.
+fn check_positive(field: &str, v: Option<u64>, unit: &str, none: &str) -> ApiResult<()> {
+    match v {
         Some(0) => Err(ApiError::bad_request(format!(
-            "{field} must be more than 0 bytes/s, or null for no limit"
+            "{field} must be more than 0 {unit}, or null for {none}"
         ))),
-        Some(r) if i64::try_from(r).is_err() => Err(ApiError::bad_request(format!(
-            "{field} {r} is out of range: at most {} bytes/s",
+        Some(n) if i64::try_from(n).is_err() => Err(ApiError::bad_request(format!(
+            "{field} {n} is out of range: at most {} {unit}",
             i64::MAX
         ))),
         _ => Ok(()),
     }
 }
 
+/// A rate in bytes/s: more than 0, at most what the database holds (`i64::MAX`).
+pub(crate) fn check_rate(field: &str, rate: Option<u64>) -> ApiResult<()> {
+    check_positive(field, rate, "bytes/s", "no limit")
+}
+
 /// A disk quota: 1 byte to 2^63−1 bytes, or null for none.
 pub(crate) fn check_quota(field: &str, quota: Option<u64>) -> ApiResult<()> {
-    match quota {
-        Some(0) => Err(ApiError::bad_request(format!(
-            "{field} must be more than 0 bytes, or null for no quota"
-        ))),
-        Some(q) if i64::try_from(q).is_err() => Err(ApiError::bad_request(format!(
-            "{field} {q} is out of range: at most {} bytes",
-            i64::MAX
-        ))),
-        _ => Ok(()),
-    }
+    check_positive(field, quota, "bytes", "no quota")
 }
 
 /// Most names one HTTPS certificate is issued for.

@@ -437,13 +437,14 @@ pub(crate) fn bump_config_all(c: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// The rate a site's chunk streams are paced at `now`: the smallest of the site's `max_rate`
-/// and the `max_rate` of its unfinished pushes that may transfer now (a held push's cap does
-/// not slow the one that has the link); None = unlimited.
-pub(crate) fn effective_rate(c: &Connection, site: &str, now: i64) -> Result<Option<u64>> {
-    let held = super::schedule::gates(c, site, now)?
-        .map(|g| g.pushes)
-        .unwrap_or_default();
+/// The rate a site's chunk streams are paced at: the smallest of the site's `max_rate` and the
+/// `max_rate` of its unfinished pushes not `held` (the site's gates: a held push's cap does not
+/// slow the one that has the link); None = unlimited.
+pub(crate) fn effective_rate(
+    c: &Connection,
+    site: &str,
+    held: &std::collections::BTreeMap<i64, crate::schedule::Held>,
+) -> Result<Option<u64>> {
     let site_rate: Option<i64> = c
         .query_row("SELECT max_rate FROM sites WHERE name = ?1", [site], |r| {
             r.get(0)

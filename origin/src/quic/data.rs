@@ -60,13 +60,14 @@ pub(super) async fn recipe(
     Ok(())
 }
 
-/// Whether a blob is held at a site (outside every window of the pushes supplying it), as last
-/// looked up; looked up again once any site or push changed or the clock passed the next
-/// window edge.
+/// Whether a blob is held at a site (outside every window of the pushes supplying it) and the
+/// rate the site is paced at, as last looked up (from one [`db::schedule::gates`]); looked up
+/// again once any site or push changed or the clock passed the next window edge.
 struct HoldCheck {
     generation: u64,
     recheck_at_ms: Option<i64>,
     held: bool,
+    rate: Option<u64>,
 }
 
 impl HoldCheck {
@@ -74,15 +75,19 @@ impl HoldCheck {
         let generation = *core.site_changes.borrow();
         let now_ms = crate::util::now_millis();
         let site = site.to_owned();
-        let gates = core
+        let (gates, rate) = core
             .db
-            .call(move |c| db::schedule::gates(c, &site, now_ms / 1000))
-            .await?
-            .unwrap_or_default();
+            .call(move |c| {
+                let gates = db::schedule::gates(c, &site, now_ms / 1000)?.unwrap_or_default();
+                let rate = db::sites::effective_rate(c, &site, &gates.pushes)?;
+                Ok((gates, rate))
+            })
+            .await?;
         Ok(Self {
             generation,
             recheck_at_ms: gates.next.map(|s| s * 1000),
             held: gates.blobs.contains(&blob),
+            rate,
         })
     }
 
@@ -161,13 +166,8 @@ pub(super) async fn chunks(
         reject(core, Some(peer), send, recv, ErrorCode::BadRequest, msg).await;
         return Ok(());
     }
-    let site = peer.site.to_string();
-    let rate = core
-        .db
-        .call(move |c| db::sites::effective_rate(c, &site, crate::util::now()))
-        .await?;
-    let bucket = core.buckets.get(&peer.site, rate);
     let mut hold = HoldCheck::new(core, &peer.site, blob).await?;
+    let bucket = core.buckets.get(&peer.site, hold.rate);
     let mut next = r.chunks.first().map(|id| read_chunk(core, *id));
     for (i, id) in r.chunks.iter().enumerate() {
         if hold.stale(core) {
