@@ -324,7 +324,8 @@ fn origin_and_edge(env: &TestEnv, cfg: &str) -> (Origin, Edge) {
 fn edge_killed_at_20_points_of_a_fetch_publishes_nothing_half() {
     let env = TestEnv::new("crash-edge", Duration::from_secs(600));
     let mut rng = Rng::new(seed() ^ 0xED6E);
-    let (origin, mut edge) = origin_and_edge(&env, "retry_failed = \"1s\"\n");
+    let (origin, mut edge) =
+        origin_and_edge(&env, "retry_failed = \"1s\"\nretry_failed_max = \"1s\"\n");
     let size = 12 * MIB;
     let mut current: Option<String> = None;
     for round in 0..POINTS {

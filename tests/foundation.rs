@@ -659,7 +659,7 @@ fn disk_full_edge_fails_cleanly_and_recovers() {
     let token = origin.create_site(&env, "s1", &[]);
     users_and_grants(&env, &origin, "s1");
     let cfg = env.path("edge.toml");
-    std::fs::write(&cfg, "retry_failed = \"1s\"\n").unwrap();
+    std::fs::write(&cfg, "retry_failed = \"1s\"\nretry_failed_max = \"1s\"\n").unwrap();
     let data = fs.dir.join("data");
     let edge = Edge::start(
         &env,

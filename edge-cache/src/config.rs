@@ -31,9 +31,14 @@ pub struct EdgeConfig {
     pub metrics_listen: SocketAddr,
     /// QUIC session tuning.
     pub quic: QuicConfig,
-    /// How soon a failed artifact is retried (e.g. after a full disk). Default `10s`.
+    /// How soon a failed artifact is retried (e.g. after a full disk). Default `10s`. Each
+    /// further consecutive failure doubles the wait, up to `retry_failed_max`; a new desired
+    /// state from the origin (a push, or `ctl push retry`) retries at once.
     #[serde(with = "humantime_serde")]
     pub retry_failed: Duration,
+    /// Longest wait between retries of a failing artifact. Default `5m`.
+    #[serde(with = "humantime_serde")]
+    pub retry_failed_max: Duration,
     /// HTTP server settings.
     pub http: HttpConfig,
     /// FTP server settings.
@@ -318,6 +323,7 @@ impl Default for EdgeConfig {
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9480)),
             quic: QuicConfig::default(),
             retry_failed: Duration::from_secs(10),
+            retry_failed_max: Duration::from_secs(300),
             http: HttpConfig::default(),
             ftp: FtpConfig::default(),
             sftp: SftpConfig::default(),
@@ -370,6 +376,7 @@ impl std::fmt::Debug for EdgeConfig {
             .field("metrics_listen", &self.metrics_listen)
             .field("quic", &self.quic)
             .field("retry_failed", &self.retry_failed)
+            .field("retry_failed_max", &self.retry_failed_max)
             .field("http", &self.http)
             .field("ftp", &self.ftp)
             .field("sftp", &self.sftp)
@@ -473,6 +480,9 @@ impl EdgeConfig {
         }
         if self.retry_failed.is_zero() {
             return bad("retry_failed must be > 0".into());
+        }
+        if self.retry_failed_max < self.retry_failed {
+            return bad("retry_failed_max must be at least retry_failed".into());
         }
         if self.http.auth_failures_before_429 == 0 {
             return bad("http.auth_failures_before_429 must be > 0".into());

@@ -32,6 +32,7 @@ pub mod fuzzing;
 mod ingest;
 mod quic;
 mod registry;
+mod rollout;
 mod schedule;
 mod selector;
 mod server;

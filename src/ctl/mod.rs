@@ -5,17 +5,17 @@ mod client;
 pub(crate) mod layout;
 mod output;
 mod progress;
+mod push;
 mod secret;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 
-use progress::{progress_bar, push_report, registry_token, upload, wait_push, watch_push};
+use progress::{progress_bar, push_report, registry_token, upload};
 
 pub(crate) use client::{encode_path, ApiError, Client};
 pub(crate) use output::id_text as output_id;
@@ -73,7 +73,7 @@ enum CtlCommand {
     Token(TokenCmd),
     /// Pushes of content to sites.
     #[command(subcommand)]
-    Push(PushCmd),
+    Push(push::PushCmd),
     /// OCI images in the origin's registry.
     #[command(subcommand)]
     Image(ImageCmd),
@@ -368,72 +368,7 @@ enum TokenCmd {
     Revoke { name: String },
 }
 
-#[derive(Subcommand)]
-enum PushCmd {
-    /// Push content to sites, now or later, inside transfer windows; prints the push id.
-    Create {
-        /// Artifact paths or prefixes (repeatable).
-        #[arg(long, num_args = 1.., required_unless_present = "images")]
-        content: Vec<String>,
-        /// Images (repeatable): `REPO:TAG`, `REPO@sha256:…`, or `REPO:PATTERN` with `*`/`?`
-        /// (`REPO:*` is every tag), e.g. `docker.io/library/nginx:1.27`.
-        #[arg(long = "image", num_args = 1..)]
-        images: Vec<String>,
-        /// Target sites by name (repeatable).
-        #[arg(
-            long = "site",
-            num_args = 1..,
-            required_unless_present_any = ["labels", "selector"],
-            conflicts_with = "labels"
-        )]
-        sites: Vec<String>,
-        /// Target sites by label k=v (repeatable; all must match).
-        #[arg(long = "label", value_parser = parse_label)]
-        labels: Vec<(String, String)>,
-        /// Bandwidth limit per site (e.g. 5Mbit/s).
-        #[arg(long, value_parser = crate::rate::parse_rate)]
-        max_rate: Option<u64>,
-        /// Start no earlier than this RFC 3339 time, e.g. 2026-12-05T01:00:00+08:00.
-        #[arg(long = "at")]
-        start_at: Option<String>,
-        /// A transfer window in each site's own time zone, e.g. '* 01:00 4h' (repeatable);
-        /// a transfer still running when it closes pauses and continues in the next one.
-        #[arg(long = "window")]
-        windows: Vec<String>,
-        /// Target sites by a label expression, e.g. 'province=gansu,tier!=hub' or
-        /// 'region in (north,west)' (with --label, both must match).
-        #[arg(long, conflicts_with = "sites")]
-        selector: Option<String>,
-        /// Where pushes compete for a site, an unfinished one of higher priority holds the
-        /// others (strict): -1000..=1000, default 0.
-        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
-        priority: i64,
-    },
-    /// Show a push with per-site progress.
-    Show { id: String },
-    /// List pushes.
-    List,
-    /// Cancel a push at every site where it is not complete: their edges stop fetching it and
-    /// keep (or go back to) what an earlier push gave them.
-    Cancel { id: String },
-    /// Pause a push at every site where it is unfinished: running transfers stop at a chunk
-    /// boundary and keep what arrived.
-    Pause { id: String },
-    /// Resume a paused push from where each site stopped.
-    Resume { id: String },
-    /// Watch a push live (its event stream): a progress bar per site with rate and ETA; exit 0
-    /// when it completes, 1 when it fails or is cancelled.
-    Watch { id: String },
-    /// Wait until a push completes (exit 0) or fails or times out (exit 1).
-    Wait {
-        id: String,
-        /// Give up after this many seconds.
-        #[arg(long)]
-        timeout: Option<u64>,
-    },
-}
-
-fn parse_label(s: &str) -> Result<(String, String), String> {
+pub(super) fn parse_label(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
         _ => Err(format!("invalid label {s:?}: expected key=value")),
@@ -441,7 +376,7 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 }
 
 /// Labels as a JSON object; a key given twice is refused (the last would silently win).
-fn labels_json(labels: &[(String, String)]) -> Result<Value, ApiError> {
+pub(super) fn labels_json(labels: &[(String, String)]) -> Result<Value, ApiError> {
     let mut map = BTreeMap::new();
     for (k, v) in labels {
         if map.insert(k.clone(), v.clone()).is_some() {
@@ -836,56 +771,7 @@ async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, A
             let v = archive::push(&reg, &file, &repo).await?;
             return push_report(out, &repo, v);
         }
-        CtlCommand::Push(p) => match p {
-            PushCmd::Create {
-                content,
-                images,
-                sites,
-                labels,
-                max_rate,
-                start_at,
-                windows,
-                priority,
-                selector,
-            } => {
-                let labels = if labels.is_empty() {
-                    Value::Null
-                } else {
-                    labels_json(&labels)?
-                };
-                let v = c
-                    .post(
-                        "/api/v1/pushes",
-                        &json!({"content": content, "images": images, "sites": sites, "labels": labels,
-                            "max_rate": max_rate, "start_at": start_at, "windows": windows,
-                            "priority": priority, "selector": selector}),
-                    )
-                    .await?;
-                if out == Output::Text {
-                    println!("{}", output::id_text(&v["id"]));
-                    return Ok(ExitCode::SUCCESS);
-                }
-                v
-            }
-            PushCmd::Show { id } => c.get(&format!("/api/v1/pushes/{}", seg(&id))).await?,
-            PushCmd::List => c.get("/api/v1/pushes").await?,
-            PushCmd::Pause { id } => {
-                c.post(&format!("/api/v1/pushes/{}/pause", seg(&id)), &json!({}))
-                    .await?
-            }
-            PushCmd::Resume { id } => {
-                c.post(&format!("/api/v1/pushes/{}/resume", seg(&id)), &json!({}))
-                    .await?
-            }
-            PushCmd::Cancel { id } => {
-                c.post(&format!("/api/v1/pushes/{}/cancel", seg(&id)), &json!({}))
-                    .await?
-            }
-            PushCmd::Watch { id } => return watch_push(c, out, &id).await,
-            PushCmd::Wait { id, timeout } => {
-                return wait_push(c, out, &id, timeout.map(Duration::from_secs)).await;
-            }
-        },
+        CtlCommand::Push(p) => return push::run(c, out, p).await,
     };
     output::print(out, &v);
     Ok(ExitCode::SUCCESS)
@@ -922,6 +808,6 @@ fn query_value(s: &str) -> String {
 }
 
 /// Encode one URL path segment.
-fn seg(s: &str) -> String {
+pub(super) fn seg(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }

@@ -159,6 +159,15 @@ pub(super) async fn wait_push(
                 eprintln!("error: push {id} failed");
                 return Ok(ExitCode::FAILURE);
             }
+            Some("halted") => {
+                finish();
+                output::print(out, &v);
+                eprintln!(
+                    "error: push {id} halted: {} (`ctl push approve {id}` accepts the failures and goes on)",
+                    v["rollout"]["halt_reason"].as_str().unwrap_or("its error threshold was passed")
+                );
+                return Ok(ExitCode::FAILURE);
+            }
             _ => {}
         }
         let left = timeout.map(|t| t.saturating_sub(start.elapsed()));

@@ -133,7 +133,14 @@ async fn apply_desired(
             .filter(|s| st.transfers.get(s.path.as_str()) != Some(*s))
             .cloned()
             .collect();
-        st.failed_at.retain(|k, _| planned.contains_key(k));
+        if newer {
+            // A new desired state (a push, an admin's retry) retries failures at once.
+            st.failed_at.clear();
+            st.failures.clear();
+        } else {
+            st.failed_at.retain(|k, _| planned.contains_key(k));
+            st.failures.retain(|k, _| planned.contains_key(k));
+        }
         st.dirty = planned.keys().cloned().collect();
         st.transfers = planned;
         st.desired = desired.clone();

@@ -42,7 +42,7 @@ pub(crate) async fn run(
     mut conn_rx: watch::Receiver<Option<quinn::Connection>>,
     cancel: CancellationToken,
 ) -> Result<(), Error> {
-    let retry = core.cfg.retry_failed;
+    let retry = (core.cfg.retry_failed, core.cfg.retry_failed_max);
     loop {
         if cancel.is_cancelled() {
             return Ok(());
@@ -121,7 +121,16 @@ async fn fail(core: &Arc<Core>, shared: &Arc<Shared>, a: &ArtifactManifest, e: &
         }
         _ => e.to_string(),
     };
-    tracing::error!(path = %a.path, blob = %a.blob.short(), reason = %reason, retry_in = ?core.cfg.retry_failed,
+    let failures = shared
+        .lock()
+        .failures
+        .get(a.path.as_str())
+        .copied()
+        .unwrap_or(0)
+        + 1;
+    let retry_in =
+        super::state::backoff((core.cfg.retry_failed, core.cfg.retry_failed_max), failures);
+    tracing::error!(path = %a.path, blob = %a.blob.short(), reason = %reason, ?retry_in, failures,
         "artifact failed");
     core.metrics.fetch_failures.fetch_add(1, Ordering::Relaxed);
     let previous = shared.lock().transfers.get(a.path.as_str()).cloned();

@@ -23,6 +23,9 @@ pub(crate) struct State {
     pub transfers: BTreeMap<String, ArtifactStatus>,
     pub dirty: BTreeSet<String>,
     pub failed_at: HashMap<String, Instant>,
+    /// Consecutive failures per path (cleared when it completes, or by a new desired
+    /// revision): each doubles the wait before the next attempt.
+    pub failures: HashMap<String, u32>,
     pub gc_needed: bool,
     /// The desired revision of the last report sent (an empty report still announces a new
     /// revision).
@@ -41,6 +44,7 @@ impl Default for State {
             transfers: BTreeMap::new(),
             dirty: BTreeSet::new(),
             failed_at: HashMap::new(),
+            failures: HashMap::new(),
             gc_needed: false,
             reported_revision: None,
             held: HashSet::new(),
@@ -77,10 +81,19 @@ impl Shared {
         {
             return; // no longer desired (or now another blob): drop the stale update
         }
-        if status.state == ArtifactState::Failed {
-            st.failed_at.insert(key.clone(), Instant::now());
-        } else {
-            st.failed_at.remove(&key);
+        match status.state {
+            ArtifactState::Failed => {
+                st.failed_at.insert(key.clone(), Instant::now());
+                *st.failures.entry(key.clone()).or_default() += 1;
+            }
+            ArtifactState::Complete => {
+                st.failed_at.remove(&key);
+                st.failures.remove(&key);
+            }
+            // A retry under way keeps its count of failures.
+            ArtifactState::Queued | ArtifactState::Fetching => {
+                st.failed_at.remove(&key);
+            }
         }
         st.transfers.insert(key.clone(), status);
         st.dirty.insert(key);
@@ -90,10 +103,11 @@ impl Shared {
 
     /// The next artifact to work on: queued or interrupted ones first (desired order), then
     /// failed ones whose retry time has come; never a held one. Otherwise, how long until the
-    /// next retry.
+    /// next retry. A failed artifact waits `retry.0` after its first failure, twice that after
+    /// its second, and so on up to `retry.1`.
     pub(crate) fn next(
         &self,
-        retry_failed: Duration,
+        retry: (Duration, Duration),
     ) -> Result<ArtifactManifest, Option<Duration>> {
         let st = self.lock();
         let now = Instant::now();
@@ -108,6 +122,8 @@ impl Shared {
             match t.state {
                 ArtifactState::Queued | ArtifactState::Fetching => return Ok(a.clone()),
                 ArtifactState::Failed => {
+                    let n = st.failures.get(a.path.as_str()).copied().unwrap_or(1);
+                    let retry_failed = backoff(retry, n);
                     let since = st
                         .failed_at
                         .get(a.path.as_str())
@@ -123,6 +139,12 @@ impl Shared {
         }
         Err(wait)
     }
+}
+
+/// The wait after the `n`th consecutive failure: `base`, doubling with each, at most `max`.
+pub(crate) fn backoff((base, max): (Duration, Duration), n: u32) -> Duration {
+    base.saturating_mul(1 << n.saturating_sub(1).min(20))
+        .min(max.max(base))
 }
 
 fn fresh(a: &ArtifactManifest, state: ArtifactState) -> ArtifactStatus {
@@ -343,13 +365,34 @@ mod tests {
             st.transfers
                 .insert("/b".into(), fresh(&b, ArtifactState::Queued));
         }
-        assert_eq!(shared.next(Duration::from_secs(10)).unwrap().path, b.path);
+        let retry = (Duration::from_secs(10), Duration::from_secs(35));
+        assert_eq!(shared.next(retry).unwrap().path, b.path);
         let mut failed = fresh(&b, ArtifactState::Failed);
         failed.error = Some("x".into());
-        shared.update(failed);
-        let wait = shared.next(Duration::from_secs(10)).unwrap_err().unwrap();
+        shared.update(failed.clone());
+        let wait = shared.next(retry).unwrap_err().unwrap();
         assert!(wait <= Duration::from_secs(10) && wait > Duration::from_secs(5));
-        assert_eq!(shared.next(Duration::ZERO).unwrap().path, b.path);
+        assert_eq!(
+            shared.next((Duration::ZERO, Duration::ZERO)).unwrap().path,
+            b.path
+        );
+        // The retry fails again: twice the wait, then capped.
+        shared.update(fresh(&b, ArtifactState::Fetching));
+        shared.update(failed.clone());
+        let wait = shared.next(retry).unwrap_err().unwrap();
+        assert!(wait <= Duration::from_secs(20) && wait > Duration::from_secs(15));
+        shared.update(failed.clone());
+        shared.update(failed.clone());
+        let wait = shared.next(retry).unwrap_err().unwrap();
+        assert!(wait <= Duration::from_secs(35) && wait > Duration::from_secs(30));
+        assert_eq!(backoff(retry, 1), Duration::from_secs(10));
+        assert_eq!(backoff(retry, 3), Duration::from_secs(35));
+        assert_eq!(backoff(retry, u32::MAX), Duration::from_secs(35));
+        // Completing clears the count: the next failure waits the base again.
+        shared.update(fresh(&b, ArtifactState::Complete));
+        shared.update(failed);
+        let wait = shared.next(retry).unwrap_err().unwrap();
+        assert!(wait <= Duration::from_secs(10));
         // A stale update for a blob no longer desired is ignored.
         shared.update(fresh(&m("/b", b"old", 1), ArtifactState::Complete));
         assert_eq!(shared.lock().transfers["/b"].state, ArtifactState::Failed);
@@ -373,10 +416,19 @@ mod tests {
             st.held = [a.blob, b.blob].into_iter().collect();
         }
         // Neither an interrupted nor a failed artifact is taken while held.
-        assert_eq!(shared.next(Duration::ZERO).unwrap_err(), None);
+        assert_eq!(
+            shared.next((Duration::ZERO, Duration::ZERO)).unwrap_err(),
+            None
+        );
         shared.lock().held.remove(&b.blob);
-        assert_eq!(shared.next(Duration::ZERO).unwrap().path, b.path);
+        assert_eq!(
+            shared.next((Duration::ZERO, Duration::ZERO)).unwrap().path,
+            b.path
+        );
         shared.lock().held.clear();
-        assert_eq!(shared.next(Duration::ZERO).unwrap().path, a.path);
+        assert_eq!(
+            shared.next((Duration::ZERO, Duration::ZERO)).unwrap().path,
+            a.path
+        );
     }
 }

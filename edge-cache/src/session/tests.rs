@@ -381,6 +381,7 @@ fn edge_config(dir: &std::path::Path, origin: &FakeOrigin) -> EdgeConfig {
     cfg.sftp.listen = "127.0.0.1:0".parse().unwrap();
     cfg.oci.listen = "127.0.0.1:0".parse().unwrap();
     cfg.retry_failed = Duration::from_millis(200);
+    cfg.retry_failed_max = Duration::from_millis(200);
     cfg.quic.reconnect_min = Duration::from_millis(50);
     cfg.quic.reconnect_max = Duration::from_millis(500);
     cfg.quic.batch_bytes = 256 * 1024;

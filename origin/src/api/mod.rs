@@ -78,6 +78,8 @@ pub(crate) fn router(core: Arc<Core>) -> Router {
         .route("/pushes/{id}/cancel", post(pushes::cancel))
         .route("/pushes/{id}/pause", post(pushes::pause))
         .route("/pushes/{id}/resume", post(pushes::resume))
+        .route("/pushes/{id}/approve", post(pushes::approve))
+        .route("/pushes/{id}/retry", post(pushes::retry))
         .route("/pushes/{id}/events", get(events::push))
         .route("/events", get(events::all))
         .route("/images/import", post(images::import))

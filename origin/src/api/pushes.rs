@@ -11,6 +11,7 @@ use serde::Deserialize;
 use super::validate::{check_labels, check_rate, check_time, check_windows, unique_labels_opt};
 use super::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, AppState};
 use crate::db::{self, pushes::NewPush, Labels};
+use crate::rollout::Rollout;
 use crate::selector::Selector;
 
 /// Longest accepted `wait_ms`.
@@ -41,6 +42,9 @@ pub(super) struct PushReq {
     /// A label expression (`province=gansu,tier!=hub`, `region in (north,west)`).
     #[serde(default)]
     selector: Option<String>,
+    /// Waves or rolling (see [`crate::rollout`]); none: every site at once.
+    #[serde(default)]
+    rollout: Option<Rollout>,
 }
 
 impl PushReq {
@@ -68,6 +72,9 @@ impl PushReq {
                 "priority {} is out of range -1000..=1000",
                 self.priority
             )));
+        }
+        if let Some(r) = &self.rollout {
+            r.check().map_err(ApiError::bad_request)?;
         }
         let start_at = self
             .start_at
@@ -102,6 +109,7 @@ pub(super) async fn create(
         labels: req.labels.filter(|l| !l.is_empty()),
         max_rate: req.max_rate,
         images: req.images,
+        rollout: req.rollout,
     };
     let push = core.db.call(move |c| db::pushes::create(c, &p)).await?;
     tracing::info!(
@@ -188,6 +196,39 @@ async fn set_paused(core: AppState, id: i64, paused: bool) -> ApiResult<Response
     tracing::info!(push = id, sites = ?sites, paused, "push paused or resumed");
     core.sites_changed();
     core.pushes_changed();
+    shown(&core, id).await
+}
+
+/// `POST /api/v1/pushes/{id}/approve`: a halted rollout accepts the failures so far and goes
+/// on; one in waves starts its next wave now (see [`db::rollout::approve`]).
+pub(super) async fn approve(
+    State(core): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Response> {
+    let sites = core
+        .db
+        .call(move |c| db::rollout::approve(c, id))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("push {id} not found")))?;
+    tracing::info!(push = id, released = ?sites, "push approved");
+    core.sites_changed();
+    core.pushes_changed();
+    shown(&core, id).await
+}
+
+/// `POST /api/v1/pushes/{id}/retry`: the push's failed sites retry now instead of at their
+/// edges' next backoff time.
+pub(super) async fn retry(
+    State(core): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Response> {
+    let sites = core
+        .db
+        .call(move |c| db::rollout::retry(c, id))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("push {id} not found")))?;
+    tracing::info!(push = id, sites = ?sites, "push retried");
+    core.sites_changed();
     shown(&core, id).await
 }
 

@@ -274,7 +274,7 @@ pub(crate) fn site_state(c: &Connection, site: &str, revision: u64) -> Result<Op
     let mut st = c.prepare_cached(
         "SELECT pi.repo, pi.tag, pi.digest FROM push_images pi
          JOIN push_sites ps ON ps.push = pi.push WHERE ps.site = ?1 AND ps.state <> 'cancelled'
-           AND ps.site_deleted IS NULL ORDER BY pi.push DESC",
+           AND ps.site_deleted IS NULL AND ps.released IS NOT NULL ORDER BY pi.push DESC",
     )?;
     let rows: Vec<(String, String, Vec<u8>)> = st
         .query_map([site], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?

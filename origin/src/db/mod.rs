@@ -23,10 +23,13 @@ pub(crate) mod images;
 pub(crate) mod oci;
 pub(crate) mod pushes;
 pub(crate) mod registry_grants;
+pub(crate) mod rollout;
 pub(crate) mod schedule;
 pub(crate) mod sites;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_rollout;
 pub(crate) mod tokens;
 pub(crate) mod verify;
 
@@ -68,6 +71,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         11,
         include_str!("../../../migrations/origin/0011_node_stats.sql"),
+    ),
+    (
+        12,
+        include_str!("../../../migrations/origin/0012_rollout.sql"),
     ),
 ];
 
@@ -256,7 +263,9 @@ pub struct PushInfo {
     pub id: i64,
     /// Creation time, RFC 3339.
     pub created: String,
-    /// `in_progress`, `paused`, `complete`, `failed` or `cancelled`.
+    /// `in_progress`, `paused`, `halted` (its rollout's error threshold stopped it),
+    /// `waiting_approval` (its next wave waits for an approval), `complete`, `failed` or
+    /// `cancelled`.
     pub state: &'static str,
     /// The artifact paths the push resolved to.
     pub content: Vec<String>,
@@ -276,6 +285,8 @@ pub struct PushInfo {
     pub priority: i64,
     /// When an admin paused it, RFC 3339 (None: running).
     pub paused: Option<String>,
+    /// Its waves or rolling policy and where it stands (None: every site at once).
+    pub rollout: Option<rollout::RolloutInfo>,
     /// Per-site progress.
     pub sites: Vec<PushSiteInfo>,
 }
@@ -285,7 +296,8 @@ pub struct PushInfo {
 pub struct PushSiteInfo {
     /// Site name.
     pub site: String,
-    /// `pending`, `scheduled` (before the push's start time), `waiting_window` (outside the
+    /// `waiting_wave` or `queued` (the push's rollout has not reached the site yet: its wave,
+    /// or its turn in a rolling push, has not come), `pending`, `scheduled` (before the push's start time), `waiting_window` (outside the
     /// push's or the site's transfer windows), `waiting_priority` (a push of higher priority
     /// is transferring there), `paused` (by an admin), `transferring`, `complete`, `failed` or
     /// `cancelled` (the push was cancelled, or the site deleted, before it completed there).
@@ -306,6 +318,10 @@ pub struct PushSiteInfo {
     pub error: Option<String>,
     /// When the site was deleted (the row is history), RFC 3339.
     pub site_deleted: Option<String>,
+    /// When the push reached the site's desired state, RFC 3339 (None: not yet).
+    pub released: Option<String>,
+    /// The site's wave, when the push rolls out in waves.
+    pub wave: Option<u32>,
     /// Each pushed artifact at this site (images' manifests and blobs under `/.oci/`).
     pub artifacts: Vec<PushArtifactInfo>,
 }

@@ -46,6 +46,8 @@ pub(crate) struct NewPush {
     pub(crate) priority: i64,
     /// A label expression the sites must also match (see [`crate::selector`]).
     pub(crate) selector: Option<crate::selector::Selector>,
+    /// Waves or rolling (None: every site at once).
+    pub(crate) rollout: Option<crate::rollout::Rollout>,
 }
 
 struct Resolved {
@@ -161,16 +163,23 @@ pub(crate) fn create(c: &mut Connection, p: &NewPush) -> Result<PushInfo> {
     let sites = resolve_sites(&tx, &p.sites, p.labels.as_ref(), p.selector.as_ref())?;
     let content_json =
         serde_json::to_string(&p.content).map_err(|e| Error::BadRequest(e.to_string()))?;
+    let rollout = p
+        .rollout
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| Error::BadRequest(e.to_string()))?;
     tx.execute(
-        "INSERT INTO pushes (created, content, max_rate, start_at, windows, priority)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO pushes (created, content, max_rate, start_at, windows, priority, rollout)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
             now(),
             content_json,
             p.max_rate.map(i64_of),
             p.start_at,
             super::schedule::windows_json(&p.windows),
-            p.priority
+            p.priority,
+            rollout
         ],
     )?;
     let id = tx.last_insert_rowid();
@@ -182,62 +191,83 @@ pub(crate) fn create(c: &mut Connection, p: &NewPush) -> Result<PushInfo> {
             params![id, a.path, a.blob, a.len, a.sha256, a.modified],
         )?;
     }
-    let mut older = BTreeSet::new();
-    for s in &sites {
+    let waves = p
+        .rollout
+        .as_ref()
+        .filter(|r| !r.waves.is_empty())
+        .map(|r| crate::rollout::assign_waves(&r.waves, sites.len()));
+    for (i, s) in sites.iter().enumerate() {
         tx.execute(
-            "INSERT INTO push_sites (push, site, state, bytes_total, updated) VALUES (?1, ?2, 'pending', ?3, ?4)",
-            params![id, s, total, now()],
+            "INSERT INTO push_sites (push, site, state, bytes_total, updated, wave)
+             VALUES (?1, ?2, 'pending', ?3, ?4, ?5)",
+            params![id, s, total, now(), waves.as_ref().map(|w| w[i])],
         )?;
         for a in &arts {
-            // What the site already holds complete (pushed before at this path) is needed 0
-            // and done: the edge would re-report the figure of its first transfer otherwise.
-            let held = tx
-                .prepare_cached(
-                    "SELECT 1 FROM push_site_artifacts a JOIN push_sites ps
-                       ON ps.push = a.push AND ps.site = a.site AND ps.site_deleted IS NULL
-                     WHERE a.site = ?1 AND a.path = ?2 AND a.blob = ?3 AND a.state = 'complete'
-                       AND ps.state <> 'cancelled' LIMIT 1",
-                )?
-                .exists(params![s, a.path, a.blob])?;
             tx.execute(
-                "INSERT INTO push_site_artifacts (push, site, path, blob, state, bytes_needed)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    id,
-                    s,
-                    a.path,
-                    a.blob,
-                    if held { "complete" } else { "queued" },
-                    held.then_some(0i64)
-                ],
+                "INSERT INTO push_site_artifacts (push, site, path, blob, state)
+                 VALUES (?1, ?2, ?3, ?4, 'queued')",
+                params![id, s, a.path, a.blob],
             )?;
-            // An older push's different content for this path at this site is replaced.
-            let mut st = tx.prepare_cached(
-                "SELECT push FROM push_site_artifacts
-                 WHERE site = ?1 AND path = ?2 AND push <> ?3 AND blob <> ?4 AND state NOT IN ('complete', 'superseded', 'removed')",
-            )?;
-            let ids: Vec<i64> = st
-                .query_map(params![s, a.path, id, a.blob], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            tx.execute(
-                "UPDATE push_site_artifacts SET state = 'superseded'
-                 WHERE site = ?1 AND path = ?2 AND push <> ?3 AND blob <> ?4 AND state NOT IN ('complete', 'superseded', 'removed')",
-                params![s, a.path, id, a.blob],
-            )?;
-            older.extend(ids.into_iter().map(|p| (p, s.clone())));
         }
     }
-    for (push, site) in older {
-        recompute(&tx, push, &site)?;
-    }
-    for s in &sites {
-        recompute(&tx, id, s)?; // complete at once when the site held everything
-    }
     check_quotas(&tx, &sites)?;
-    super::sites::bump_desired(&tx, &sites)?;
+    if p.rollout.is_some() {
+        super::rollout::advance(&tx, id)?;
+    } else {
+        for s in &sites {
+            release(&tx, id, s)?;
+        }
+        super::sites::bump_desired(&tx, &sites)?;
+    }
     let info = get(&tx, id)?.ok_or_else(|| Error::NotFound(format!("push {id} not found")))?;
     tx.commit()?;
     Ok(info)
+}
+
+/// Push `push` reaches `site`: its content joins the site's desired state (the caller bumps the
+/// site's desired revision). What the site already holds complete at a path (pushed before,
+/// same blob) is needed 0 and done at once; an older push's different content for a path at
+/// the site is superseded.
+pub(crate) fn release(c: &Connection, push: i64, site: &str) -> Result<()> {
+    c.prepare_cached("UPDATE push_sites SET released = ?3 WHERE push = ?1 AND site = ?2")?
+        .execute(params![push, site, now()])?;
+    let arts: Vec<(String, Vec<u8>)> = c
+        .prepare_cached("SELECT path, blob FROM push_site_artifacts WHERE push = ?1 AND site = ?2")?
+        .query_map(params![push, site], |r| r.try_into())?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut older = BTreeSet::new();
+    for (path, blob) in &arts {
+        // Otherwise the edge would re-report the figure of its first transfer.
+        let held = c
+            .prepare_cached(
+                "SELECT 1 FROM push_site_artifacts a JOIN push_sites ps
+                   ON ps.push = a.push AND ps.site = a.site AND ps.site_deleted IS NULL
+                 WHERE a.site = ?1 AND a.path = ?2 AND a.blob = ?3 AND a.state = 'complete'
+                   AND ps.state <> 'cancelled' AND a.push <> ?4 LIMIT 1",
+            )?
+            .exists(params![site, path, blob, push])?;
+        if held {
+            c.prepare_cached(
+                "UPDATE push_site_artifacts SET state = 'complete', bytes_needed = 0
+                 WHERE push = ?1 AND site = ?2 AND path = ?3",
+            )?
+            .execute(params![push, site, path])?;
+        }
+        let ids: Vec<i64> = c
+            .prepare_cached(
+                "UPDATE push_site_artifacts SET state = 'superseded'
+                 WHERE site = ?1 AND path = ?2 AND push <> ?3 AND blob <> ?4
+                   AND state NOT IN ('complete', 'superseded', 'removed')
+                 RETURNING push",
+            )?
+            .query_map(params![site, path, push, blob], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        older.extend(ids);
+    }
+    for p in older {
+        recompute(c, p, site)?;
+    }
+    recompute(c, push, site) // complete at once when the site held everything
 }
 
 /// Re-derive one push-site's state and bytes_needed from its artifact rows.
@@ -310,13 +340,21 @@ pub(crate) fn apply_report(c: &mut Connection, site: &str, report: &StatusReport
     Ok(apply_report_completing(c, site, report)?.is_some())
 }
 
-/// [`apply_report`], returning the pushes that became complete at `site` with it (`None` if
-/// nothing changed): their replaced versions may be collectable now.
+/// What a status report changed beyond the reporting site's rows.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Moved {
+    /// Pushes that became complete at the site: their replaced versions may be collectable.
+    pub(crate) completed: Vec<i64>,
+    /// Sites a rollout released because of it (their desired revisions were bumped).
+    pub(crate) released: Vec<String>,
+}
+
+/// [`apply_report`], returning what moved (`None` if nothing changed).
 pub(crate) fn apply_report_completing(
     c: &mut Connection,
     site: &str,
     report: &StatusReport,
-) -> Result<Option<Vec<i64>>> {
+) -> Result<Option<Moved>> {
     let tx = c.transaction()?;
     let mut touched = BTreeSet::new();
     for a in &report.artifacts {
@@ -326,7 +364,7 @@ pub(crate) fn apply_report_completing(
                 "SELECT a.push FROM push_site_artifacts a JOIN push_sites ps
                    ON ps.push = a.push AND ps.site = a.site
                  WHERE a.site = ?1 AND a.path = ?2 AND a.blob = ?3
-                   AND a.state NOT IN ('superseded', 'removed')
+                   AND a.state NOT IN ('superseded', 'removed') AND ps.released IS NOT NULL
                    AND ps.state <> 'cancelled' AND ps.site_deleted IS NULL",
             )?
             .query_map(params![site, a.path.as_str(), blob], |r| r.get(0))?
@@ -340,7 +378,7 @@ pub(crate) fn apply_report_completing(
                                      WHEN bytes_needed IS NULL OR bytes_needed = 0 THEN ?6
                                      ELSE bytes_needed END
              WHERE site = ?1 AND path = ?2 AND blob = ?3 AND state NOT IN ('superseded', 'removed')
-               AND push IN (SELECT push FROM push_sites WHERE site = ?1
+               AND push IN (SELECT push FROM push_sites WHERE site = ?1 AND released IS NOT NULL
                             AND state <> 'cancelled' AND site_deleted IS NULL)",
         )?
         .execute(params![
@@ -359,17 +397,20 @@ pub(crate) fn apply_report_completing(
             .query_row(params![p, site], |r| r.get(0))
             .optional()?)
     };
-    let mut completed = Vec::new();
+    let mut moved = Moved::default();
     for p in &touched {
         let before = state(&tx, *p)?;
         recompute(&tx, *p, site)?;
         let after = state(&tx, *p)?;
         if after.as_deref() == Some("complete") && before != after {
-            completed.push(*p);
+            moved.completed.push(*p);
+        }
+        if before != after {
+            moved.released.extend(super::rollout::advance(&tx, *p)?);
         }
     }
     tx.commit()?;
-    Ok((!touched.is_empty()).then_some(completed))
+    Ok((!touched.is_empty()).then_some(moved))
 }
 
 /// Attribute bytes sent to `site` for `blob` to every unfinished push of that site carrying it.
@@ -414,7 +455,7 @@ pub(crate) fn get(c: &Connection, id: i64) -> Result<Option<PushInfo>> {
     let mut sites: Vec<PushSiteInfo> = c
         .prepare_cached(
             "SELECT site, state, bytes_total, bytes_needed, payload_bytes, framing_bytes, error,
-                    site_deleted
+                    site_deleted, released, wave
              FROM push_sites WHERE push = ?1 ORDER BY site",
         )?
         .query_map([id], |r| {
@@ -430,13 +471,24 @@ pub(crate) fn get(c: &Connection, id: i64) -> Result<Option<PushInfo>> {
                 framing_bytes: framing,
                 error: r.get(6)?,
                 site_deleted: r.get::<_, Option<i64>>(7)?.map(rfc3339),
+                released: r.get::<_, Option<i64>>(8)?.map(rfc3339),
+                wave: r.get(9)?,
                 held_until: None,
                 artifacts: Vec::new(),
             })
         })?
         .collect::<rusqlite::Result<_>>()?;
+    let rollout = super::rollout::info(c, id)?;
     for s in &mut sites {
-        if matches!(s.state.as_str(), "pending" | "transferring") && s.site_deleted.is_none() {
+        if s.released.is_none() && s.state == "pending" {
+            s.state = if s.wave.is_some() {
+                "waiting_wave"
+            } else {
+                "queued"
+            }
+            .to_owned();
+        } else if matches!(s.state.as_str(), "pending" | "transferring") && s.site_deleted.is_none()
+        {
             let gates = super::schedule::gates(c, &s.site, now())?.unwrap_or_default();
             if let Some(h) = gates.pushes.get(&id) {
                 s.state = h.as_str().to_owned();
@@ -480,6 +532,10 @@ pub(crate) fn get(c: &Connection, id: i64) -> Result<Option<PushInfo>> {
         "failed"
     } else if paused.is_some() {
         "paused"
+    } else if rollout.as_ref().is_some_and(|r| r.halted.is_some()) {
+        "halted"
+    } else if rollout.as_ref().is_some_and(|r| r.waiting_approval) {
+        "waiting_approval"
     } else {
         "in_progress"
     };
@@ -495,6 +551,7 @@ pub(crate) fn get(c: &Connection, id: i64) -> Result<Option<PushInfo>> {
         windows,
         priority,
         paused: paused.map(rfc3339),
+        rollout,
         sites,
     }))
 }
@@ -552,7 +609,7 @@ pub(crate) fn revive_superseded(c: &Connection, cancelled: i64, site: &str) -> R
         let winner: Option<i64> = c
             .prepare_cached(
                 "SELECT MAX(pa.push) FROM push_artifacts pa JOIN push_sites ps ON ps.push = pa.push
-                 WHERE ps.site = ?1 AND pa.path = ?2 AND pa.removed = 0
+                 WHERE ps.site = ?1 AND pa.path = ?2 AND pa.removed = 0 AND ps.released IS NOT NULL
                    AND ps.state <> 'cancelled' AND ps.site_deleted IS NULL",
             )?
             .query_row(params![site, path], |r| r.get(0))?;
@@ -591,7 +648,7 @@ pub(crate) fn desired_state(
     let Some((revision, _)) = super::sites::revisions(c, site)? else {
         return Ok(None);
     };
-    let artifacts = desired_with_push(c, site)?
+    let artifacts = desired_with_push(c, site, false)?
         .into_iter()
         .map(|(_, m)| m)
         .collect();
@@ -611,7 +668,7 @@ fn check_quotas(c: &Connection, sites: &[String]) -> Result<()> {
             continue;
         };
         let mut blobs = BTreeSet::new();
-        let total: u64 = desired_with_push(c, s)?
+        let total: u64 = desired_with_push(c, s, true)?
             .into_iter()
             .filter(|(_, m)| blobs.insert(m.blob))
             .map(|(_, m)| m.len)
@@ -632,19 +689,22 @@ fn check_quotas(c: &Connection, sites: &[String]) -> Result<()> {
 }
 
 /// The site's desired artifacts (the newest live push of each path), by path, each with the
-/// push that supplies it.
+/// push that supplies it. With `planned`, also the pushes that have not reached the site yet
+/// (waiting for their wave or turn): what the site will hold.
 pub(crate) fn desired_with_push(
     c: &Connection,
     site: &str,
+    planned: bool,
 ) -> Result<Vec<(i64, ArtifactManifest)>> {
     let mut st = c.prepare_cached(
         "SELECT pa.path, pa.blob, pa.len, pa.sha256, pa.modified, pa.push FROM push_artifacts pa
          JOIN push_sites ps ON ps.push = pa.push
          WHERE ps.site = ?1 AND pa.removed = 0 AND ps.state <> 'cancelled'
-           AND ps.site_deleted IS NULL ORDER BY pa.push DESC",
+           AND ps.site_deleted IS NULL AND (?2 OR ps.released IS NOT NULL)
+         ORDER BY pa.push DESC",
     )?;
     let rows: Vec<(String, super::artifacts::ManifestRow, i64)> = st
-        .query_map([site], |r| {
+        .query_map(params![site, planned], |r| {
             Ok((
                 r.get(0)?,
                 (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?),
@@ -704,7 +764,7 @@ pub(crate) fn retire_shadowed(c: &Connection, of: Option<i64>) -> Result<Vec<Blo
 pub(crate) fn site_has_blob(c: &Connection, site: &str, blob: &BlobId) -> Result<bool> {
     Ok(c.prepare_cached(
         "SELECT 1 FROM push_artifacts pa JOIN push_sites ps ON ps.push = pa.push
-             WHERE ps.site = ?1 AND pa.blob = ?2 AND pa.removed = 0
+             WHERE ps.site = ?1 AND pa.blob = ?2 AND pa.removed = 0 AND ps.released IS NOT NULL
                AND ps.state <> 'cancelled' AND ps.site_deleted IS NULL LIMIT 1",
     )?
     .exists(params![site, blob.as_bytes().to_vec()])?)

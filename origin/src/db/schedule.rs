@@ -97,7 +97,11 @@ pub(crate) fn set_paused(c: &Connection, push: i64, paused: bool) -> Result<Opti
     )?;
     let sites = st
         .query_map([push], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    if !paused {
+        // A rollout does not move while paused: what it would have released goes now.
+        super::rollout::advance(c, push)?;
+    }
     Ok(Some(sites))
 }
 
@@ -121,7 +125,7 @@ pub(crate) fn gates(c: &Connection, site: &str, now: i64) -> Result<Option<Gates
         "SELECT p.id, p.start_at, p.windows, p.priority, ps.state, p.paused FROM pushes p
          JOIN push_sites ps ON ps.push = p.id
          WHERE ps.site = ?1 AND ps.state NOT IN ('cancelled', 'complete')
-           AND ps.site_deleted IS NULL",
+           AND ps.site_deleted IS NULL AND ps.released IS NOT NULL",
     )?;
     type Row = (i64, Option<i64>, String, i64, String, Option<i64>);
     let rows: Vec<Row> = st
@@ -160,7 +164,7 @@ pub(crate) fn gates(c: &Connection, site: &str, now: i64) -> Result<Option<Gates
         return Ok(Some(g));
     }
     let mut free = BTreeSet::new();
-    for (push, m) in super::pushes::desired_with_push(c, site)? {
+    for (push, m) in super::pushes::desired_with_push(c, site, false)? {
         if g.pushes.contains_key(&push) {
             g.blobs.insert(m.blob);
         } else {

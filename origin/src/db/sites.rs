@@ -454,7 +454,7 @@ pub(crate) fn effective_rate(
     let mut st = c.prepare_cached(
         "SELECT p.id, p.max_rate FROM pushes p JOIN push_sites ps ON ps.push = p.id
          WHERE ps.site = ?1 AND ps.state NOT IN ('complete', 'cancelled')
-           AND ps.site_deleted IS NULL AND p.max_rate IS NOT NULL",
+           AND ps.site_deleted IS NULL AND ps.released IS NOT NULL AND p.max_rate IS NOT NULL",
     )?;
     let rows: Vec<(i64, i64)> = st
         .query_map([site], |r| r.try_into())?

@@ -7,20 +7,20 @@ use super::pushes::NewPush;
 use super::*;
 use crate::util::now;
 
-fn db() -> (tempfile::TempDir, Db) {
+pub(super) fn db() -> (tempfile::TempDir, Db) {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(&dir.path().join("origin.db")).unwrap();
     (dir, db)
 }
 
-fn recipe(seed: u8, len: usize) -> BlobRecipe {
+pub(super) fn recipe(seed: u8, len: usize) -> BlobRecipe {
     let data: Vec<u8> = (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 9) as u8)
         .collect();
     chunk_all(&data).1
 }
 
-fn p(s: &str) -> CatalogPath {
+pub(super) fn p(s: &str) -> CatalogPath {
     CatalogPath::parse(s).unwrap()
 }
 
@@ -30,7 +30,7 @@ fn labels(kv: &[(&str, &str)]) -> Labels {
         .collect()
 }
 
-fn status(
+pub(super) fn status(
     path: &str,
     r: &BlobRecipe,
     state: ArtifactState,
@@ -111,7 +111,7 @@ fn publish_replace_list_and_delete_with_gc_candidates() {
 }
 
 /// A join token expiry far in the future.
-const LATER: i64 = 4_000_000_000;
+pub(super) const LATER: i64 = 4_000_000_000;
 
 #[test]
 fn sites_tokens_and_nodes() {
@@ -529,12 +529,12 @@ fn a_version_replaced_at_every_site_is_retired_and_collectable() {
         assert_eq!(pushes::retire_shadowed(c, Some(p3))?, vec![]);
         let done = status("/fw/x.bin", &v2, ArtifactState::Complete, 0, None);
         assert_eq!(
-            pushes::apply_report_completing(c, "s1", &done)?,
+            pushes::apply_report_completing(c, "s1", &done)?.map(|m| m.completed),
             Some(vec![p2])
         );
         assert_eq!(pushes::retire_shadowed(c, Some(p3))?, vec![]);
         assert_eq!(
-            pushes::apply_report_completing(c, "s2", &done)?,
+            pushes::apply_report_completing(c, "s2", &done)?.map(|m| m.completed),
             Some(vec![p3])
         );
         assert_eq!(pushes::retire_shadowed(c, Some(p3))?, vec![v1.blake3]);

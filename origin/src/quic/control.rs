@@ -123,11 +123,14 @@ pub(super) async fn run(
                     let changed = core.db.call(move |c| {
                         db::pushes::apply_report_completing(c, &site, &r)
                     }).await?;
-                    if let Some(completed) = changed {
+                    if let Some(moved) = changed {
                         core.pushes_changed();
+                        if !moved.released.is_empty() {
+                            core.sites_changed(); // a rollout reached more sites
+                        }
                         // A push finishing here may release the lower priorities it held.
                         send_holds(core, peer, &mut send, &mut holds).await?;
-                        for push in completed {
+                        for push in moved.completed {
                             if let Err(e) = core.collect_replaced(Some(push)).await {
                                 tracing::warn!(error = %e, push, "collecting the versions a completed push replaced failed");
                             }
