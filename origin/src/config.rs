@@ -48,6 +48,54 @@ pub struct OriginConfig {
     pub registry_upstreams: Vec<UpstreamConfig>,
     /// HTTPS for the REST API and registry listeners. Default plain HTTP.
     pub tls: HttpsOptions,
+    /// Rate limits of the REST API listener, decided before authentication: the first rule
+    /// matching a request takes a token from its bucket or refuses the request with 429.
+    /// Default none (nothing is limited).
+    pub rate_limits: Vec<RateLimitRule>,
+}
+
+/// One `[[rate_limits]]` rule: which requests it matches (every condition given must hold;
+/// none given matches every request) and its token bucket. See `api::ratelimit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitRule {
+    /// Names the rule in errors, in the 429's message and in the metrics' `rule` label:
+    /// 1–63 letters, digits, `-`, `_`, `.`; unique. Required.
+    pub name: String,
+    /// A regular expression (Rust `regex` syntax, unanchored: write `^` to anchor) that the
+    /// `User-Agent` header must match; a request without one is matched as the empty string.
+    /// Default any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// HTTP methods (`GET` also covers `HEAD`). Default `[]`: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+    /// URL path pattern, matched segment by segment against the path as sent (without the
+    /// query): a literal segment, `*` for exactly one segment, and a final `**` for the rest
+    /// (none or more segments): `/api/v1/pushes`, `/api/v1/pushes/*/cancel`,
+    /// `/api/v1/artifacts/**`. Default any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// How fast the bucket refills: `N/s`, `N/min` or `N/h` (N from 1 to 1,000,000). Required.
+    pub rate: String,
+    /// How many tokens the bucket holds: the requests let through at once after a quiet
+    /// period (at least 1). Required.
+    pub burst: u32,
+    /// `client`: one bucket per client IP address (the TCP peer); `rule`: one bucket shared by
+    /// every request the rule matches. Default `client`.
+    #[serde(default)]
+    pub per: RateLimitPer,
+}
+
+/// Whose requests share a rate-limit bucket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateLimitPer {
+    /// One bucket per client IP address.
+    #[default]
+    Client,
+    /// One bucket for the rule.
+    Rule,
 }
 
 /// `[tls]`: the certificate the REST API and registry listeners serve HTTPS with: files the
@@ -188,6 +236,7 @@ impl Default for OriginConfig {
             accounting_flush: Duration::from_secs(1),
             registry_upstreams: Vec::new(),
             tls: HttpsOptions::default(),
+            rate_limits: Vec::new(),
         }
     }
 }
@@ -283,6 +332,17 @@ impl OriginConfig {
                 )));
             }
         }
+        let mut names = std::collections::HashSet::new();
+        for (i, r) in self.rate_limits.iter().enumerate() {
+            crate::api::ratelimit::check_rule(r)
+                .map_err(|e| Error::Config(format!("rate_limits[{i}] (rule {:?}): {e}", r.name)))?;
+            if !names.insert(r.name.as_str()) {
+                return Err(Error::Config(format!(
+                    "rate_limits[{i}]: a rule named {:?} comes earlier; names must be unique",
+                    r.name
+                )));
+            }
+        }
         Ok(self)
     }
 
@@ -329,6 +389,27 @@ mod tests {
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("send_window"), "{e}");
         assert!(parse_size("12 parsecs").is_err());
+        let rules = |extra: &str| {
+            toml::from_str::<OriginConfig>(&format!(
+                "[[rate_limits]]\nname = \"ci\"\nrate = \"10/s\"\nburst = 5\n\
+                 [[rate_limits]]\nname = \"py\"\nuser_agent = \"^python-requests/\"\n\
+                 methods = [\"POST\"]\npath = \"/api/v1/pushes\"\nper = \"rule\"\n{extra}"
+            ))
+            .unwrap()
+            .validate()
+        };
+        let c = rules("rate = \"1/min\"\nburst = 1").unwrap();
+        assert_eq!(c.rate_limits[0].per, RateLimitPer::Client, "the default");
+        assert_eq!(c.rate_limits[1].per, RateLimitPer::Rule);
+        let e = rules("rate = \"0/s\"\nburst = 1").unwrap_err().to_string();
+        assert!(
+            e.contains("rate_limits[1] (rule \"py\"): rate \"0/s\""),
+            "{e}"
+        );
+        let mut c = rules("rate = \"1/s\"\nburst = 1").unwrap();
+        c.rate_limits[1].name = "ci".into();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("rate_limits[1]") && e.contains("unique"), "{e}");
         assert_eq!(parse_size("64KiB").unwrap(), 65536);
     }
 }

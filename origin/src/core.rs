@@ -13,6 +13,7 @@ use sitecast_protocol::{BlobId, ChunkId};
 use sitecast_runtime::chunks::{ChunkStore, DiskChunkStore};
 use tokio::sync::watch;
 
+use crate::api::ratelimit::RateLimits;
 use crate::ca::Ca;
 use crate::config::OriginConfig;
 use crate::db::{self, Db};
@@ -39,6 +40,8 @@ pub(crate) struct Core {
     pub(crate) online: Mutex<HashMap<(String, String), usize>>,
     /// Upstream registries for content the registry lacks.
     pub(crate) pull: PullThrough,
+    /// The REST API's `[[rate_limits]]`, their buckets and counters.
+    pub(crate) rate_limits: RateLimits,
 }
 
 /// Unflushed (payload, framing) bytes by site and blob.
@@ -55,6 +58,7 @@ impl Core {
         store: DiskChunkStore,
         ca: Ca,
         pull: PullThrough,
+        rate_limits: RateLimits,
     ) -> Arc<Self> {
         Arc::new(Self {
             cfg,
@@ -69,6 +73,7 @@ impl Core {
             buckets: Buckets::default(),
             online: Mutex::new(HashMap::new()),
             pull,
+            rate_limits,
         })
     }
 

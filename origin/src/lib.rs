@@ -40,7 +40,10 @@ mod upstream;
 mod util;
 mod verify;
 
-pub use config::{parse_size, Congestion, HttpsOptions, OriginConfig, QuicOptions, UpstreamConfig};
+pub use config::{
+    parse_size, Congestion, HttpsOptions, OriginConfig, QuicOptions, RateLimitPer, RateLimitRule,
+    UpstreamConfig,
+};
 pub use db::{
     ArtifactInfo, GrantInfo, NodeInfo, PushArtifactInfo, PushInfo, PushSiteInfo, SiteInfo, UserInfo,
 };

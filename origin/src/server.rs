@@ -82,7 +82,8 @@ fn open(cfg: OriginConfig) -> Result<Arc<Core>> {
     let hash = hash_secret(&token);
     db.blocking(|c| db::tokens::set_named(c, "admin", &hash))?;
     let pull = crate::upstream::PullThrough::new(&cfg.registry_upstreams)?;
-    Ok(Core::new(cfg, db, store, ca, pull))
+    let limits = crate::api::ratelimit::RateLimits::new(&cfg.rate_limits)?;
+    Ok(Core::new(cfg, db, store, ca, pull, limits))
 }
 
 /// Run the origin until `cancel`; `ready` receives the bound addresses once listening.

@@ -79,5 +79,6 @@ pub(super) async fn metrics(State(core): State<AppState>) -> ApiResult<Response>
         oci.1 as f64,
     );
     p.gauge("sitecast_origin_oci_tags", "OCI tags.", &[], oci.2 as f64);
+    core.rate_limits.write_metrics(&mut p);
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], p.finish()).into_response())
 }

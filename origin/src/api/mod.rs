@@ -24,6 +24,7 @@ mod extract;
 mod images;
 mod metrics;
 mod pushes;
+pub(crate) mod ratelimit;
 mod registry_grants;
 mod sites;
 mod tokens;
@@ -99,6 +100,10 @@ pub(crate) fn router(core: Arc<Core>) -> Router {
         .method_not_allowed_fallback(extract::method_not_allowed)
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(middleware::from_fn(extract::refuse_encoded_slashes))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&core),
+            ratelimit::limit,
+        ))
         .layer(middleware::from_fn(log_request))
         .with_state(core)
 }
