@@ -16,17 +16,25 @@ use crate::selector::Selector;
 /// Longest accepted `wait_ms`.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
-#[derive(Deserialize)]
+/// The body of `POST /pushes`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct PushReq {
+    /// Artifact paths; an entry ending in `/`, or naming a directory, selects every artifact
+    /// below. `content` or `images` must be non-empty, each entry must match something.
     #[serde(default)]
     content: Vec<String>,
+    /// `REPO:TAG`, `REPO@sha256:…` or `REPO:PATTERN` with `*`/`?`.
     #[serde(default)]
     images: Vec<String>,
+    /// Site names (not with `labels` or `selector`).
     #[serde(default)]
     sites: Vec<String>,
+    /// Every one must match a site's labels (not with `sites`).
     #[serde(default, deserialize_with = "unique_labels_opt")]
+    #[schema(value_type = Option<crate::db::LabelSet>)]
     labels: Option<Labels>,
+    /// Bandwidth cap in bytes/s for this push.
     #[serde(default)]
     max_rate: Option<u64>,
     /// Not before this RFC 3339 time.
@@ -37,6 +45,7 @@ pub(super) struct PushReq {
     windows: Vec<String>,
     /// -1000..=1000, default 0; higher first where pushes compete for a site.
     #[serde(default)]
+    #[schema(minimum = -1000, maximum = 1000)]
     priority: i64,
     /// A label expression (`province=gansu,tier!=hub`, `region in (north,west)`).
     #[serde(default)]
@@ -87,6 +96,17 @@ pub(super) fn check_new(bytes: &[u8]) -> ApiResult<()> {
     super::parse_json::<PushReq>(bytes)?.validate().map(drop)
 }
 
+#[utoipa::path(
+    post,
+    path = "/pushes",
+    tag = "pushes",
+    operation_id = "create_push",
+    request_body = PushReq,
+    responses(
+        (status = 201, description = "Created", body = crate::db::PushInfo),
+        (status = 409, description = "`conflict`: a site's quota would be exceeded (nothing is created)", body = super::ErrorBody),
+    )
+)]
 pub(super) async fn create(
     State(core): State<AppState>,
     ApiJson(req): ApiJson<PushReq>,
@@ -119,16 +139,37 @@ pub(super) async fn create(
     Ok((StatusCode::CREATED, Json(push)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/pushes",
+    tag = "pushes",
+    operation_id = "list_pushes",
+    responses((status = 200, description = "Every push, newest first", body = super::openapi::PushList))
+)]
 pub(super) async fn list(State(core): State<AppState>) -> ApiResult<Response> {
     let pushes = core.db.call(|c| db::pushes::list(c)).await?;
     Ok(Json(serde_json::json!({ "pushes": pushes })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ShowQuery {
+    /// Answer as soon as anything in the push changes, or after this many milliseconds
+    /// (at most 60000; more waits 60000).
     wait_ms: Option<u64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/pushes/{id}",
+    tag = "pushes",
+    operation_id = "show_push",
+    params(("id" = i64, Path, description = "Push id"), ShowQuery),
+    responses(
+        (status = 200, description = "The push", body = crate::db::PushInfo),
+        (status = 404, description = "`not_found`: no such push", body = super::ErrorBody),
+    )
+)]
 pub(super) async fn show(
     State(core): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -164,6 +205,17 @@ pub(super) async fn show(
 /// `POST /api/v1/pushes/{id}/pause` and `/resume`: hold the push at every site where it is
 /// unfinished (a running transfer stops at a chunk boundary, keeping what arrived), or let it
 /// go on from there. Pausing or resuming twice is harmless.
+#[utoipa::path(
+    post,
+    path = "/pushes/{id}/pause",
+    tag = "pushes",
+    operation_id = "pause_push",
+    params(("id" = i64, Path, description = "Push id")),
+    responses(
+        (status = 200, description = "The push, paused", body = crate::db::PushInfo),
+        (status = 404, description = "`not_found`: no such push", body = super::ErrorBody),
+    )
+)]
 pub(super) async fn pause(
     State(core): State<AppState>,
     ApiPath(id): ApiPath<i64>,
@@ -172,6 +224,17 @@ pub(super) async fn pause(
 }
 
 /// See [`pause`].
+#[utoipa::path(
+    post,
+    path = "/pushes/{id}/resume",
+    tag = "pushes",
+    operation_id = "resume_push",
+    params(("id" = i64, Path, description = "Push id")),
+    responses(
+        (status = 200, description = "The push, resumed", body = crate::db::PushInfo),
+        (status = 404, description = "`not_found`: no such push", body = super::ErrorBody),
+    )
+)]
 pub(super) async fn resume(
     State(core): State<AppState>,
     ApiPath(id): ApiPath<i64>,
@@ -203,6 +266,17 @@ async fn shown(core: &AppState, id: i64) -> ApiResult<Response> {
 
 /// `POST /api/v1/pushes/{id}/cancel`: stop the push at every site where it is not complete
 /// (see [`db::pushes::cancel`]); complete sites keep what they got.
+#[utoipa::path(
+    post,
+    path = "/pushes/{id}/cancel",
+    tag = "pushes",
+    operation_id = "cancel_push",
+    params(("id" = i64, Path, description = "Push id")),
+    responses(
+        (status = 200, description = "The push, cancelled where it was not complete", body = crate::db::PushInfo),
+        (status = 404, description = "`not_found`: no such push", body = super::ErrorBody),
+    )
+)]
 pub(super) async fn cancel(
     State(core): State<AppState>,
     ApiPath(id): ApiPath<i64>,
