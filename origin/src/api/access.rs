@@ -20,10 +20,13 @@ const RESERVED_USERS: [&str; 2] = ["anonymous", "ftp"];
 
 /// The body of `POST /users`: a password, SSH keys, or both.
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"name": "tech", "password": "s3cret",
+    "ssh_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl tech@laptop"]}))]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewUser {
     /// Login name: 1–63 of letters, digits, `-`, `_`, `.`; `anonymous` and `ftp` (any case)
     /// are reserved.
+    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")]
     name: String,
     /// Stored as an argon2id hash; never shown.
     #[serde(default)]
@@ -159,6 +162,7 @@ pub(super) async fn delete_user(
 
 /// The body of `PATCH /users/{name}`: the fields given are replaced; grants stay.
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"password": "n3w"}))]
 #[serde(deny_unknown_fields)]
 pub(super) struct UserPatch {
     /// A new password; `null` removes it (the user then needs an SSH key).
@@ -277,6 +281,7 @@ pub(crate) fn parse_ssh_key(line: &str) -> ApiResult<String> {
 
 /// The body of `POST /users/{name}/keys`.
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl tech@laptop"}))]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewKey {
     /// An OpenSSH public key line (`ssh-ed25519 AAAA… comment`).
@@ -391,6 +396,7 @@ fn yes() -> bool {
 /// The body of `POST /grants`: access for a user, or for anyone (`anonymous`), to a path
 /// prefix at one site, at the sites with some labels, or everywhere.
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"user": "tech", "path": "/firmware", "labels": {"province": "gansu"}}))]
 #[serde(deny_unknown_fields)]
 pub(super) struct GrantReq {
     /// The user granted to; exactly one of `user` and `anonymous: true`.
@@ -400,6 +406,7 @@ pub(super) struct GrantReq {
     #[serde(default)]
     anonymous: bool,
     /// The path prefix granted (starts with `/`).
+    #[schema(pattern = "^/")]
     path: String,
     /// Only at this site (not with `labels`).
     #[serde(default)]

@@ -18,6 +18,8 @@ const MAX_WAIT: Duration = Duration::from_secs(60);
 
 /// The body of `POST /pushes`.
 #[derive(Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"content": ["/firmware/ap-x200/2.1.0/"], "selector": "province=gansu,tier!=hub",
+    "max_rate": 625_000, "start_at": "2026-12-05T01:00:00+08:00", "windows": ["* 01:00 4h"], "priority": 10}))]
 #[serde(deny_unknown_fields)]
 pub(super) struct PushReq {
     /// Artifact paths; an entry ending in `/`, or naming a directory, selects every artifact
@@ -36,6 +38,7 @@ pub(super) struct PushReq {
     labels: Option<Labels>,
     /// Bandwidth cap in bytes/s for this push.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_u64)]
     max_rate: Option<u64>,
     /// Not before this RFC 3339 time.
     #[serde(default)]

@@ -12,7 +12,7 @@ use crate::db::{self, registry_grants::RegistryGrantInfo};
 
 /// The body of `POST /registry-grants`.
 #[derive(Deserialize, ToSchema)]
-#[schema(as = RegistryGrantReq)]
+#[schema(as = RegistryGrantReq, example = json!({"user": "ci", "repository": "docker.io/team/*", "push": true}))]
 #[serde(deny_unknown_fields)]
 pub(super) struct Req {
     /// An existing user.

@@ -18,9 +18,13 @@ use crate::util::{hash_secret, random_secret};
 
 /// The body of `POST /sites`.
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"name": "farm-7", "labels": {"province": "gansu"}, "max_rate": 625_000,
+    "https_names": ["edge.farm7.example", "10.17.0.5"], "join_token_ttl": "24h",
+    "time_zone": "Asia/Shanghai", "windows": ["mon-fri 01:00 4h"], "quota": 10_000_000_000_u64}))]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewSite {
     /// 1–63 of letters, digits, `-`, `_`, `.`, starting with a letter or digit.
+    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")]
     name: String,
     /// Labels (grants and pushes select sites by them); a key at most once.
     #[serde(default, deserialize_with = "unique_labels")]
@@ -28,6 +32,7 @@ pub(super) struct NewSite {
     labels: Labels,
     /// Bandwidth cap in bytes/s (at most 2^63−1); none when omitted or null.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_u64)]
     max_rate: Option<u64>,
     /// DNS names and IP addresses of the HTTPS certificate the site's edges get from the
     /// origin (edges with `tls_from_origin`).
@@ -45,6 +50,7 @@ pub(super) struct NewSite {
     windows: Vec<String>,
     /// Disk quota in bytes (1 to 2^63−1); none when omitted or null.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_u64)]
     quota: Option<u64>,
 }
 
@@ -117,6 +123,7 @@ impl NewSite {
 
 /// The body of `PUT /sites/{name}/https-names`.
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"names": ["edge.farm17.example", "10.17.0.5"]}))]
 #[serde(deny_unknown_fields)]
 pub(super) struct HttpsNames {
     /// DNS names (an optional leading `*.`) and IP addresses, each once, at most 100; `[]`
@@ -292,6 +299,8 @@ pub(super) async fn join_token(
 
 /// The body of `PATCH /sites/{name}`: the fields given are replaced whole, the others stay.
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"labels": {"province": "gansu", "tier": "farm"}, "max_rate": null,
+    "time_zone": "Asia/Kolkata", "windows": ["sat,sun 00:00 8h"]}))]
 #[serde(deny_unknown_fields)]
 pub(super) struct SitePatch {
     /// The whole new label set (grants and future pushes by label follow it).
@@ -300,7 +309,7 @@ pub(super) struct SitePatch {
     labels: Option<Labels>,
     /// The site's bandwidth cap in bytes/s; `null` removes it.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<u64>)]
+    #[schema(value_type = Option<u64>, minimum = 1, maximum = 9_223_372_036_854_775_807_u64)]
     max_rate: Option<Option<u64>>,
     /// The whole new list of HTTPS names.
     #[serde(default)]
@@ -313,7 +322,7 @@ pub(super) struct SitePatch {
     windows: Option<Vec<String>>,
     /// The disk quota in bytes; `null` removes it.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<u64>)]
+    #[schema(value_type = Option<u64>, minimum = 1, maximum = 9_223_372_036_854_775_807_u64)]
     quota: Option<Option<u64>>,
 }
 

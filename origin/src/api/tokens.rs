@@ -20,9 +20,11 @@ const MAX_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(10 * 3
 
 /// The body of `POST /tokens`.
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"name": "dashboard", "role": "viewer", "ttl": "365days"}))]
 #[serde(deny_unknown_fields)]
 pub(super) struct TokenReq {
     /// Unique name: 1–63 of letters, digits, `-`, `_`, `.`; `admin` is reserved.
+    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")]
     name: String,
     /// `admin` (the default), `operator` or `viewer`.
     #[serde(default)]

@@ -31,6 +31,7 @@ use crate::util::now;
 
 /// `POST /api/v1/images/import`.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"reference": "registry.example:5000/team/app:1.4", "platforms": ["linux/amd64"]}))]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ImportRequest {
     /// `registry.example:5000/team/app:1.4`, `nginx`, `…@sha256:…`.
