@@ -4,7 +4,9 @@
 #   mount/umount (util-linux, for the disk-full test when run as root), kill (procps),
 #   real FTP/SFTP clients for the edge's protocol tests (busybox ftpget, lftp, OpenSSH's
 #   sftp/ssh-keygen, sshpass for password logins in batch mode),
-#   cargo-nextest (the test runner) and cargo-fuzz (scripts/fuzz.sh; g++ builds libFuzzer).
+#   cargo-nextest (the test runner) and cargo-fuzz (scripts/fuzz.sh; g++ builds libFuzzer),
+#   Python test tools from PyPI (oras, paramiko, prometheus_client, openapi-spec-validator,
+#   schemathesis).
 # Idempotent: a second run installs nothing.
 set -euo pipefail
 
@@ -84,6 +86,17 @@ fi
 if ! python3 -c 'import importlib.metadata as m, prometheus_client; assert m.version("prometheus_client") == "0.26.0"' >/dev/null 2>&1; then
     echo "install-test-deps: installing prometheus_client (PyPI)" >&2
     python3 -m pip install -q 'prometheus_client==0.26.0'
+fi
+
+# openapi-spec-validator (PyPI) checks the origin's OpenAPI document (origin/tests/openapi.rs);
+# schemathesis (PyPI) fuzzes the REST API from that document (tests/schemathesis.rs).
+if ! python3 -c 'import importlib.metadata as m; assert m.version("openapi-spec-validator") == "0.9.0"' >/dev/null 2>&1; then
+    echo "install-test-deps: installing openapi-spec-validator (PyPI)" >&2
+    python3 -m pip install -q 'openapi-spec-validator==0.9.0'
+fi
+if ! python3 -c 'import importlib.metadata as m; assert m.version("schemathesis") == "4.32.5"' >/dev/null 2>&1; then
+    echo "install-test-deps: installing schemathesis (PyPI)" >&2
+    python3 -m pip install -q 'schemathesis==4.32.5'
 fi
 
 # The OCI distribution-spec conformance suite (vendored in scripts/oci-conformance, built with

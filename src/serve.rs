@@ -51,6 +51,9 @@ pub(crate) struct OriginArgs {
 enum OriginCommand {
     /// Check that the catalog and the chunk store agree (origin stopped); `--repair` fixes.
     Verify(VerifyArgs),
+    /// Print the REST API's OpenAPI 3.1 document (JSON), as `GET /api/v1/openapi.json` serves
+    /// it; needs no data dir or running origin.
+    Openapi,
 }
 
 /// `sitecast edge <command>`.
@@ -154,8 +157,16 @@ fn print_ready(v: &serde_json::Value) {
 
 pub(crate) async fn origin(args: OriginArgs) -> anyhow::Result<ExitCode> {
     crate::init_tracing();
-    if let Some(OriginCommand::Verify(v)) = &args.command {
-        return crate::verify::run(Side::Origin, v);
+    match &args.command {
+        Some(OriginCommand::Verify(v)) => return crate::verify::run(Side::Origin, v),
+        Some(OriginCommand::Openapi) => {
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{}", sitecast_origin::openapi_json())?;
+            out.flush()?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        None => {}
     }
     let mut cfg: OriginConfig = load_toml(args.config.as_ref(), args.config_optional)?;
     if let Some(d) = args.data_dir {

@@ -50,3 +50,10 @@ pub use db::{
 pub use error::{Error, Result};
 pub use server::{run, OriginReady};
 pub use verify::verify;
+
+/// The REST API's OpenAPI 3.1 document (pretty JSON), exactly as `GET /api/v1/openapi.json`
+/// serves it; generated from the handlers and their types (docs/rest-api.md).
+#[must_use]
+pub fn openapi_json() -> &'static str {
+    api::document_json()
+}

@@ -84,6 +84,21 @@ impl fmt::Display for Amount {
     }
 }
 
+impl utoipa::PartialSchema for Amount {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(r"^\s*[0-9]+\s*%?\s*$"))
+            .description(Some(
+                "A count of sites (\"5\"; a JSON number is taken too) or a percentage of the push's sites, rounded up (\"20%\")",
+            ))
+            .examples(["20%"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Amount {}
+
 impl Serialize for Amount {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
@@ -115,9 +130,11 @@ fn is_hundred_percent(a: &Amount) -> bool {
     *a == Amount::Percent(100)
 }
 
-/// A push's rollout policy, as the API takes it and the database keeps it (JSON).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A push's rollout policy, as the API takes it and the database keeps it (JSON). Amounts are
+/// a count of sites (`"5"` or `5`) or a percentage (`"20%"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"waves": ["5", "20%"], "success": "95%", "max_failures": 2}))]
 pub(crate) struct Rollout {
     /// Wave sizes; the sites left over form a last wave.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -6,25 +6,48 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sitecast_protocol::CatalogPath;
+use utoipa::{IntoParams, ToSchema};
 
 use super::validate::{check_labels, unique_labels_opt};
-use super::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, AppState};
-use crate::db::{self, access::NewGrant, Labels};
+use super::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, AppState, ErrorBody};
+use crate::db::{self, access::NewGrant, GrantInfo, Labels, UserInfo};
 use crate::error::Error;
 
 /// Names FTP and SFTP treat as anonymous logins (any case); no site user may have them.
 const RESERVED_USERS: [&str; 2] = ["anonymous", "ftp"];
 
-#[derive(Deserialize)]
+/// The body of `POST /users`: a password, SSH keys, or both.
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"name": "tech", "password": "s3cret",
+    "ssh_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl tech@laptop"]}))]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewUser {
+    /// Login name: 1–63 of letters, digits, `-`, `_`, `.`; `anonymous` and `ftp` (any case)
+    /// are reserved.
+    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")]
     name: String,
+    /// Stored as an argon2id hash; never shown.
     #[serde(default)]
     password: Option<String>,
+    /// OpenSSH public keys (`ssh-ed25519 AAAA… comment`; ed25519, rsa, ecdsa-nistp*).
     #[serde(default)]
     ssh_keys: Vec<String>,
+}
+
+/// The answer of `GET /users`.
+#[derive(Serialize, ToSchema)]
+pub(super) struct UserList {
+    /// By name.
+    users: Vec<UserInfo>,
+}
+
+/// The answer of `GET /grants`.
+#[derive(Serialize, ToSchema)]
+pub(super) struct GrantList {
+    /// By id.
+    grants: Vec<GrantInfo>,
 }
 
 /// Hash a password with argon2id (default parameters), off the async threads.
@@ -66,6 +89,18 @@ impl NewUser {
     }
 }
 
+/// `POST /api/v1/users`.
+#[utoipa::path(
+    post,
+    path = "/users",
+    tag = "users",
+    operation_id = "create_user",
+    request_body = NewUser,
+    responses(
+        (status = 201, description = "Created", body = UserInfo),
+        (status = 409, description = "`conflict`: a user of this name exists", body = ErrorBody),
+    )
+)]
 pub(super) async fn create_user(
     State(core): State<AppState>,
     ApiJson(req): ApiJson<NewUser>,
@@ -84,11 +119,31 @@ pub(super) async fn create_user(
     Ok((StatusCode::CREATED, Json(user)).into_response())
 }
 
+/// `GET /api/v1/users`.
+#[utoipa::path(
+    get,
+    path = "/users",
+    tag = "users",
+    operation_id = "list_users",
+    responses((status = 200, description = "Every user", body = UserList))
+)]
 pub(super) async fn list_users(State(core): State<AppState>) -> ApiResult<Response> {
     let users = core.db.call(|c| db::access::list_users(c)).await?;
-    Ok(Json(serde_json::json!({ "users": users })).into_response())
+    Ok(Json(UserList { users }).into_response())
 }
 
+/// `DELETE /api/v1/users/{name}`: the user's grants go too.
+#[utoipa::path(
+    delete,
+    path = "/users/{name}",
+    tag = "users",
+    operation_id = "delete_user",
+    params(("name" = String, Path, description = "User name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "`not_found`: no such user", body = ErrorBody),
+    )
+)]
 pub(super) async fn delete_user(
     State(core): State<AppState>,
     ApiPath(name): ApiPath<String>,
@@ -105,12 +160,14 @@ pub(super) async fn delete_user(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// `PATCH /users/{name}`: the fields given are replaced; grants stay.
-#[derive(Deserialize)]
+/// The body of `PATCH /users/{name}`: the fields given are replaced; grants stay.
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"password": "n3w"}))]
 #[serde(deny_unknown_fields)]
 pub(super) struct UserPatch {
     /// A new password; `null` removes it (the user then needs an SSH key).
     #[serde(default, deserialize_with = "super::validate::double_option")]
+    #[schema(value_type = Option<String>)]
     password: Option<Option<String>>,
     /// The whole new list of SSH keys.
     #[serde(default)]
@@ -137,6 +194,19 @@ impl UserPatch {
     }
 }
 
+/// `PATCH /api/v1/users/{name}`: a change that leaves neither password nor key is a 400.
+#[utoipa::path(
+    patch,
+    path = "/users/{name}",
+    tag = "users",
+    operation_id = "patch_user",
+    params(("name" = String, Path, description = "User name")),
+    request_body(content = UserPatch, description = "At least one field; `{}` is a 400"),
+    responses(
+        (status = 200, description = "The user as changed", body = UserInfo),
+        (status = 404, description = "`not_found`: no such user", body = ErrorBody),
+    )
+)]
 pub(super) async fn patch_user(
     State(core): State<AppState>,
     ApiPath(name): ApiPath<String>,
@@ -209,13 +279,28 @@ pub(crate) fn parse_ssh_key(line: &str) -> ApiResult<String> {
     })
 }
 
-#[derive(Deserialize)]
+/// The body of `POST /users/{name}/keys`.
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl tech@laptop"}))]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewKey {
+    /// An OpenSSH public key line (`ssh-ed25519 AAAA… comment`).
     key: String,
 }
 
-/// `POST /api/v1/users/{name}/keys`: add an SSH public key.
+/// `POST /api/v1/users/{name}/keys`: add an SSH public key (adding one twice is a no-op).
+#[utoipa::path(
+    post,
+    path = "/users/{name}/keys",
+    tag = "users",
+    operation_id = "add_ssh_key",
+    params(("name" = String, Path, description = "User name")),
+    request_body = NewKey,
+    responses(
+        (status = 201, description = "The user with the key", body = UserInfo),
+        (status = 404, description = "`not_found`: no such user", body = ErrorBody),
+    )
+)]
 pub(super) async fn add_key(
     State(core): State<AppState>,
     ApiPath(name): ApiPath<String>,
@@ -243,6 +328,20 @@ pub(super) async fn add_key(
 }
 
 /// `DELETE /api/v1/users/{name}/keys/{index}`: remove the key at `index` (0-based, as listed).
+#[utoipa::path(
+    delete,
+    path = "/users/{name}/keys/{index}",
+    tag = "users",
+    operation_id = "delete_ssh_key",
+    params(
+        ("name" = String, Path, description = "User name"),
+        ("index" = u64, Path, description = "The key's position in `ssh_keys`, from 0"),
+    ),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "`not_found`: no such user, or no key at this index", body = ErrorBody),
+    )
+)]
 pub(super) async fn delete_key(
     State(core): State<AppState>,
     ApiPath((name, index)): ApiPath<(String, usize)>,
@@ -294,7 +393,10 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Deserialize)]
+/// The body of `POST /grants`: access for a user, or for anyone (`anonymous`), to a path
+/// prefix at one site, at the sites with some labels, or everywhere.
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"user": "tech", "path": "/firmware", "labels": {"province": "gansu"}}))]
 #[serde(deny_unknown_fields)]
 pub(super) struct GrantReq {
     /// The user granted to; exactly one of `user` and `anonymous: true`.
@@ -303,14 +405,23 @@ pub(super) struct GrantReq {
     /// Grant to everyone at the selected sites, without credentials.
     #[serde(default)]
     anonymous: bool,
+    /// The path prefix granted (starts with `/`).
+    #[schema(pattern = "^/")]
     path: String,
+    /// Only at this site (not with `labels`).
     #[serde(default)]
     site: Option<String>,
+    /// Only at sites with every one of these labels (not with `site`).
     #[serde(default, deserialize_with = "unique_labels_opt")]
+    #[schema(value_type = Option<crate::db::LabelSet>)]
     labels: Option<Labels>,
+    /// May read files (default true).
     #[serde(default = "yes")]
+    #[schema(default = true)]
     read: bool,
+    /// May list directories (default true); `read` or `list` must be true.
     #[serde(default = "yes")]
+    #[schema(default = true)]
     list: bool,
 }
 
@@ -355,6 +466,18 @@ impl GrantReq {
     }
 }
 
+/// `POST /api/v1/grants`.
+#[utoipa::path(
+    post,
+    path = "/grants",
+    tag = "grants",
+    operation_id = "create_grant",
+    request_body = GrantReq,
+    responses(
+        (status = 201, description = "Created", body = GrantInfo),
+        (status = 404, description = "`not_found`: no such user or site", body = ErrorBody),
+    )
+)]
 pub(super) async fn create_grant(
     State(core): State<AppState>,
     ApiJson(req): ApiJson<GrantReq>,
@@ -368,8 +491,9 @@ pub(super) async fn create_grant(
     Ok((StatusCode::CREATED, Json(grant)).into_response())
 }
 
-/// `?user=&site=&path=` of `GET /grants`.
-#[derive(Deserialize)]
+/// `?user=&site=&path=` of `GET /grants`; each filter optional.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct GrantFilter {
     /// Grants to this user (`anonymous` for the anonymous ones).
@@ -380,6 +504,18 @@ pub(super) struct GrantFilter {
     path: Option<String>,
 }
 
+/// `GET /api/v1/grants`.
+#[utoipa::path(
+    get,
+    path = "/grants",
+    tag = "grants",
+    operation_id = "list_grants",
+    params(GrantFilter),
+    responses(
+        (status = 200, description = "The grants that pass every filter", body = GrantList),
+        (status = 404, description = "`not_found`: no such site", body = ErrorBody),
+    )
+)]
 pub(super) async fn list_grants(
     State(core): State<AppState>,
     ApiQuery(f): ApiQuery<GrantFilter>,
@@ -395,9 +531,21 @@ pub(super) async fn list_grants(
             db::access::filter_grants(c, f.user.as_deref(), f.site.as_deref(), path.as_ref())
         })
         .await?;
-    Ok(Json(serde_json::json!({ "grants": grants })).into_response())
+    Ok(Json(GrantList { grants }).into_response())
 }
 
+/// `DELETE /api/v1/grants/{id}`.
+#[utoipa::path(
+    delete,
+    path = "/grants/{id}",
+    tag = "grants",
+    operation_id = "delete_grant",
+    params(("id" = i64, Path, description = "Grant id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "`not_found`: no such grant", body = ErrorBody),
+    )
+)]
 pub(super) async fn delete_grant(
     State(core): State<AppState>,
     ApiPath(id): ApiPath<String>,

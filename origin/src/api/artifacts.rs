@@ -5,11 +5,12 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sitecast_protocol::CatalogPath;
+use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiError, ApiPath, ApiQuery, ApiResult, AppState};
-use crate::db;
+use super::{ApiError, ApiPath, ApiQuery, ApiResult, AppState, ErrorBody};
+use crate::db::{self, ArtifactInfo};
 use crate::error::Error;
 use crate::ingest;
 
@@ -24,6 +25,28 @@ fn artifact_path(raw: &str) -> ApiResult<CatalogPath> {
     CatalogPath::parse_artifact(&full).map_err(|e| Error::bad_path(&full, e).into())
 }
 
+/// `PUT /api/v1/artifacts/{path}`: store the body (streamed) as the artifact at `path`.
+///
+/// Publishing happens only after every chunk is stored; a replaced version is
+/// garbage-collected once no push needs it.
+#[utoipa::path(
+    put,
+    path = "/artifacts/{*path}",
+    tag = "artifacts",
+    operation_id = "upload_artifact",
+    params(PathParam),
+    request_body(
+        content = UploadBody,
+        content_type = "application/octet-stream",
+        description = "The artifact's bytes, of any `Content-Type`; at most `max_upload` (default 64 GiB)",
+    ),
+    responses(
+        (status = 201, description = "Stored: new content at this path", body = ArtifactInfo),
+        (status = 200, description = "The path already held this content", body = ArtifactInfo),
+        (status = 413, description = "`payload_too_large`: over `max_upload`", body = ErrorBody),
+        (status = 507, description = "`insufficient_storage`: the origin's disk is full; nothing was published", body = ErrorBody),
+    )
+)]
 pub(super) async fn upload(
     State(core): State<AppState>,
     ApiPath(raw): ApiPath<String>,
@@ -50,6 +73,18 @@ pub(super) async fn upload(
     }
 }
 
+/// `GET /api/v1/artifacts/{path}`.
+#[utoipa::path(
+    get,
+    path = "/artifacts/{*path}",
+    tag = "artifacts",
+    operation_id = "show_artifact",
+    params(PathParam),
+    responses(
+        (status = 200, description = "The artifact", body = ArtifactInfo),
+        (status = 404, description = "`not_found`: no artifact at this path", body = ErrorBody),
+    )
+)]
 pub(super) async fn show(
     State(core): State<AppState>,
     ApiPath(raw): ApiPath<String>,
@@ -62,11 +97,47 @@ pub(super) async fn show(
     }
 }
 
-#[derive(Deserialize)]
+/// The `{path}` of `/artifacts/{path}` (for the document; the handlers read it as a string).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct PathParam {
+    /// The artifact's catalog path without its leading `/`; it may contain `/`
+    /// (`firmware/ap-x200/2.1.0/fw.bin`), written as it is (`%2F` is refused).
+    path: String,
+}
+
+/// The body of an upload, for the document: any bytes.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+struct UploadBody(Vec<u8>);
+
+/// `?prefix=` of `GET /artifacts`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ListQuery {
+    /// Only artifacts at or below this path (segment-wise: `/fw` covers `/fw/a`, not
+    /// `/fwx`); all when omitted. Starts with `/`.
     prefix: Option<String>,
 }
 
+/// The answer of `GET /artifacts`.
+#[derive(Serialize, ToSchema)]
+pub(super) struct ArtifactList {
+    /// By path.
+    artifacts: Vec<ArtifactInfo>,
+}
+
+/// `GET /api/v1/artifacts`.
+#[utoipa::path(
+    get,
+    path = "/artifacts",
+    tag = "artifacts",
+    operation_id = "list_artifacts",
+    params(ListQuery),
+    responses((status = 200, description = "The artifacts under the prefix", body = ArtifactList))
+)]
 pub(super) async fn list(
     State(core): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -79,9 +150,21 @@ pub(super) async fn list(
         .db
         .call(move |c| db::artifacts::list(c, &prefix))
         .await?;
-    Ok(Json(serde_json::json!({ "artifacts": artifacts })).into_response())
+    Ok(Json(ArtifactList { artifacts }).into_response())
 }
 
+/// `DELETE /api/v1/artifacts/{path}`: the artifact also leaves every site's desired state.
+#[utoipa::path(
+    delete,
+    path = "/artifacts/{*path}",
+    tag = "artifacts",
+    operation_id = "delete_artifact",
+    params(PathParam),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "`not_found`: no artifact at this path", body = ErrorBody),
+    )
+)]
 pub(super) async fn remove(
     State(core): State<AppState>,
     ApiPath(raw): ApiPath<String>,

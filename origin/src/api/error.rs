@@ -1,7 +1,13 @@
 //! REST API errors: `{"error":{"code","message"}}` with the matching HTTP status.
+//!
+//! [`ErrorBody`] is that shape, written to the wire and described in the OpenAPI document by
+//! the same type. Errors do not name the offending field in a field of their own; the message
+//! names it.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::error::Error;
 
@@ -76,9 +82,58 @@ impl From<Error> for ApiError {
     }
 }
 
+/// Every error answer of the REST API, whatever raised it (a handler, an extractor, the
+/// router).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"error": {"code": "not_found", "message": "site \"farm-9\" not found"}}))]
+pub(crate) struct ErrorBody {
+    /// What went wrong.
+    pub(crate) error: ErrorDetail,
+}
+
+/// The `error` of an [`ErrorBody`].
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ErrorDetail {
+    /// Machine-readable; one per HTTP status (`upstream`: 502 from an image import).
+    #[schema(schema_with = error_code)]
+    pub(crate) code: &'static str,
+    /// For people: what was refused and why, naming the field or value at fault.
+    pub(crate) message: String,
+}
+
+/// Every `code` an [`ErrorDetail`] may carry, with its status.
+pub(crate) const ERROR_CODES: [(&str, StatusCode); 13] = [
+    ("bad_request", StatusCode::BAD_REQUEST),
+    ("bad_path", StatusCode::BAD_REQUEST),
+    ("unauthorized", StatusCode::UNAUTHORIZED),
+    ("forbidden", StatusCode::FORBIDDEN),
+    ("not_found", StatusCode::NOT_FOUND),
+    ("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED),
+    ("conflict", StatusCode::CONFLICT),
+    ("payload_too_large", StatusCode::PAYLOAD_TOO_LARGE),
+    ("unsupported_media_type", StatusCode::UNSUPPORTED_MEDIA_TYPE),
+    ("internal", StatusCode::INTERNAL_SERVER_ERROR),
+    ("upstream", StatusCode::BAD_GATEWAY),
+    ("insufficient_storage", StatusCode::INSUFFICIENT_STORAGE),
+    ("too_many_requests", StatusCode::TOO_MANY_REQUESTS),
+];
+
+fn error_code() -> utoipa::openapi::Object {
+    let codes: Vec<&str> = ERROR_CODES.iter().map(|(c, _)| *c).collect();
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(codes))
+        .build()
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+            },
+        };
         let mut r = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             r.headers_mut().insert(

@@ -17,7 +17,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::mpsc;
 
-use super::{ApiError, ApiPath, ApiResult, AppState};
+use super::{ApiError, ApiPath, ApiResult, AppState, ErrorBody};
 use crate::db::{self, PushInfo};
 
 /// How long changes are gathered into one round of events.
@@ -26,6 +26,20 @@ const COALESCE: Duration = Duration::from_millis(250);
 const TICK: Duration = Duration::from_secs(1);
 
 /// `GET /api/v1/pushes/{id}/events`.
+#[utoipa::path(
+    get,
+    path = "/pushes/{id}/events",
+    tag = "events",
+    operation_id = "push_events",
+    params(("id" = i64, Path, description = "Push id")),
+    responses(
+        (status = 200, description = "Server-Sent Events: `event: push` with the whole `PushInfo` \
+            as data, first the current state, then whenever it changes; `event: end` with the \
+            final `PushInfo` once it is `complete`, `failed` or `cancelled`, and the stream closes",
+            body = String, content_type = "text/event-stream"),
+        (status = 404, description = "`not_found`: no such push", body = ErrorBody),
+    )
+)]
 pub(super) async fn push(
     State(core): State<AppState>,
     ApiPath(id): ApiPath<i64>,
@@ -42,6 +56,18 @@ pub(super) async fn push(
 }
 
 /// `GET /api/v1/events`.
+#[utoipa::path(
+    get,
+    path = "/events",
+    tag = "events",
+    operation_id = "all_events",
+    responses(
+        (status = 200, description = "Server-Sent Events that never end: `event: push` (data: \
+            `PushInfo`) for every push unfinished at some site, and each once more when it \
+            finishes; a comment every 15 s keeps idle connections open",
+            body = String, content_type = "text/event-stream"),
+    )
+)]
 pub(super) async fn all(State(core): State<AppState>) -> Response {
     stream(core, None)
 }

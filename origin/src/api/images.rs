@@ -6,9 +6,18 @@ use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt as _;
+use serde::Serialize;
+use utoipa::ToSchema;
 
-use super::{ApiError, ApiJson, ApiResult, AppState};
-use crate::upstream::{self, ImportRequest};
+use super::{ApiError, ApiJson, ApiResult, AppState, ErrorBody};
+use crate::upstream::{self, ImportRequest, Imported};
+
+/// The answer of `POST /images/import` (without `Accept: application/x-ndjson`).
+#[derive(Serialize, ToSchema)]
+pub(super) struct ImportAnswer {
+    /// Each tag or digest imported.
+    images: Vec<Imported>,
+}
 
 /// The checks of `POST /images/import` on a raw body, without contacting the upstream (for
 /// [`super::check_body`]).
@@ -22,6 +31,25 @@ pub(super) fn check_import(bytes: &[u8]) -> ApiResult<()> {
 /// `Accept: application/x-ndjson` the answer is `200` at once and a stream of JSON lines:
 /// progress events (`{"event":"blob","digest","size"}`, `{"event":"bytes","n"}`), then
 /// `{"event":"done","images":[…]}` or `{"event":"error","code","message"}`.
+#[utoipa::path(
+    post,
+    path = "/images/import",
+    tag = "images",
+    operation_id = "import_image",
+    request_body = ImportRequest,
+    responses(
+        (status = 200, description = "Imported; or, with `Accept: application/x-ndjson`, \
+            at once and one JSON object per line: `{\"event\":\"blob\",\"digest\",\"size\"}`, \
+            `{\"event\":\"bytes\",\"n\"}`, then `{\"event\":\"done\",\"images\":[…]}` or \
+            `{\"event\":\"error\",\"code\",\"message\"}`",
+            content(
+                (ImportAnswer = "application/json"),
+                (String = "application/x-ndjson"),
+            )),
+        (status = 404, description = "`not_found`: the upstream lacks it", body = ErrorBody),
+        (status = 502, description = "`upstream`: the upstream failed or refused", body = ErrorBody),
+    )
+)]
 pub(super) async fn import(
     State(core): State<AppState>,
     headers: HeaderMap,
@@ -33,7 +61,7 @@ pub(super) async fn import(
         .is_some_and(|v| v.contains("application/x-ndjson"));
     if !streamed {
         let images = upstream::import(&core, req, None).await?;
-        return Ok(Json(serde_json::json!({ "images": images })).into_response());
+        return Ok(Json(ImportAnswer { images }).into_response());
     }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
     tokio::spawn(async move {

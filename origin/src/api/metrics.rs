@@ -8,6 +8,17 @@ use sitecast_runtime::prom::{Prom, CONTENT_TYPE};
 use super::{ApiResult, AppState};
 use crate::db;
 
+/// `GET /metrics`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "meta",
+    operation_id = "metrics",
+    security(()),
+    responses((status = 200, description = "Prometheus text exposition: \
+        `sitecast_origin_sent_bytes_total{site,kind}`, nodes, artifacts, blobs, OCI figures",
+        body = String, content_type = "text/plain; version=0.0.4"))
+)]
 pub(super) async fn metrics(State(core): State<AppState>) -> ApiResult<Response> {
     core.flush_accounting().await?;
     let (sites, (totals, oci)) = core

@@ -1,7 +1,9 @@
 //! The REST API (axum): routes, bearer-token auth, request logging, JSON bodies.
 //!
 //! Every route under `/api/v1` needs `Authorization: Bearer <token>` of a role allowed the
-//! call, and every mutating call is audited ([`auth`]); `/healthz` and `/metrics` do not. Errors are rendered by [`ApiError`].
+//! call, and every mutating call is audited ([`auth`]); `/healthz`, `/metrics`, the OpenAPI
+//! document (`/api/v1/openapi.json`) and its docs page (`/api/v1/docs`) do not. Errors are
+//! rendered by [`ApiError`]. Routes are registered with their documentation ([`openapi`]).
 //! JSON bodies are limited to `max_json_body`; uploads to `max_upload`, streamed.
 
 use std::sync::Arc;
@@ -10,8 +12,9 @@ use std::time::Instant;
 use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{delete, get, post, put};
 use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::core::Core;
 
@@ -23,6 +26,7 @@ mod events;
 mod extract;
 mod images;
 mod metrics;
+mod openapi;
 mod pushes;
 pub(crate) mod ratelimit;
 mod registry_grants;
@@ -30,73 +34,92 @@ mod sites;
 mod tokens;
 mod validate;
 
-pub(crate) use error::ApiError;
+pub(crate) use error::{ApiError, ErrorBody};
 use extract::{ApiJson, ApiPath, ApiQuery};
+pub(crate) use openapi::document_json;
 
 type AppState = Arc<Core>;
 type ApiResult<T> = Result<T, ApiError>;
 
+/// The routes under `/api/v1` that need a token. Each handler's `#[utoipa::path]` is both its
+/// route and its entry in the OpenAPI document, so no route goes undocumented; register routes
+/// only through `routes!` (a unit test in [`openapi`] refuses `.route(` in this module).
+fn token_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(artifacts::list))
+        .routes(routes!(
+            artifacts::show,
+            artifacts::upload,
+            artifacts::remove
+        ))
+        .routes(routes!(sites::list, sites::create))
+        .routes(routes!(sites::show, sites::patch, sites::remove))
+        .routes(routes!(sites::join_token))
+        .routes(routes!(sites::revoke_node))
+        .routes(routes!(sites::set_https_names))
+        .routes(routes!(access::list_users, access::create_user))
+        .routes(routes!(access::delete_user, access::patch_user))
+        .routes(routes!(access::add_key))
+        .routes(routes!(access::delete_key))
+        .routes(routes!(access::list_grants, access::create_grant))
+        .routes(routes!(access::delete_grant))
+        .routes(routes!(tokens::list, tokens::create))
+        .routes(routes!(tokens::delete))
+        .routes(routes!(tokens::audit))
+        .routes(routes!(registry_grants::list, registry_grants::create))
+        .routes(routes!(registry_grants::delete))
+        .routes(routes!(pushes::list, pushes::create))
+        .routes(routes!(pushes::show))
+        .routes(routes!(pushes::cancel))
+        .routes(routes!(pushes::pause))
+        .routes(routes!(pushes::resume))
+        .routes(routes!(pushes::approve))
+        .routes(routes!(pushes::retry))
+        .routes(routes!(events::push))
+        .routes(routes!(events::all))
+        .routes(routes!(images::import))
+}
+
+/// The routes under `/api/v1` that need no token: the API's own document (the docs page,
+/// `/api/v1/docs`, is added by [`router`]: it is a page, not an API operation).
+fn open_api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(openapi::serve))
+}
+
+/// The routes outside `/api/v1`, which need no token.
+fn top_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(metrics::metrics))
+}
+
+/// Every documented route, with the document's paths as served.
+fn documented_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .nest("/api/v1", token_routes().merge(open_api_routes()))
+        .merge(top_routes())
+}
+
 /// The full router.
 pub(crate) fn router(core: Arc<Core>) -> Router {
-    let api = Router::new()
-        .route("/artifacts", get(artifacts::list))
-        .route(
-            "/artifacts/{*path}",
-            get(artifacts::show)
-                .put(artifacts::upload)
-                .delete(artifacts::remove),
-        )
-        .route("/sites", get(sites::list).post(sites::create))
-        .route(
-            "/sites/{name}",
-            get(sites::show).patch(sites::patch).delete(sites::remove),
-        )
-        .route("/sites/{name}/join-token", post(sites::join_token))
-        .route("/sites/{name}/nodes/{node}", delete(sites::revoke_node))
-        .route("/sites/{name}/https-names", put(sites::set_https_names))
-        .route("/users", get(access::list_users).post(access::create_user))
-        .route(
-            "/users/{name}",
-            delete(access::delete_user).patch(access::patch_user),
-        )
-        .route("/users/{name}/keys", post(access::add_key))
-        .route("/users/{name}/keys/{index}", delete(access::delete_key))
-        .route(
-            "/grants",
-            get(access::list_grants).post(access::create_grant),
-        )
-        .route("/grants/{id}", delete(access::delete_grant))
-        .route("/tokens", get(tokens::list).post(tokens::create))
-        .route("/tokens/{name}", delete(tokens::delete))
-        .route("/audit", get(tokens::audit))
-        .route(
-            "/registry-grants",
-            get(registry_grants::list).post(registry_grants::create),
-        )
-        .route("/registry-grants/{id}", delete(registry_grants::delete))
-        .route("/pushes", get(pushes::list).post(pushes::create))
-        .route("/pushes/{id}", get(pushes::show))
-        .route("/pushes/{id}/cancel", post(pushes::cancel))
-        .route("/pushes/{id}/pause", post(pushes::pause))
-        .route("/pushes/{id}/resume", post(pushes::resume))
-        .route("/pushes/{id}/approve", post(pushes::approve))
-        .route("/pushes/{id}/retry", post(pushes::retry))
-        .route("/pushes/{id}/events", get(events::push))
-        .route("/events", get(events::all))
-        .route("/images/import", post(images::import))
+    let (api, _) = token_routes().split_for_parts();
+    let (open, _) = open_api_routes().split_for_parts();
+    let api = api
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&core),
             auth::auth,
         ))
+        .merge(open)
         .method_not_allowed_fallback(extract::method_not_allowed)
         .layer(middleware::from_fn_with_state(
             Arc::clone(&core),
             auth::audit,
         ));
+    let (top, _) = top_routes().split_for_parts();
     Router::new()
         .nest("/api/v1", api)
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/metrics", get(metrics::metrics))
+        .merge(top)
+        .merge(openapi::docs_page())
         .method_not_allowed_fallback(extract::method_not_allowed)
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(middleware::from_fn(extract::refuse_encoded_slashes))
@@ -106,6 +129,19 @@ pub(crate) fn router(core: Arc<Core>) -> Router {
         ))
         .layer(middleware::from_fn(log_request))
         .with_state(core)
+}
+
+/// `GET /healthz`: `ok` while the origin serves.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    operation_id = "healthz",
+    security(()),
+    responses((status = 200, description = "The origin serves", body = String, content_type = "text/plain", example = "ok"))
+)]
+async fn healthz() -> &'static str {
+    "ok"
 }
 
 async fn log_request(req: Request, next: Next) -> Response {

@@ -17,18 +17,29 @@ use crate::selector::Selector;
 /// Longest accepted `wait_ms`.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
-#[derive(Deserialize)]
+/// The body of `POST /pushes`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"content": ["/firmware/ap-x200/2.1.0/"], "selector": "province=gansu,tier!=hub",
+    "max_rate": 625_000, "start_at": "2026-12-05T01:00:00+08:00", "windows": ["* 01:00 4h"], "priority": 10}))]
 #[serde(deny_unknown_fields)]
 pub(super) struct PushReq {
+    /// Artifact paths; an entry ending in `/`, or naming a directory, selects every artifact
+    /// below. `content` or `images` must be non-empty, each entry must match something.
     #[serde(default)]
     content: Vec<String>,
+    /// `REPO:TAG`, `REPO@sha256:…` or `REPO:PATTERN` with `*`/`?`.
     #[serde(default)]
     images: Vec<String>,
+    /// Site names (not with `labels` or `selector`).
     #[serde(default)]
     sites: Vec<String>,
+    /// Every one must match a site's labels (not with `sites`).
     #[serde(default, deserialize_with = "unique_labels_opt")]
+    #[schema(value_type = Option<crate::db::LabelSet>)]
     labels: Option<Labels>,
+    /// Bandwidth cap in bytes/s for this push.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_u64)]
     max_rate: Option<u64>,
     /// Not before this RFC 3339 time.
     #[serde(default)]
@@ -38,6 +49,7 @@ pub(super) struct PushReq {
     windows: Vec<String>,
     /// -1000..=1000, default 0; higher first where pushes compete for a site.
     #[serde(default)]
+    #[schema(minimum = -1000, maximum = 1000)]
     priority: i64,
     /// A label expression (`province=gansu,tier!=hub`, `region in (north,west)`).
     #[serde(default)]
@@ -94,6 +106,17 @@ pub(super) fn check_new(bytes: &[u8]) -> ApiResult<()> {
     super::parse_json::<PushReq>(bytes)?.validate().map(drop)
 }
 
+#[utoipa::path(
+    post,
+    path = "/pushes",
+    tag = "pushes",
+    operation_id = "create_push",
+    request_body = PushReq,
+    responses(
+        (status = 201, description = "Created", body = crate::db::PushInfo),
+        (status = 409, description = "`conflict`: a site's quota would be exceeded (nothing is created)", body = super::ErrorBody),
+    )
+)]
 pub(super) async fn create(
     State(core): State<AppState>,
     ApiJson(req): ApiJson<PushReq>,
@@ -127,16 +150,37 @@ pub(super) async fn create(
     Ok((StatusCode::CREATED, Json(push)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/pushes",
+    tag = "pushes",
+    operation_id = "list_pushes",
+    responses((status = 200, description = "Every push, newest first", body = super::openapi::PushList))
+)]
 pub(super) async fn list(State(core): State<AppState>) -> ApiResult<Response> {
     let pushes = core.db.call(|c| db::pushes::list(c)).await?;
     Ok(Json(serde_json::json!({ "pushes": pushes })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ShowQuery {
+    /// Answer as soon as anything in the push changes, or after this many milliseconds
+    /// (at most 60000; more waits 60000).
     wait_ms: Option<u64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/pushes/{id}",
+    tag = "pushes",
+    operation_id = "show_push",
+    params(("id" = i64, Path, description = "Push id"), ShowQuery),
+    responses(
+        (status = 200, description = "The push", body = crate::db::PushInfo),
+        (status = 404, description = "`not_found`: no such push", body = super::ErrorBody),
+    )
+)]
 pub(super) async fn show(
     State(core): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -172,6 +216,17 @@ pub(super) async fn show(
 /// `POST /api/v1/pushes/{id}/pause` and `/resume`: hold the push at every site where it is
 /// unfinished (a running transfer stops at a chunk boundary, keeping what arrived), or let it
 /// go on from there. Pausing or resuming twice is harmless.
+#[utoipa::path(
+    post,
+    path = "/pushes/{id}/pause",
+    tag = "pushes",
+    operation_id = "pause_push",
+    params(("id" = i64, Path, description = "Push id")),
+    responses(
+        (status = 200, description = "The push, paused", body = crate::db::PushInfo),
+        (status = 404, description = "`not_found`: no such push", body = super::ErrorBody),
+    )
+)]
 pub(super) async fn pause(
     State(core): State<AppState>,
     ApiPath(id): ApiPath<i64>,
@@ -180,6 +235,17 @@ pub(super) async fn pause(
 }
 
 /// See [`pause`].
+#[utoipa::path(
+    post,
+    path = "/pushes/{id}/resume",
+    tag = "pushes",
+    operation_id = "resume_push",
+    params(("id" = i64, Path, description = "Push id")),
+    responses(
+        (status = 200, description = "The push, resumed", body = crate::db::PushInfo),
+        (status = 404, description = "`not_found`: no such push", body = super::ErrorBody),
+    )
+)]
 pub(super) async fn resume(
     State(core): State<AppState>,
     ApiPath(id): ApiPath<i64>,
@@ -201,6 +267,18 @@ async fn set_paused(core: AppState, id: i64, paused: bool) -> ApiResult<Response
 
 /// `POST /api/v1/pushes/{id}/approve`: a halted rollout accepts the failures so far and goes
 /// on; one in waves starts its next wave now (see [`db::rollout::approve`]).
+#[utoipa::path(
+    post,
+    path = "/pushes/{id}/approve",
+    tag = "pushes",
+    operation_id = "approve_push",
+    params(("id" = i64, Path, description = "Push id")),
+    responses(
+        (status = 200, description = "The push, its rollout moved on", body = crate::db::PushInfo),
+        (status = 404, description = "`not_found`: no such push", body = super::ErrorBody),
+        (status = 409, description = "`conflict`: nothing to approve (no rollout, paused, every wave started, or rolling and not halted)", body = super::ErrorBody),
+    )
+)]
 pub(super) async fn approve(
     State(core): State<AppState>,
     ApiPath(id): ApiPath<i64>,
@@ -218,6 +296,18 @@ pub(super) async fn approve(
 
 /// `POST /api/v1/pushes/{id}/retry`: the push's failed sites retry now instead of at their
 /// edges' next backoff time.
+#[utoipa::path(
+    post,
+    path = "/pushes/{id}/retry",
+    tag = "pushes",
+    operation_id = "retry_push",
+    params(("id" = i64, Path, description = "Push id")),
+    responses(
+        (status = 200, description = "The push; its failed sites retry now", body = crate::db::PushInfo),
+        (status = 404, description = "`not_found`: no such push", body = super::ErrorBody),
+        (status = 409, description = "`conflict`: no site of the push has failed", body = super::ErrorBody),
+    )
+)]
 pub(super) async fn retry(
     State(core): State<AppState>,
     ApiPath(id): ApiPath<i64>,
@@ -244,6 +334,17 @@ async fn shown(core: &AppState, id: i64) -> ApiResult<Response> {
 
 /// `POST /api/v1/pushes/{id}/cancel`: stop the push at every site where it is not complete
 /// (see [`db::pushes::cancel`]); complete sites keep what they got.
+#[utoipa::path(
+    post,
+    path = "/pushes/{id}/cancel",
+    tag = "pushes",
+    operation_id = "cancel_push",
+    params(("id" = i64, Path, description = "Push id")),
+    responses(
+        (status = 200, description = "The push, cancelled where it was not complete", body = crate::db::PushInfo),
+        (status = 404, description = "`not_found`: no such push", body = super::ErrorBody),
+    )
+)]
 pub(super) async fn cancel(
     State(core): State<AppState>,
     ApiPath(id): ApiPath<i64>,

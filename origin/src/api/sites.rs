@@ -5,29 +5,41 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::validate::{
     check_https_names, check_labels, check_quota, check_rate, check_time_zone, check_windows,
     double_option, ttl, unique_labels, unique_labels_opt,
 };
-use super::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, AppState};
-use crate::db::{self, Labels};
+use super::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, AppState, ErrorBody};
+use crate::db::{self, Labels, SiteInfo};
 use crate::util::{hash_secret, random_secret};
 
-#[derive(Deserialize)]
+/// The body of `POST /sites`.
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"name": "farm-7", "labels": {"province": "gansu"}, "max_rate": 625_000,
+    "https_names": ["edge.farm7.example", "10.17.0.5"], "join_token_ttl": "24h",
+    "time_zone": "Asia/Shanghai", "windows": ["mon-fri 01:00 4h"], "quota": 10_000_000_000_u64}))]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewSite {
+    /// 1–63 of letters, digits, `-`, `_`, `.`, starting with a letter or digit.
+    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")]
     name: String,
+    /// Labels (grants and pushes select sites by them); a key at most once.
     #[serde(default, deserialize_with = "unique_labels")]
+    #[schema(value_type = crate::db::LabelSet)]
     labels: Labels,
+    /// Bandwidth cap in bytes/s (at most 2^63−1); none when omitted or null.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_u64)]
     max_rate: Option<u64>,
     /// DNS names and IP addresses of the HTTPS certificate the site's edges get from the
     /// origin (edges with `tls_from_origin`).
     #[serde(default)]
     https_names: Vec<String>,
-    /// How long the join token is valid (`"24h"`, the default).
+    /// How long the join token is valid: a duration from `1s` to `365days` (`"24h"`, the
+    /// default).
     #[serde(default)]
     join_token_ttl: Option<String>,
     /// IANA time zone its windows are read in (default UTC).
@@ -36,9 +48,37 @@ pub(super) struct NewSite {
     /// Recurring transfer windows (`mon-fri 01:00 4h`); none = any time.
     #[serde(default)]
     windows: Vec<String>,
-    /// Disk quota in bytes.
+    /// Disk quota in bytes (1 to 2^63−1); none when omitted or null.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_u64)]
     quota: Option<u64>,
+}
+
+/// The answer of `POST /sites`.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Created {
+    /// The new site.
+    site: SiteInfo,
+    /// `scj1…`: a one-time token for its first node's `sitecast edge` (`--join-token`).
+    join_token: String,
+    /// When it stops being accepted, RFC 3339.
+    join_token_expires: String,
+}
+
+/// A one-time join token for one node of a site.
+#[derive(Serialize, ToSchema)]
+pub(super) struct JoinToken {
+    /// `scj1…`: give it to one node's `sitecast edge` (`--join-token`).
+    join_token: String,
+    /// When it stops being accepted, RFC 3339.
+    join_token_expires: String,
+}
+
+/// The answer of `GET /sites`.
+#[derive(Serialize, ToSchema)]
+pub(super) struct SiteList {
+    /// By name.
+    sites: Vec<SiteInfo>,
 }
 
 /// The default lifetime of a join token.
@@ -53,9 +93,11 @@ fn token_ttl(field: &str, v: Option<&str>) -> ApiResult<i64> {
 }
 
 /// `?ttl=` of `POST /sites/{name}/join-token`.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TokenQuery {
+    /// How long the token is valid: a duration from `1s` to `365days` (default `24h`).
     ttl: Option<String>,
 }
 
@@ -80,9 +122,12 @@ impl NewSite {
 }
 
 /// The body of `PUT /sites/{name}/https-names`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"names": ["edge.farm17.example", "10.17.0.5"]}))]
 #[serde(deny_unknown_fields)]
 pub(super) struct HttpsNames {
+    /// DNS names (an optional leading `*.`) and IP addresses, each once, at most 100; `[]`
+    /// clears them.
     names: Vec<String>,
 }
 
@@ -97,6 +142,18 @@ pub(super) fn check_new(bytes: &[u8]) -> ApiResult<()> {
     super::parse_json::<NewSite>(bytes)?.validate().map(drop)
 }
 
+/// `POST /api/v1/sites`: a new site and a one-time join token for its first node.
+#[utoipa::path(
+    post,
+    path = "/sites",
+    tag = "sites",
+    operation_id = "create_site",
+    request_body = NewSite,
+    responses(
+        (status = 201, description = "Created", body = Created),
+        (status = 409, description = "`conflict`: a site of this name exists", body = ErrorBody),
+    )
+)]
 pub(super) async fn create(
     State(core): State<AppState>,
     ApiJson(req): ApiJson<NewSite>,
@@ -129,19 +186,39 @@ pub(super) async fn create(
         .await?;
     tracing::info!(site = %site.name, "site created");
     let token = core.ca.join_token(&secret);
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({"site": site, "join_token": token,
-            "join_token_expires": crate::util::rfc3339(expires)})),
-    )
-        .into_response())
+    let created = Created {
+        site,
+        join_token: token,
+        join_token_expires: crate::util::rfc3339(expires),
+    };
+    Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
+/// `GET /api/v1/sites`.
+#[utoipa::path(
+    get,
+    path = "/sites",
+    tag = "sites",
+    operation_id = "list_sites",
+    responses((status = 200, description = "Every site", body = SiteList))
+)]
 pub(super) async fn list(State(core): State<AppState>) -> ApiResult<Response> {
     let sites = core.db.call(|c| db::sites::list(c)).await?;
-    Ok(Json(serde_json::json!({ "sites": sites })).into_response())
+    Ok(Json(SiteList { sites }).into_response())
 }
 
+/// `GET /api/v1/sites/{name}`.
+#[utoipa::path(
+    get,
+    path = "/sites/{name}",
+    tag = "sites",
+    operation_id = "show_site",
+    params(("name" = String, Path, description = "Site name")),
+    responses(
+        (status = 200, description = "The site", body = SiteInfo),
+        (status = 404, description = "`not_found`: no such site", body = ErrorBody),
+    )
+)]
 pub(super) async fn show(
     State(core): State<AppState>,
     ApiPath(name): ApiPath<String>,
@@ -153,6 +230,19 @@ pub(super) async fn show(
     }
 }
 
+/// `DELETE /api/v1/sites/{name}`: its nodes' certificates stop working at once; its push
+/// history stays readable.
+#[utoipa::path(
+    delete,
+    path = "/sites/{name}",
+    tag = "sites",
+    operation_id = "delete_site",
+    params(("name" = String, Path, description = "Site name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "`not_found`: no such site", body = ErrorBody),
+    )
+)]
 pub(super) async fn remove(
     State(core): State<AppState>,
     ApiPath(name): ApiPath<String>,
@@ -169,6 +259,19 @@ pub(super) async fn remove(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// `POST /api/v1/sites/{name}/join-token`: a new one-time join token; any unused one stops
+/// working.
+#[utoipa::path(
+    post,
+    path = "/sites/{name}/join-token",
+    tag = "sites",
+    operation_id = "new_join_token",
+    params(("name" = String, Path, description = "Site name"), TokenQuery),
+    responses(
+        (status = 200, description = "The new token", body = JoinToken),
+        (status = 404, description = "`not_found`: no such site", body = ErrorBody),
+    )
+)]
 pub(super) async fn join_token(
     State(core): State<AppState>,
     ApiPath(name): ApiPath<String>,
@@ -187,24 +290,26 @@ pub(super) async fn join_token(
         return Err(ApiError::not_found(format!("site {name:?} not found")));
     }
     tracing::info!(site = %name, "join token rotated");
-    Ok(Json(
-        serde_json::json!({"join_token": core.ca.join_token(&secret),
-        "join_token_expires": crate::util::rfc3339(expires)}),
-    )
+    Ok(Json(JoinToken {
+        join_token: core.ca.join_token(&secret),
+        join_token_expires: crate::util::rfc3339(expires),
+    })
     .into_response())
 }
 
-/// `PUT /sites/{name}/https-names`: replace the names; connected edges that take their
-/// certificate from the origin get one for the new names at once.
-/// `PATCH /sites/{name}`: the fields given are replaced.
-#[derive(Deserialize)]
+/// The body of `PATCH /sites/{name}`: the fields given are replaced whole, the others stay.
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"labels": {"province": "gansu", "tier": "farm"}, "max_rate": null,
+    "time_zone": "Asia/Kolkata", "windows": ["sat,sun 00:00 8h"]}))]
 #[serde(deny_unknown_fields)]
 pub(super) struct SitePatch {
     /// The whole new label set (grants and future pushes by label follow it).
     #[serde(default, deserialize_with = "unique_labels_opt")]
+    #[schema(value_type = Option<crate::db::LabelSet>)]
     labels: Option<Labels>,
     /// The site's bandwidth cap in bytes/s; `null` removes it.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u64>, minimum = 1, maximum = 9_223_372_036_854_775_807_u64)]
     max_rate: Option<Option<u64>>,
     /// The whole new list of HTTPS names.
     #[serde(default)]
@@ -217,6 +322,7 @@ pub(super) struct SitePatch {
     windows: Option<Vec<String>>,
     /// The disk quota in bytes; `null` removes it.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u64>, minimum = 1, maximum = 9_223_372_036_854_775_807_u64)]
     quota: Option<Option<u64>>,
 }
 
@@ -262,6 +368,18 @@ impl SitePatch {
 /// `PATCH /api/v1/sites/{name}`: labels (the site's grants are sent again), the bandwidth cap
 /// (the next chunk batch is paced at it), HTTPS names (new certificates are issued), time zone
 /// and windows (transfers pause or resume at once).
+#[utoipa::path(
+    patch,
+    path = "/sites/{name}",
+    tag = "sites",
+    operation_id = "patch_site",
+    params(("name" = String, Path, description = "Site name")),
+    request_body(content = SitePatch, description = "At least one field; `{}` is a 400"),
+    responses(
+        (status = 200, description = "The site as changed", body = SiteInfo),
+        (status = 404, description = "`not_found`: no such site", body = ErrorBody),
+    )
+)]
 pub(super) async fn patch(
     State(core): State<AppState>,
     ApiPath(name): ApiPath<String>,
@@ -289,6 +407,20 @@ pub(super) fn check_patch(bytes: &[u8]) -> ApiResult<()> {
     super::parse_json::<SitePatch>(bytes)?.validate().map(drop)
 }
 
+/// `PUT /api/v1/sites/{name}/https-names`: replace the names; connected edges that take their
+/// certificate from the origin get one for the new names at once.
+#[utoipa::path(
+    put,
+    path = "/sites/{name}/https-names",
+    tag = "sites",
+    operation_id = "set_https_names",
+    params(("name" = String, Path, description = "Site name")),
+    request_body = HttpsNames,
+    responses(
+        (status = 200, description = "The site with its new names", body = SiteInfo),
+        (status = 404, description = "`not_found`: no such site", body = ErrorBody),
+    )
+)]
 pub(super) async fn set_https_names(
     State(core): State<AppState>,
     ApiPath(name): ApiPath<String>,
@@ -314,6 +446,20 @@ pub(super) async fn set_https_names(
 /// `DELETE /api/v1/sites/{name}/nodes/{node}`: revoke one node. Its certificate stops working
 /// at once, its open session is closed with the reason, and the site, its other nodes, grants
 /// and push history stay. The node enrolls again with a fresh join token.
+#[utoipa::path(
+    delete,
+    path = "/sites/{name}/nodes/{node}",
+    tag = "sites",
+    operation_id = "revoke_node",
+    params(
+        ("name" = String, Path, description = "Site name"),
+        ("node" = String, Path, description = "Node name"),
+    ),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "`not_found`: no such site or node", body = ErrorBody),
+    )
+)]
 pub(super) async fn revoke_node(
     State(core): State<AppState>,
     ApiPath((site, node)): ApiPath<(String, String)>,

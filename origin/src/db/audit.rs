@@ -2,6 +2,7 @@
 
 use rusqlite::{params, Connection};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::error::Result;
 use crate::util::rfc3339;
@@ -21,7 +22,7 @@ pub(crate) struct NewEntry {
 }
 
 /// An entry as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct AuditEntry {
     /// Increasing id (the paging cursor).
     pub id: i64,

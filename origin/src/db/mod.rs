@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::error::{Error, Result};
 
@@ -116,6 +117,14 @@ impl Db {
 /// A site's labels: string keys to string values.
 pub(crate) type Labels = std::collections::BTreeMap<String, String>;
 
+/// Labels as the API document shows them (the code uses `Labels`): keys 1–63 of letters,
+/// digits, `.`, `_`, `-`, `/`; values at most 63 of letters, digits, `.`, `_`, `-`; both
+/// start and end with a letter or digit; a key at most once.
+#[derive(ToSchema)]
+#[schema(example = json!({"province": "gansu", "tier": "farm"}))]
+#[allow(dead_code)]
+pub(crate) struct LabelSet(std::collections::BTreeMap<String, String>);
+
 pub(crate) fn labels_json(l: &Labels) -> String {
     serde_json::to_string(l).unwrap_or_else(|_| "{}".into())
 }
@@ -145,7 +154,7 @@ pub(crate) fn i64_of(v: u64) -> i64 {
 }
 
 /// An artifact as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct ArtifactInfo {
     /// Catalog path.
     pub path: String,
@@ -162,11 +171,12 @@ pub struct ArtifactInfo {
 }
 
 /// A site as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct SiteInfo {
     /// Name.
     pub name: String,
     /// Labels.
+    #[schema(value_type = LabelSet)]
     pub labels: Labels,
     /// Bandwidth limit in bytes/s, if any.
     pub max_rate: Option<u64>,
@@ -185,11 +195,12 @@ pub struct SiteInfo {
 }
 
 /// A node as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct NodeInfo {
     /// Node name.
     pub name: String,
     /// `online` or `offline`.
+    #[schema(schema_with = node_state)]
     pub state: &'static str,
     /// Last contact, RFC 3339.
     pub last_seen: Option<String>,
@@ -204,7 +215,7 @@ pub struct NodeInfo {
 }
 
 /// A node's disk and content, as it last reported them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct NodeStatsInfo {
     /// Size of the file system of its data directory, bytes.
     pub disk_total: u64,
@@ -223,7 +234,7 @@ pub struct NodeStatsInfo {
 }
 
 /// A user as the API shows it (never the password hash).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct UserInfo {
     /// Login name.
     pub name: String,
@@ -236,7 +247,7 @@ pub struct UserInfo {
 }
 
 /// A grant as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct GrantInfo {
     /// Id (for delete).
     pub id: i64,
@@ -247,6 +258,7 @@ pub struct GrantInfo {
     /// One site, if the grant names one.
     pub site: Option<String>,
     /// Label selector, if the grant uses one.
+    #[schema(value_type = Option<LabelSet>)]
     pub labels: Option<Labels>,
     /// May read.
     pub read: bool,
@@ -257,7 +269,7 @@ pub struct GrantInfo {
 }
 
 /// A push as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct PushInfo {
     /// Id.
     pub id: i64,
@@ -266,6 +278,7 @@ pub struct PushInfo {
     /// `in_progress`, `paused`, `halted` (its rollout's error threshold stopped it),
     /// `waiting_approval` (its next wave waits for an approval), `complete`, `failed` or
     /// `cancelled`.
+    #[schema(schema_with = push_state)]
     pub state: &'static str,
     /// The artifact paths the push resolved to.
     pub content: Vec<String>,
@@ -292,7 +305,7 @@ pub struct PushInfo {
 }
 
 /// One site of a push.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct PushSiteInfo {
     /// Site name.
     pub site: String,
@@ -301,6 +314,7 @@ pub struct PushSiteInfo {
     /// push's or the site's transfer windows), `waiting_priority` (a push of higher priority
     /// is transferring there), `paused` (by an admin), `transferring`, `complete`, `failed` or
     /// `cancelled` (the push was cancelled, or the site deleted, before it completed there).
+    #[schema(schema_with = push_site_state)]
     pub state: String,
     /// While `scheduled` or `waiting_window`: when that may next change, RFC 3339.
     pub held_until: Option<String>,
@@ -327,11 +341,12 @@ pub struct PushSiteInfo {
 }
 
 /// One artifact of a push at one site.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct PushArtifactInfo {
     /// Catalog path.
     pub path: String,
     /// `queued`, `fetching`, `complete` or `failed`.
+    #[schema(schema_with = push_artifact_state)]
     pub state: String,
     /// Its size.
     pub bytes_total: u64,
@@ -340,4 +355,48 @@ pub struct PushArtifactInfo {
     pub bytes_needed: u64,
     /// Why it failed, when it did.
     pub error: Option<String>,
+}
+
+/// A string schema that allows only `values` (for the API document's state fields).
+fn one_of(values: &[&str]) -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(values.iter().copied()))
+        .build()
+}
+
+fn node_state() -> utoipa::openapi::Object {
+    one_of(&["online", "offline"])
+}
+
+fn push_state() -> utoipa::openapi::Object {
+    one_of(&[
+        "in_progress",
+        "paused",
+        "halted",
+        "waiting_approval",
+        "complete",
+        "failed",
+        "cancelled",
+    ])
+}
+
+fn push_site_state() -> utoipa::openapi::Object {
+    one_of(&[
+        "waiting_wave",
+        "queued",
+        "pending",
+        "scheduled",
+        "waiting_window",
+        "waiting_priority",
+        "paused",
+        "transferring",
+        "complete",
+        "failed",
+        "cancelled",
+    ])
+}
+
+fn push_artifact_state() -> utoipa::openapi::Object {
+    one_of(&["queued", "fetching", "complete", "failed"])
 }

@@ -3,12 +3,13 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::error::{Error, Result};
 use crate::util::{now, rfc3339};
 
 /// A registry grant as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct RegistryGrantInfo {
     /// Id.
     pub id: i64,

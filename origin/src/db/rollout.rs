@@ -14,11 +14,12 @@ use crate::rollout::Rollout;
 use crate::util::{now, rfc3339};
 
 /// A push's rollout as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RolloutInfo {
     /// `waves` or `rolling`.
     pub mode: &'static str,
     /// The policy as given (waves, rolling, success, approval, max_failures).
+    #[schema(value_type = crate::rollout::Rollout)]
     pub policy: serde_json::Value,
     /// Waves: the highest wave started (0 before the first) and how many there are.
     pub wave: Option<u32>,

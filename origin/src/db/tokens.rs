@@ -3,12 +3,13 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::error::{Error, Result};
 use crate::util::{now, rfc3339};
 
 /// What a token may do (see the REST API docs, "Roles").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Everything.
@@ -48,7 +49,7 @@ impl Role {
 }
 
 /// A token as the API lists it (never its secret or hash).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct TokenInfo {
     /// Unique name.
     pub name: String,

@@ -30,7 +30,8 @@ use crate::registry::manifests::{self, DOCKER_LIST, MAX_MANIFEST, OCI_INDEX};
 use crate::util::now;
 
 /// `POST /api/v1/images/import`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"reference": "registry.example:5000/team/app:1.4", "platforms": ["linux/amd64"]}))]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ImportRequest {
     /// `registry.example:5000/team/app:1.4`, `nginx`, `…@sha256:…`.
@@ -47,6 +48,7 @@ pub(crate) struct ImportRequest {
     /// Basic credentials for the upstream (also used for its token service).
     #[serde(default)]
     pub(crate) username: Option<String>,
+    /// The password of `username`.
     #[serde(default)]
     pub(crate) password: Option<String>,
 }
@@ -72,7 +74,7 @@ impl ImportRequest {
 }
 
 /// One imported tag or digest.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub(crate) struct Imported {
     /// Repository at the origin.
     pub(crate) repository: String,
@@ -84,8 +86,9 @@ pub(crate) struct Imported {
     pub(crate) media_type: String,
     /// Manifests stored (an index and its chosen platforms count each).
     pub(crate) manifests: u64,
-    /// Blobs fetched from the upstream, and their bytes.
+    /// Blobs fetched from the upstream.
     pub(crate) blobs_fetched: u64,
+    /// The bytes of the blobs fetched.
     pub(crate) bytes_fetched: u64,
     /// Blobs already at the origin (no transfer).
     pub(crate) blobs_reused: u64,
