@@ -156,6 +156,25 @@ fn pushes_wait_for_their_start_and_windows_and_pause_without_resending() {
     origin.wait_push_until(&env, &c, Duration::from_secs(30), "1 MiB of c sent", |v| {
         site_of(v, "farm")["payload_bytes"].as_u64() > Some(1 << 20)
     });
+    // The origin's own rate and ETA: near the 1,000,000 B/s cap, the rest of 6 MiB in seconds.
+    let v = origin.wait_push_until(&env, &c, Duration::from_secs(10), "a rate", |v| {
+        site_of(v, "farm")["rate"].as_u64().is_some_and(|r| r > 0)
+    });
+    let (rate, eta) = (
+        site_of(&v, "farm")["rate"].as_u64().unwrap(),
+        site_of(&v, "farm")["eta_seconds"].as_u64(),
+    );
+    assert!((500_000..=1_600_000).contains(&rate), "rate {rate}: {v:#}");
+    assert!(
+        eta.is_some_and(|e| (1..=30).contains(&e)),
+        "eta {eta:?}: {v:#}"
+    );
+    assert_eq!(
+        v["rate"].as_u64(),
+        Some(rate),
+        "one site: the push's rate is its"
+    );
+    eprintln!("FIGURE rate: {rate} B/s at an 8 Mbit/s cap, eta {eta:?} s");
     origin.ctl_ok(&env, &["site", "set", "farm", "--window", &closed]);
     let v = origin.wait_push_until(&env, &c, Duration::from_secs(10), "c held", |v| {
         site_of(v, "farm")["state"] == "waiting_window"

@@ -42,6 +42,8 @@ pub(crate) struct Core {
     pub(crate) pull: PullThrough,
     /// The REST API's `[[rate_limits]]`, their buckets and counters.
     pub(crate) rate_limits: RateLimits,
+    /// Recent bytes sent per push-site, for rates and ETAs.
+    pub(crate) rates: crate::rates::RateBook,
 }
 
 /// Unflushed (payload, framing) bytes by site and blob.
@@ -74,6 +76,7 @@ impl Core {
             online: Mutex::new(HashMap::new()),
             pull,
             rate_limits,
+            rates: crate::rates::RateBook::default(),
         })
     }
 

@@ -31,6 +31,7 @@ mod error;
 pub mod fuzzing;
 mod ingest;
 mod quic;
+mod rates;
 mod registry;
 mod rollout;
 mod schedule;

@@ -268,6 +268,11 @@ async fn flusher(core: Arc<Core>, cancel: CancellationToken) -> Result<()> {
             _ = tick.tick() => {
                 if let Err(e) = core.flush_accounting().await {
                     tracing::warn!(error = %e, "accounting flush failed; retrying");
+                    continue;
+                }
+                match core.db.call(|c| crate::db::pushes::sent_unfinished(c)).await {
+                    Ok(rows) => core.rates.record(rows, std::time::Instant::now()),
+                    Err(e) => tracing::warn!(error = %e, "sampling transfer rates failed"),
                 }
             }
         }

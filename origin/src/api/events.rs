@@ -111,10 +111,11 @@ fn stream(core: AppState, only: Option<i64>) -> Response {
                         continue;
                     }
                 };
-                let Some(p) = now else {
+                let Some(mut p) = now else {
                     sent.remove(&id);
                     continue;
                 };
+                core.rates.annotate(&mut p); // a new rate is news too
                 if sent.get(&id) != Some(&p) {
                     let Ok(ev) = Event::default().event("push").json_data(&p) else {
                         continue;

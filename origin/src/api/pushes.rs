@@ -158,7 +158,10 @@ pub(super) async fn create(
     responses((status = 200, description = "Every push, newest first", body = super::openapi::PushList))
 )]
 pub(super) async fn list(State(core): State<AppState>) -> ApiResult<Response> {
-    let pushes = core.db.call(|c| db::pushes::list(c)).await?;
+    let mut pushes = core.db.call(|c| db::pushes::list(c)).await?;
+    for p in &mut pushes {
+        core.rates.annotate(p);
+    }
     Ok(Json(serde_json::json!({ "pushes": pushes })).into_response())
 }
 
@@ -196,18 +199,18 @@ pub(super) async fn show(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("push {id} not found")))?;
     let Some(wait) = q.wait_ms.map(|ms| Duration::from_millis(ms).min(MAX_WAIT)) else {
-        return Ok(Json(first).into_response());
+        return Ok(Json(annotated(&core, first)).into_response());
     };
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         match tokio::time::timeout_at(deadline, changes.changed()).await {
             Ok(Ok(())) => {}
-            Ok(Err(_)) | Err(_) => return Ok(Json(first).into_response()),
+            Ok(Err(_)) | Err(_) => return Ok(Json(annotated(&core, first)).into_response()),
         }
         let now = core.db.call(move |c| db::pushes::get(c, id)).await?;
         match now {
             Some(p) if p == first => continue,
-            Some(p) => return Ok(Json(p).into_response()),
+            Some(p) => return Ok(Json(annotated(&core, p)).into_response()),
             None => return Err(ApiError::not_found(format!("push {id} not found"))),
         }
     }
@@ -329,7 +332,13 @@ async fn shown(core: &AppState, id: i64) -> ApiResult<Response> {
         .call(move |c| db::pushes::get(c, id))
         .await?
         .ok_or_else(|| ApiError::not_found(format!("push {id} not found")))?;
-    Ok(Json(push).into_response())
+    Ok(Json(annotated(core, push)).into_response())
+}
+
+/// `p` with its current rates and ETAs (see [`crate::rates`]).
+fn annotated(core: &AppState, mut p: db::PushInfo) -> db::PushInfo {
+    core.rates.annotate(&mut p);
+    p
 }
 
 /// `POST /api/v1/pushes/{id}/cancel`: stop the push at every site where it is not complete

@@ -298,6 +298,10 @@ pub struct PushInfo {
     pub priority: i64,
     /// When an admin paused it, RFC 3339 (None: running).
     pub paused: Option<String>,
+    /// Chunk bytes/s to all its sites over the last 10 s (None: no site has a rate yet).
+    pub rate: Option<u64>,
+    /// Seconds until the slowest site has what it lacks, at its current rate.
+    pub eta_seconds: Option<u64>,
     /// Its waves or rolling policy and where it stands (None: every site at once).
     pub rollout: Option<rollout::RolloutInfo>,
     /// Per-site progress.
@@ -336,6 +340,11 @@ pub struct PushSiteInfo {
     pub released: Option<String>,
     /// The site's wave, when the push rolls out in waves.
     pub wave: Option<u32>,
+    /// Chunk bytes/s to the site over the last 10 s (None until sampled twice; 0 when held or
+    /// stalled).
+    pub rate: Option<u64>,
+    /// Seconds until the site has what it lacks (`bytes_needed − payload_bytes`) at `rate`.
+    pub eta_seconds: Option<u64>,
     /// Each pushed artifact at this site (images' manifests and blobs under `/.oci/`).
     pub artifacts: Vec<PushArtifactInfo>,
 }

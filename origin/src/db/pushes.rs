@@ -473,6 +473,8 @@ pub(crate) fn get(c: &Connection, id: i64) -> Result<Option<PushInfo>> {
                 site_deleted: r.get::<_, Option<i64>>(7)?.map(rfc3339),
                 released: r.get::<_, Option<i64>>(8)?.map(rfc3339),
                 wave: r.get(9)?,
+                rate: None,
+                eta_seconds: None,
                 held_until: None,
                 artifacts: Vec::new(),
             })
@@ -551,9 +553,24 @@ pub(crate) fn get(c: &Connection, id: i64) -> Result<Option<PushInfo>> {
         windows,
         priority,
         paused: paused.map(rfc3339),
+        rate: None,
+        eta_seconds: None,
         rollout,
         sites,
     }))
+}
+
+/// Chunk bytes sent so far to every push-site a push has reached and not finished.
+pub(crate) fn sent_unfinished(c: &Connection) -> Result<Vec<(i64, String, u64)>> {
+    let mut st = c.prepare_cached(
+        "SELECT push, site, payload_bytes FROM push_sites
+         WHERE state NOT IN ('complete', 'cancelled') AND released IS NOT NULL
+           AND site_deleted IS NULL",
+    )?;
+    let rows = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, u64_of(r.get(2)?))))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
 }
 
 /// The pushes not finished at some live site (pending, transferring or failed there), oldest
