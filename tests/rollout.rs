@@ -269,3 +269,98 @@ fn a_wave_halts_on_its_error_threshold_approval_releases_the_next_and_retry_comp
     eprintln!("FIGURE waves: halted at w2, approved, retried after the fix: complete {took:?} after the retry");
     drop(edges);
 }
+
+#[test]
+fn a_following_push_delivers_new_versions_and_an_upload_says_who_keeps_the_old_one() {
+    let env = TestEnv::new("follow", Duration::from_secs(180));
+    let origin = Origin::start(&env);
+    let mut edges = Vec::new();
+    for site in ["s1", "s2"] {
+        let token = origin.create_site(&env, site, &[]);
+        edges.push(Edge::start(
+            &env,
+            origin.quic,
+            Some(&token),
+            &env.path(site),
+            &[],
+        ));
+    }
+    origin.ctl_ok(&env, &["grant", "create", "--anonymous", "--path", "/"]);
+    let version = |name: &str, seed: u64| {
+        let f = env.path(name);
+        write_random(&f, seed, 1 << 20);
+        f
+    };
+    origin.upload(&env, &version("a1", 1), "/fw/a.bin");
+    origin.upload(&env, &version("b1", 2), "/other/b.bin");
+    let follow = origin.push(
+        &env,
+        &[
+            "--content",
+            "/fw/",
+            "--site",
+            "s1",
+            "s2",
+            "--follow",
+            "--max-rate",
+            "80Mbit/s",
+        ],
+    );
+    origin.push_wait_ok(&env, &follow, 60);
+    let plain = origin.push(&env, &["--content", "/other/b.bin", "--site", "s1"]);
+    origin.push_wait_ok(&env, &plain, 60);
+
+    // A new version under the followed prefix: delivered by a new push, nobody keeps v1.
+    let a2 = version("a2", 3);
+    let up = origin.upload(&env, &a2, "/fw/a.bin");
+    let by = up["delivered_by"].as_array().cloned().unwrap_or_default();
+    assert_eq!(by.len(), 1, "{up:#}");
+    assert_eq!(up["kept_old_at"], serde_json::json!([]), "{up:#}");
+    let id = by[0].to_string();
+    let p = origin.push_wait_ok(&env, &id, 60);
+    assert_eq!(p["followed_from"].to_string(), follow, "{p:#}");
+    assert_eq!(p["content"], serde_json::json!(["/fw/a.bin"]));
+    assert_eq!(p["max_rate"], 10_000_000, "the follower's settings: {p:#}");
+    for e in &edges {
+        let got = env.path(&format!("got-{}", e.node));
+        let served = || {
+            curl_to_file(&env, &[&e.url("/fw/a.bin")], &got).status == 200
+                && std::fs::read(&got).ok() == std::fs::read(&a2).ok()
+        };
+        assert!(
+            eventually(env.cap(Duration::from_secs(30)), served),
+            "{} serves v2",
+            e.node
+        );
+    }
+    // The following push itself is complete (superseded by the version it delivered).
+    assert_eq!(origin.push_show(&env, &follow)["state"], "complete");
+
+    // A new version at a path nothing follows: s1 keeps its old one, and is told of.
+    let up = origin.upload(&env, &version("b2", 4), "/other/b.bin");
+    assert_eq!(up["delivered_by"], serde_json::json!([]), "{up:#}");
+    assert_eq!(up["kept_old_at"], serde_json::json!(["s1"]), "{up:#}");
+    let f = version("b3", 5);
+    let out = origin.ctl_ok(
+        &env,
+        &["artifact", "upload", f.to_str().unwrap(), "/other/b.bin"],
+    );
+    assert!(
+        out.contains("sites keeping their old version until it is pushed to them: s1"),
+        "{out}"
+    );
+    // An unchanged upload sets nothing going.
+    let up = origin.upload(&env, &a2, "/fw/a.bin");
+    assert_eq!(up["delivered_by"], serde_json::json!([]), "{up:#}");
+    // follow needs content.
+    let out = origin.ctl(
+        &env,
+        &[
+            "push", "create", "--image", "x/y:1", "--site", "s1", "--follow",
+        ],
+    );
+    assert!(
+        out.code == Some(1) && out.stderr.contains("follow needs content"),
+        "{out:?}"
+    );
+}

@@ -35,6 +35,24 @@ pub(super) async fn upload(
             v["size"],
             v["sha256"].as_str().unwrap_or("?")
         );
+        for p in v["delivered_by"].as_array().into_iter().flatten() {
+            println!("delivered by push {p} (a push following this path)");
+        }
+        let kept: Vec<&str> = v["kept_old_at"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        if !kept.is_empty() {
+            println!(
+                "sites keeping their old version until it is pushed to them: {}",
+                kept.join(", ")
+            );
+        }
+        for e in v["follow_errors"].as_array().into_iter().flatten() {
+            eprintln!("warning: not delivered: {}", e.as_str().unwrap_or("?"));
+        }
         return Ok(Value::Null);
     }
     Ok(v)

@@ -52,6 +52,10 @@ pub(super) enum PushCmd {
         priority: i64,
         #[command(flatten)]
         rollout: Box<RolloutArgs>,
+        /// Follow the content: a version uploaded later to a path it covers is delivered to
+        /// these sites by a new push with the same settings.
+        #[arg(long)]
+        follow: bool,
     },
     /// Show a push with per-site progress.
     Show { id: String },
@@ -145,6 +149,7 @@ pub(super) async fn run(c: &Client, out: Output, cmd: PushCmd) -> Result<ExitCod
             priority,
             selector,
             rollout,
+            follow,
         } => {
             let labels = if labels.is_empty() {
                 Value::Null
@@ -157,7 +162,7 @@ pub(super) async fn run(c: &Client, out: Output, cmd: PushCmd) -> Result<ExitCod
                     &json!({"content": content, "images": images, "sites": sites, "labels": labels,
                         "max_rate": max_rate, "start_at": start_at, "windows": windows,
                         "priority": priority, "selector": selector,
-                        "rollout": rollout.json()}),
+                        "rollout": rollout.json(), "follow": follow}),
                 )
                 .await?;
             if out == Output::Text {

@@ -41,8 +41,8 @@ fn artifact_path(raw: &str) -> ApiResult<CatalogPath> {
         description = "The artifact's bytes, of any `Content-Type`; at most `max_upload` (default 64 GiB)",
     ),
     responses(
-        (status = 201, description = "Stored: new content at this path", body = ArtifactInfo),
-        (status = 200, description = "The path already held this content", body = ArtifactInfo),
+        (status = 201, description = "Stored: new content at this path", body = Uploaded),
+        (status = 200, description = "The path already held this content", body = Uploaded),
         (status = 413, description = "`payload_too_large`: over `max_upload`", body = ErrorBody),
         (status = 507, description = "`insufficient_storage`: the origin's disk is full; nothing was published", body = ErrorBody),
     )
@@ -64,13 +64,36 @@ pub(super) async fn upload(
         }
         .into());
     }
-    let published = ingest::ingest(&core, path, body).await?;
-    if published.changed {
-        // Pushes resolve content at creation; nothing else to notify.
-        Ok((StatusCode::CREATED, Json(published.info)).into_response())
-    } else {
-        Ok((StatusCode::OK, Json(published.info)).into_response())
+    let published = ingest::ingest(&core, path.clone(), body).await?;
+    if !published.changed {
+        let answer = Uploaded {
+            artifact: published.info,
+            follow_up: db::follow::FollowUp::default(),
+        };
+        return Ok((StatusCode::OK, Json(answer)).into_response());
     }
+    let follow_up = core
+        .db
+        .call(move |c| db::follow::after_publish(c, &path))
+        .await?;
+    if !follow_up.delivered_by.is_empty() {
+        core.sites_changed();
+        core.pushes_changed();
+    }
+    let answer = Uploaded {
+        artifact: published.info,
+        follow_up,
+    };
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+/// What `PUT /artifacts/{path}` answers: the artifact, and what its new version set going.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct Uploaded {
+    #[serde(flatten)]
+    artifact: ArtifactInfo,
+    #[serde(flatten)]
+    follow_up: db::follow::FollowUp,
 }
 
 /// `GET /api/v1/artifacts/{path}`.

@@ -57,6 +57,10 @@ pub(super) struct PushReq {
     /// Waves or rolling (see [`crate::rollout`]); none: every site at once.
     #[serde(default)]
     rollout: Option<Rollout>,
+    /// Follow the content: a version published later at a path `content` covers is delivered
+    /// to these sites by a new push with the same settings (images are not followed).
+    #[serde(default)]
+    follow: bool,
 }
 
 impl PushReq {
@@ -84,6 +88,11 @@ impl PushReq {
                 "priority {} is out of range -1000..=1000",
                 self.priority
             )));
+        }
+        if self.follow && self.content.is_empty() {
+            return Err(ApiError::bad_request(
+                "follow needs content paths or prefixes (images are not followed)",
+            ));
         }
         if let Some(r) = &self.rollout {
             r.check().map_err(ApiError::bad_request)?;
@@ -133,6 +142,8 @@ pub(super) async fn create(
         max_rate: req.max_rate,
         images: req.images,
         rollout: req.rollout,
+        follow: req.follow,
+        followed_from: None,
     };
     let push = core.db.call(move |c| db::pushes::create(c, &p)).await?;
     tracing::info!(

@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 pub(crate) mod access;
 pub(crate) mod artifacts;
 pub(crate) mod audit;
+pub(crate) mod follow;
 pub(crate) mod images;
 pub(crate) mod oci;
 pub(crate) mod pushes;
@@ -76,6 +77,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         12,
         include_str!("../../../migrations/origin/0012_rollout.sql"),
+    ),
+    (
+        13,
+        include_str!("../../../migrations/origin/0013_follow.sql"),
     ),
 ];
 
@@ -298,6 +303,11 @@ pub struct PushInfo {
     pub priority: i64,
     /// When an admin paused it, RFC 3339 (None: running).
     pub paused: Option<String>,
+    /// It follows its content: a version published later at a path it covers is delivered to
+    /// its sites by a new push.
+    pub follow: bool,
+    /// The following push this one delivers a new version for.
+    pub followed_from: Option<i64>,
     /// Chunk bytes/s to all its sites over the last 10 s (None: no site has a rate yet).
     pub rate: Option<u64>,
     /// Seconds until the slowest site has what it lacks, at its current rate.

@@ -48,6 +48,10 @@ pub(crate) struct NewPush {
     pub(crate) selector: Option<crate::selector::Selector>,
     /// Waves or rolling (None: every site at once).
     pub(crate) rollout: Option<crate::rollout::Rollout>,
+    /// Deliver later versions of the content too (see [`super::follow`]).
+    pub(crate) follow: bool,
+    /// The following push this one delivers a new version for.
+    pub(crate) followed_from: Option<i64>,
 }
 
 struct Resolved {
@@ -170,8 +174,9 @@ pub(crate) fn create(c: &mut Connection, p: &NewPush) -> Result<PushInfo> {
         .transpose()
         .map_err(|e| Error::BadRequest(e.to_string()))?;
     tx.execute(
-        "INSERT INTO pushes (created, content, max_rate, start_at, windows, priority, rollout)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO pushes (created, content, max_rate, start_at, windows, priority, rollout,
+                             follow, followed_from)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             now(),
             content_json,
@@ -179,7 +184,9 @@ pub(crate) fn create(c: &mut Connection, p: &NewPush) -> Result<PushInfo> {
             p.start_at,
             super::schedule::windows_json(&p.windows),
             p.priority,
-            rollout
+            rollout,
+            p.follow,
+            p.followed_from
         ],
     )?;
     let id = tx.last_insert_rowid();
@@ -433,15 +440,24 @@ pub(crate) fn add_sent(
 
 /// One push with its sites.
 pub(crate) fn get(c: &Connection, id: i64) -> Result<Option<PushInfo>> {
-    type Head = (i64, Option<i64>, Option<i64>, i64, Option<i64>);
+    type Head = (
+        i64,
+        Option<i64>,
+        Option<i64>,
+        i64,
+        Option<i64>,
+        bool,
+        Option<i64>,
+    );
     let head: Option<Head> = c
         .query_row(
-            "SELECT created, max_rate, cancelled, priority, paused FROM pushes WHERE id = ?1",
+            "SELECT created, max_rate, cancelled, priority, paused, follow, followed_from
+             FROM pushes WHERE id = ?1",
             [id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            |r| r.try_into(),
         )
         .optional()?;
-    let Some((created, max_rate, cancelled, priority, paused)) = head else {
+    let Some((created, max_rate, cancelled, priority, paused, follow, followed_from)) = head else {
         return Ok(None);
     };
     let (start_at, windows) = super::schedule::push_schedule(c, id)?.unwrap_or_default();
@@ -553,6 +569,8 @@ pub(crate) fn get(c: &Connection, id: i64) -> Result<Option<PushInfo>> {
         windows,
         priority,
         paused: paused.map(rfc3339),
+        follow,
+        followed_from,
         rate: None,
         eta_seconds: None,
         rollout,
