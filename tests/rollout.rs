@@ -364,3 +364,98 @@ fn a_following_push_delivers_new_versions_and_an_upload_says_who_keeps_the_old_o
         "{out:?}"
     );
 }
+
+#[test]
+fn moving_a_channel_is_delivered_by_its_following_push_at_no_cost_for_staged_versions() {
+    let env = TestEnv::new("channel", Duration::from_secs(180));
+    let origin = Origin::start(&env);
+    let token = origin.create_site(&env, "s1", &[]);
+    let edge = Edge::start(&env, origin.quic, Some(&token), &env.path("s1"), &[]);
+    origin.ctl_ok(&env, &["grant", "create", "--anonymous", "--path", "/"]);
+    let (v20, v21) = (env.path("2.0"), env.path("2.1"));
+    write_random(&v20, 20, 2 << 20);
+    write_random(&v21, 21, 2 << 20);
+    origin.upload(&env, &v20, "/fw/2.0/fw.bin");
+    origin.upload(&env, &v21, "/fw/2.1/fw.bin");
+
+    // Bad input: a version that does not exist, a channel onto itself, an upload's path.
+    for (args, why) in [
+        (
+            &["/fw/stable/fw.bin", "/fw/9.9/fw.bin"][..],
+            "no artifact at /fw/9.9/fw.bin",
+        ),
+        (
+            &["/fw/2.0/fw.bin", "/fw/2.0/fw.bin"][..],
+            "cannot point at itself",
+        ),
+        (
+            &["/fw/2.1/fw.bin", "/fw/2.0/fw.bin"][..],
+            "holds an uploaded artifact",
+        ),
+    ] {
+        let mut a = vec!["channel", "set"];
+        a.extend_from_slice(args);
+        let out = origin.ctl(&env, &a);
+        assert!(
+            out.code == Some(1) && out.stderr.contains(why),
+            "{args:?}: {out:?}"
+        );
+    }
+    origin.ctl_ok(
+        &env,
+        &["channel", "set", "/fw/stable/fw.bin", "/fw/2.0/fw.bin"],
+    );
+    let follow = origin.push(
+        &env,
+        &["--content", "/fw/stable/", "--site", "s1", "--follow"],
+    );
+    origin.push_wait_ok(&env, &follow, 60);
+    let serves = |want: &std::path::Path| {
+        let got = env.path("got");
+        let ok = || {
+            curl_to_file(&env, &[&edge.url("/fw/stable/fw.bin")], &got).status == 200
+                && std::fs::read(&got).ok() == std::fs::read(want).ok()
+        };
+        assert!(
+            eventually(env.cap(Duration::from_secs(30)), ok),
+            "the channel serves {want:?}"
+        );
+    };
+    serves(&v20);
+    // An upload to the channel's path is refused: channels move, they are not uploaded to.
+    let out = origin.ctl(
+        &env,
+        &[
+            "artifact",
+            "upload",
+            v21.to_str().unwrap(),
+            "/fw/stable/fw.bin",
+        ],
+    );
+    assert!(
+        out.code == Some(1) && out.stderr.contains("is a channel"),
+        "{out:?}"
+    );
+
+    // 2.1 staged at the site beforehand; moving the channel then costs no chunk bytes.
+    let stage = origin.push(&env, &["--content", "/fw/2.1/", "--site", "s1"]);
+    origin.push_wait_ok(&env, &stage, 60);
+    let v = origin.ctl_json(
+        &env,
+        &["channel", "set", "/fw/stable/fw.bin", "/fw/2.1/fw.bin"],
+    );
+    let by = v["delivered_by"].as_array().cloned().unwrap_or_default();
+    assert_eq!(by.len(), 1, "{v:#}");
+    let moved = origin.push_wait_ok(&env, &by[0].to_string(), 60);
+    assert_eq!(site_of(&moved, "s1")["payload_bytes"], 0, "{moved:#}");
+    serves(&v21);
+    let list = origin.ctl_json(&env, &["channel", "list"]);
+    assert_eq!(list["channels"][0]["target"], "/fw/2.1/fw.bin", "{list:#}");
+    // Setting it again to the same version changes nothing and delivers nothing.
+    let v = origin.ctl_json(
+        &env,
+        &["channel", "set", "/fw/stable/fw.bin", "/fw/2.1/fw.bin"],
+    );
+    assert_eq!(v["delivered_by"], serde_json::json!([]), "{v:#}");
+    eprintln!("FIGURE channel: moved to a staged version with 0 chunk bytes sent");
+}

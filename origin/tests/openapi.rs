@@ -175,7 +175,7 @@ async fn every_documented_operation_is_routed_and_asks_for_a_token_as_documented
                 checked += 1;
             }
         }
-        assert_eq!(checked, 42);
+        assert_eq!(checked, 44);
         // The check tells routes from non-routes.
         let resp = o.req(Method::GET, "/api/v1/nope").send().await.unwrap();
         assert_eq!(resp.status(), 404);

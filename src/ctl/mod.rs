@@ -56,6 +56,9 @@ enum CtlCommand {
     /// Upload, list, show and delete artifacts.
     #[command(subcommand)]
     Artifact(ArtifactCmd),
+    /// Channels: paths that name a version (`/fw/stable/fw.bin` → `/fw/2.1.0/fw.bin`).
+    #[command(subcommand)]
+    Channel(ChannelCmd),
     /// Sites and their join tokens.
     #[command(subcommand)]
     Site(SiteCmd),
@@ -142,6 +145,15 @@ enum ImageCmd {
         #[arg(long, env = "SITECAST_REGISTRY", default_value = "127.0.0.1:8442")]
         registry: String,
     },
+}
+
+#[derive(Subcommand)]
+enum ChannelCmd {
+    /// Point (or move) channel PATH at the version at VERSION: its content is published at
+    /// PATH, so pushes following PATH deliver the move; prints what it set going.
+    Set { path: String, version: String },
+    /// List channels.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -405,6 +417,27 @@ pub(crate) async fn run(args: CtlArgs) -> anyhow::Result<ExitCode> {
 
 async fn execute(c: &Client, out: Output, cmd: CtlCommand) -> Result<ExitCode, ApiError> {
     let v = match cmd {
+        CtlCommand::Channel(ChannelCmd::Set { path, version }) => {
+            let path = artifact_path(&path)?;
+            let v = c
+                .put(
+                    &format!("/api/v1/channels{}", encode_path(&path)),
+                    &json!({ "version": artifact_path(&version)? }),
+                )
+                .await?;
+            if out == Output::Text {
+                println!(
+                    "{path} → {version} (sha256 {})",
+                    v["sha256"].as_str().unwrap_or("?")
+                );
+                for p in v["delivered_by"].as_array().into_iter().flatten() {
+                    println!("delivered by push {p} (a push following this path)");
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            v
+        }
+        CtlCommand::Channel(ChannelCmd::List) => c.get("/api/v1/channels").await?,
         CtlCommand::Artifact(a) => match a {
             ArtifactCmd::Upload { file, path } => {
                 upload(c, out, &file, &artifact_path(&path)?).await?

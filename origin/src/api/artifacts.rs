@@ -14,7 +14,7 @@ use crate::db::{self, ArtifactInfo};
 use crate::error::Error;
 use crate::ingest;
 
-fn artifact_path(raw: &str) -> ApiResult<CatalogPath> {
+pub(super) fn artifact_path(raw: &str) -> ApiResult<CatalogPath> {
     let full = format!("/{raw}");
     if sitecast_protocol::oci::is_blob_path(&full) {
         return Err(ApiError::bad_request(format!(
@@ -43,6 +43,7 @@ fn artifact_path(raw: &str) -> ApiResult<CatalogPath> {
     responses(
         (status = 201, description = "Stored: new content at this path", body = Uploaded),
         (status = 200, description = "The path already held this content", body = Uploaded),
+        (status = 409, description = "`conflict`: the path is a channel (move it instead)", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: over `max_upload`", body = ErrorBody),
         (status = 507, description = "`insufficient_storage`: the origin's disk is full; nothing was published", body = ErrorBody),
     )
@@ -62,6 +63,21 @@ pub(super) async fn upload(
         return Err(Error::TooLarge {
             limit: core.cfg.max_upload,
         }
+        .into());
+    }
+    let p = path.clone();
+    if core
+        .db
+        .call(move |c| db::channels::get(c, &p))
+        .await?
+        .is_some()
+    {
+        // Read (and drop) a modest body first: a client still sending when the answer comes
+        // sees a broken pipe instead of the reason.
+        drain(body, 64 << 20).await;
+        return Err(Error::Conflict(format!(
+            "{path} is a channel: move it with PUT /api/v1/channels{path} (`ctl channel set`)"
+        ))
         .into());
     }
     let published = ingest::ingest(&core, path.clone(), body).await?;
@@ -87,13 +103,25 @@ pub(super) async fn upload(
     Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
+/// Read and drop up to `limit` bytes of `body`.
+async fn drain(body: Body, limit: usize) {
+    let mut body = body.into_data_stream();
+    let mut seen = 0;
+    while let Some(Ok(b)) = futures::StreamExt::next(&mut body).await {
+        seen += b.len();
+        if seen > limit {
+            break;
+        }
+    }
+}
+
 /// What `PUT /artifacts/{path}` answers: the artifact, and what its new version set going.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub(super) struct Uploaded {
     #[serde(flatten)]
-    artifact: ArtifactInfo,
+    pub(super) artifact: ArtifactInfo,
     #[serde(flatten)]
-    follow_up: db::follow::FollowUp,
+    pub(super) follow_up: db::follow::FollowUp,
 }
 
 /// `GET /api/v1/artifacts/{path}`.
@@ -124,7 +152,7 @@ pub(super) async fn show(
 #[derive(IntoParams)]
 #[into_params(parameter_in = Path)]
 #[allow(dead_code)]
-struct PathParam {
+pub(super) struct PathParam {
     /// The artifact's catalog path without its leading `/`; it may contain `/`
     /// (`firmware/ap-x200/2.1.0/fw.bin`), written as it is (`%2F` is refused).
     path: String,

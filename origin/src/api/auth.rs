@@ -7,7 +7,7 @@
 //! | role       | reads (GET, HEAD)                  | changes (POST, PUT, PATCH, DELETE)      |
 //! |------------|------------------------------------|-----------------------------------------|
 //! | `admin`    | everything                         | everything                              |
-//! | `operator` | everything but tokens and audit    | artifacts, images, sites, pushes        |
+//! | `operator` | everything but tokens and audit    | artifacts, channels, images, sites, pushes |
 //! | `viewer`   | everything but tokens and audit    | nothing                                 |
 //!
 //! [`audit`] wraps it and writes one row per mutating call, refused ones included, after the
@@ -28,7 +28,7 @@ use crate::util::{hash_secret, now, rfc3339};
 /// Resources only `admin` may touch at all.
 const ADMIN_ONLY: &[&str] = &["tokens", "audit"];
 /// Resources `operator` may change.
-const OPERATOR_WRITES: &[&str] = &["artifacts", "images", "sites", "pushes"];
+const OPERATOR_WRITES: &[&str] = &["artifacts", "channels", "images", "sites", "pushes"];
 
 fn is_read(m: &Method) -> bool {
     matches!(*m, Method::GET | Method::HEAD)
@@ -48,7 +48,7 @@ pub(crate) fn allowed(role: Role, method: &Method, resource: &str) -> Result<(),
     match role {
         Role::Operator if OPERATOR_WRITES.contains(&resource) => Ok(()),
         Role::Operator => Err(format!(
-            "operator tokens may change artifacts, images, sites and pushes, not /{resource}"
+            "operator tokens may change artifacts, channels, images, sites and pushes, not /{resource}"
         )),
         _ => Err("viewer tokens may only read (GET)".into()),
     }
@@ -165,7 +165,7 @@ mod tests {
         for r in ["artifacts", "sites", "tokens", "audit", "users"] {
             assert!(allowed(Role::Admin, &delete, r).is_ok());
         }
-        for r in ["artifacts", "images", "sites", "pushes"] {
+        for r in ["artifacts", "channels", "images", "sites", "pushes"] {
             assert!(allowed(Role::Operator, &post, r).is_ok(), "{r}");
             assert!(allowed(Role::Viewer, &post, r).is_err(), "{r}");
             assert!(allowed(Role::Viewer, &get, r).is_ok(), "{r}");

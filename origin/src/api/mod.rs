@@ -21,6 +21,7 @@ use crate::core::Core;
 mod access;
 mod artifacts;
 mod auth;
+mod channels;
 mod error;
 mod events;
 mod extract;
@@ -52,6 +53,8 @@ fn token_routes() -> OpenApiRouter<AppState> {
             artifacts::upload,
             artifacts::remove
         ))
+        .routes(routes!(channels::list))
+        .routes(routes!(channels::set))
         .routes(routes!(sites::list, sites::create))
         .routes(routes!(sites::show, sites::patch, sites::remove))
         .routes(routes!(sites::join_token))

@@ -352,9 +352,9 @@ mod tests {
                 assert_eq!(declared, in_template, "{path} {id}");
             }
         }
-        // 28 paths under /api/v1 with a token, the document, /healthz and /metrics.
-        assert_eq!(doc.paths.paths.len(), 31, "{:?}", doc.paths.paths.keys());
-        assert_eq!(ops, 42);
+        // 30 paths under /api/v1 with a token, the document, /healthz and /metrics.
+        assert_eq!(doc.paths.paths.len(), 33, "{:?}", doc.paths.paths.keys());
+        assert_eq!(ops, 44);
     }
 
     #[test]

@@ -188,6 +188,7 @@ pub(crate) fn delete(c: &mut Connection, path: &CatalogPath) -> Result<Option<De
         return Ok(None);
     };
     tx.execute("DELETE FROM artifacts WHERE path = ?1", [path.as_str()])?;
+    tx.execute("DELETE FROM channels WHERE path = ?1", [path.as_str()])?;
     let sites: Vec<String> = {
         let mut st = tx.prepare(
             "SELECT DISTINCT ps.site FROM push_sites ps JOIN push_artifacts pa ON pa.push = ps.push

@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 pub(crate) mod access;
 pub(crate) mod artifacts;
 pub(crate) mod audit;
+pub(crate) mod channels;
 pub(crate) mod follow;
 pub(crate) mod images;
 pub(crate) mod oci;
@@ -81,6 +82,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         13,
         include_str!("../../../migrations/origin/0013_follow.sql"),
+    ),
+    (
+        14,
+        include_str!("../../../migrations/origin/0014_channels.sql"),
     ),
 ];
 
