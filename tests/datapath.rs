@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
+use common::store::{hex_ids, ids, stored_chunks};
 use common::*;
 use serde_json::Value;
 use sitecast_protocol::chunk_all;
@@ -36,31 +37,8 @@ fn lacking(data: &[u8], held: &HashSet<sitecast_protocol::ChunkId>) -> u64 {
         .sum()
 }
 
-fn ids(data: &[u8]) -> HashSet<sitecast_protocol::ChunkId> {
-    chunk_all(data).0.into_iter().map(|c| c.id).collect()
-}
-
 fn write(path: &Path, data: &[u8]) {
     std::fs::write(path, data).unwrap();
-}
-
-/// The chunk files in a disk chunk store (`<data dir>/chunks/<2 hex>/<62 hex>`).
-fn stored_chunks(data_dir: &Path) -> HashSet<String> {
-    let mut out = HashSet::new();
-    for fan in std::fs::read_dir(data_dir.join("chunks")).unwrap() {
-        let fan = fan.unwrap();
-        let name = fan.file_name().to_string_lossy().into_owned();
-        if name.len() != 2 || !fan.path().is_dir() {
-            continue;
-        }
-        for f in std::fs::read_dir(fan.path()).unwrap() {
-            let f = f.unwrap().file_name().to_string_lossy().into_owned();
-            if f.len() == 62 {
-                out.insert(format!("{name}{f}"));
-            }
-        }
-    }
-    out
 }
 
 /// Wait (at most 30 s) until the chunk store under `data_dir` holds exactly `want`.
@@ -78,13 +56,6 @@ fn holds_exactly(env: &TestEnv, data_dir: &Path, want: &HashSet<String>, what: &
         want.difference(&held).count(),
         want.len()
     );
-}
-
-fn hex_ids(data: &[u8]) -> HashSet<String> {
-    ids(data)
-        .iter()
-        .map(sitecast_protocol::ChunkId::to_hex)
-        .collect()
 }
 
 #[test]

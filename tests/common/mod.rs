@@ -18,6 +18,7 @@ pub mod containerd;
 mod data;
 pub mod mirror;
 pub mod oci;
+pub mod store;
 mod tmpfs;
 
 #[allow(unused_imports)] // each test binary uses a different subset
