@@ -368,3 +368,41 @@ fn paused_or_outranked_pushes_stop_at_a_chunk_and_resume_from_there() {
     assert!(origin.ctl(&env, &args).ok());
     refused(&env, &origin, &["push", "watch", "999"], "not found");
 }
+
+#[test]
+fn a_bandwidth_cap_paces_a_transfer_to_within_15_percent_of_its_rate() {
+    let env = TestEnv::new("cap", Duration::from_secs(120));
+    let origin = Origin::start(&env);
+    let token = origin.create_site(&env, "s1", &[]);
+    let _edge = Edge::start(&env, origin.quic, Some(&token), &env.path("edge"), &[]);
+    let file = env.path("fw.bin");
+    write_random(&file, 0xCA9, 8 << 20);
+    origin.upload(&env, &file, "/fw/fw.bin");
+    // 16 Mbit/s = 2,000,000 bytes/s: 8 MiB of chunks (plus framing) in about 4.2 s.
+    let cap = 2_000_000.0;
+    let start = std::time::Instant::now();
+    let id = origin.push(
+        &env,
+        &[
+            "--content",
+            "/fw/fw.bin",
+            "--site",
+            "s1",
+            "--max-rate",
+            "16Mbit/s",
+        ],
+    );
+    let v = origin.push_wait_ok(&env, &id, 60);
+    let took = start.elapsed().as_secs_f64();
+    let sent = site_of(&v, "s1")["bytes_sent"].as_u64().unwrap() as f64;
+    let ideal = sent / cap;
+    assert!(
+        took >= ideal && took <= 1.15 * ideal,
+        "{sent} bytes at {cap} B/s should take {ideal:.2} s to {:.2} s, took {took:.2} s",
+        1.15 * ideal
+    );
+    eprintln!(
+        "FIGURE cap: {sent} bytes at 16 Mbit/s in {took:.2} s ({:.3} × the ideal)",
+        took / ideal
+    );
+}
